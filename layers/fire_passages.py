@@ -1,0 +1,31 @@
+"""Fire and life passages (消防/生命通道): open or blocked, walkable by rescuers."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from layers._vocab import COMMON_KEYS
+from twin.layer import Layer, Style, TagVocabulary
+
+
+class Attributes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["open", "blocked"] = "open"
+    width_m: float = Field(default=4.0, gt=0, le=30)
+    blocked_by: str | None = Field(default=None, max_length=120, description="what blocks it")
+
+
+LAYER = Layer(
+    name="fire_passages",
+    title_zh="消防通道",
+    title_en="Fire passages",
+    description="Passages a fire engine or rescuers use to reach buildings; blocked ones stand out.",
+    geometry_type="LineString",
+    attributes=Attributes,
+    tags=TagVocabulary(keys=COMMON_KEYS, labels=("破窗破网", "生命通道")),
+    style=Style(color="#e31a1c", weight=3,
+                by_state={"open": "#1a9850", "blocked": "#e31a1c"}),
+    state_field="state",
+    tile_attributes=("state", "width_m"),
+)

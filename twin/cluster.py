@@ -1,0 +1,173 @@
+"""The project-local PostgreSQL cluster under ``TWIN_DATA_DIR``.
+
+It listens on a Unix socket in its own directory and never on TCP, so a PostgreSQL already
+serving port 5432 neither disturbs it nor is disturbed by it. PostgreSQL refuses to run as
+root; when Twin runs as root, the cluster runs as the ``postgres`` system user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from twin.errors import DatabaseUnavailable
+from twin.settings import Settings
+
+# A Unix socket path is limited to 107 bytes; leave room for "/.s.PGSQL.NNNNN".
+_MAX_SOCKET_DIR = 80
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the local cluster lives and how to reach it."""
+
+    bindir: Path
+    pgdata: Path
+    socket_dir: Path
+    port: int
+    dbname: str
+    app_role: str
+    run_as: str | None  # system user running the server, when we are root
+
+    @property
+    def logfile(self) -> Path:
+        return self.pgdata.parent / "postgresql.log"
+
+    def url(self, user: str) -> str:
+        """SQLAlchemy URL for ``user`` over the cluster's socket."""
+        return (f"postgresql+psycopg://{user}@/{self.dbname}"
+                f"?host={self.socket_dir}&port={self.port}")
+
+    @property
+    def admin_url(self) -> str:
+        return self.url("postgres")
+
+    @property
+    def app_url(self) -> str:
+        return self.url(self.app_role)
+
+    def is_initialised(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def is_running(self) -> bool:
+        if not self.is_initialised():
+            return False
+        done = self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "status"],
+                         check=False)
+        return done.returncode == 0
+
+    def start(self) -> bool:
+        """Initialise when new, start when stopped; True when this call started it."""
+        if not self.is_initialised():
+            self._initdb()
+        if self.is_running():
+            return False
+        self._prepare_dirs()
+        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),
+                   "-o", options, "-w", "-t", "60", "start"])
+        self._ensure_database()
+        return True
+
+    def stop(self) -> bool:
+        """Stop the server if it runs; True when this call stopped it."""
+        if not self.is_running():
+            return False
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w",
+                   "stop"])
+        return True
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        """Run one statement as the cluster's superuser (set-up only)."""
+        done = self._run([str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v",
+                          "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-p", str(self.port),
+                          "-U", "postgres", "-d", dbname, "-c", sql])
+        return done.stdout.strip()
+
+    def _initdb(self) -> None:
+        self._prepare_dirs()
+        self._run([str(self.bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
+                   "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"])
+        with (self.pgdata / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write("\n# Twin: a small, local, socket-only cluster\n"
+                       "listen_addresses = ''\nshared_buffers = 512MB\nwork_mem = 32MB\n"
+                       "maintenance_work_mem = 256MB\nmax_connections = 200\n"
+                       "max_wal_size = 2GB\ntimezone = 'UTC'\n")
+
+    def _ensure_database(self) -> None:
+        if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.dbname}'") != "1":
+            self.psql(f'CREATE DATABASE "{self.dbname}"')
+        self.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+                  f"'{self.app_role}') THEN CREATE ROLE \"{self.app_role}\" LOGIN; END IF; END $$")
+
+    def _prepare_dirs(self) -> None:
+        for path in (self.pgdata.parent, self.socket_dir):
+            path.mkdir(parents=True, exist_ok=True)
+            if self.run_as:
+                shutil.chown(path, self.run_as, self.run_as)
+        if self.run_as and self.pgdata.exists():
+            shutil.chown(self.pgdata, self.run_as, self.run_as)
+
+    def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+        if self.run_as:
+            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+        if check and done.returncode != 0:
+            raise DatabaseUnavailable(
+                f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-800:]}"
+                f"\nlog: {self.logfile}")
+        return done
+
+
+def find_bindir(settings: Settings) -> Path:
+    """PostgreSQL's server programs: the setting, or the newest /usr/lib/postgresql/N/bin."""
+    if settings.pg_bindir:
+        return settings.pg_bindir
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                        else 0)
+    if not candidates:
+        raise DatabaseUnavailable(
+            "PostgreSQL server programs not found under /usr/lib/postgresql; run `make run` "
+            "(it installs postgresql and postgis with apt-get) or set TWIN_DATABASE_URL")
+    return candidates[-1].parent
+
+
+def _reachable_by(user: str, path: Path) -> bool:
+    """Whether ``user`` can walk into ``path``'s nearest existing ancestor."""
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    done = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(existing)],  # noqa: S603, S607
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def local_cluster(settings: Settings) -> Cluster:
+    """The cluster described by the settings (nothing is started here)."""
+    run_as: str | None = None
+    base = settings.data_dir
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise DatabaseUnavailable(
+                "running as root needs the 'postgres' system user (the postgresql package "
+                "creates it)") from None
+        run_as = "postgres"
+        if not _reachable_by(run_as, base):
+            # e.g. a checkout under /root (mode 700): keep the cluster where postgres can reach it
+            digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]  # noqa: S324 (a name, not security)
+            base = Path("/var/lib/twin") / digest
+    socket_dir = base / "run"
+    if len(str(socket_dir)) > _MAX_SOCKET_DIR:
+        digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]  # noqa: S324 (a name, not security)
+        socket_dir = Path("/tmp") / f"twin-{digest}"  # noqa: S108 (a private, owned socket dir)
+    return Cluster(bindir=find_bindir(settings), pgdata=base / "pg", socket_dir=socket_dir,
+                   port=settings.db_port, dbname=settings.db_name, app_role=settings.app_role,
+                   run_as=run_as)

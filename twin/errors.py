@@ -1,0 +1,55 @@
+"""The one family of domain errors; the API maps each kind to an HTTP status in one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Problem:
+    """One thing wrong with the input: which field, what value, why (in English and Chinese)."""
+
+    field: str
+    value: Any
+    reason: str
+    reason_zh: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "value": self.value, "reason": self.reason,
+                "reason_zh": self.reason_zh}
+
+
+@dataclass
+class TwinError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    message: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(TwinError):
+    """The request names a value the twin cannot accept."""
+
+
+class NotFound(TwinError):
+    """The thing asked for does not exist."""
+
+
+class Unauthorized(TwinError):
+    """No valid credentials were given."""
+
+
+class Forbidden(TwinError):
+    """The credentials are valid but do not allow this."""
+
+
+class Conflict(TwinError):
+    """The twin changed since the caller last saw it."""
+
+
+class DatabaseUnavailable(TwinError):
+    """PostgreSQL cannot be reached."""

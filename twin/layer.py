@@ -1,0 +1,79 @@
+"""What a layer is: the contract each file in ``layers/`` fills in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from twin.errors import Problem
+
+GeometryType = Literal["Point", "LineString", "Polygon", "MultiPolygon"]
+
+# GB/T 30428 (digital urban management): component classes and component states.
+COMPONENT_CLASSES = ("公用设施", "道路交通", "市容环境", "园林绿化", "房屋土地", "其他设施")
+COMPONENT_STATES = ("完好", "破损", "丢失", "占用")
+
+
+@dataclass(frozen=True)
+class TagVocabulary:
+    """Tags are ``key=value`` facts from ``keys`` or bare labels from ``labels``."""
+
+    keys: dict[str, tuple[str, ...]]
+    labels: tuple[str, ...] = ()
+
+    def problems(self, tags: list[str]) -> list[Problem]:
+        """Each tag that is not in the vocabulary, with the reason."""
+        found: list[Problem] = []
+        for tag in tags:
+            key, sep, value = tag.partition("=")
+            if not sep:
+                if tag not in self.labels:
+                    found.append(Problem("tags", tag, f"unknown label; known: {list(self.labels)}",
+                                         "未知标签"))
+            elif key not in self.keys:
+                found.append(Problem("tags", tag, f"unknown tag key {key!r}; known: "
+                                     f"{sorted(self.keys)}", "未知标签键"))
+            elif value not in self.keys[key]:
+                found.append(Problem("tags", tag, f"value {value!r} not allowed for {key!r}; "
+                                     f"allowed: {list(self.keys[key])}", "标签值不在词表中"))
+        return found
+
+
+@dataclass(frozen=True)
+class Style:
+    """How the map draws the layer; ``by_state`` colours features by their state attribute."""
+
+    color: str
+    fill_color: str | None = None
+    weight: float = 2.0
+    radius: float = 5.0
+    fill_opacity: float = 0.4
+    by_state: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the twin, declared once in ``layers/<name>.py``."""
+
+    name: str
+    title_zh: str
+    title_en: str
+    description: str
+    geometry_type: GeometryType
+    attributes: type[BaseModel]
+    tags: TagVocabulary
+    style: Style
+    state_field: str | None = None
+    tile_attributes: tuple[str, ...] = ()
+    group: str = "twin"
+
+    @property
+    def title(self) -> str:
+        return f"{self.title_zh} {self.title_en}"
+
+    @property
+    def postgis_type(self) -> str:
+        """The name PostGIS's GeometryType() gives this layer's geometries."""
+        return self.geometry_type.upper()

@@ -1,0 +1,51 @@
+"""Settings from the environment (prefix ``TWIN_``), created once at the edge and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything Twin can be told from outside; see the README for each setting."""
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="An existing PostGIS database; unset: Twin runs its own cluster in data_dir.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path(".twin")
+    db_port: int = Field(
+        default=5432,
+        ge=1,
+        le=65535,
+        description="Port number naming the local cluster's socket; it never listens on TCP.",
+    )
+    db_name: str = "twin"
+    pg_bindir: Path | None = Field(
+        default=None, description="PostgreSQL's bin directory; found under /usr/lib/postgresql."
+    )
+    app_role: str = Field(
+        default="twin_app",
+        description="Database role the service connects as in the local cluster (not the owner).",
+    )
+    token_minutes: int = Field(default=12 * 60, ge=1, description="Lifetime of a bearer token.")
+    demo_password: str = Field(
+        default="twin-demo",
+        description="Password of the sample twin's demo accounts (only ever used by `twin sample`).",
+    )
+    basemap: Literal["none", "osm", "tianditu"] = "none"
+    tianditu_key: str | None = None
+    map_review_number: str | None = None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """The cluster is started from other working directories too: pin the path now."""
+        return value.expanduser().resolve()

@@ -125,17 +125,19 @@ class Cluster:
 
 
 def find_bindir(settings: Settings) -> Path:
-    """PostgreSQL's server programs: the setting, or the newest /usr/lib/postgresql/N/bin."""
+    """PostgreSQL's server programs: the setting, or the newest installed with PostGIS."""
     if settings.pg_bindir:
         return settings.pg_bindir
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
-                        else 0)
-    if not candidates:
+    versions = sorted((int(p.parent.parent.name), p.parent)
+                      for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")
+                      if p.parent.parent.name.isdigit())
+    with_postgis = [bindir for version, bindir in versions
+                    if Path(f"/usr/share/postgresql/{version}/extension/postgis.control").exists()]
+    if not with_postgis:
         raise DatabaseUnavailable(
-            "PostgreSQL server programs not found under /usr/lib/postgresql; run `make run` "
-            "(it installs postgresql and postgis with apt-get) or set TWIN_DATABASE_URL")
-    return candidates[-1].parent
+            "no PostgreSQL with PostGIS under /usr/lib/postgresql; run `make run` (it installs "
+            "them with apt-get) or set TWIN_DATABASE_URL")
+    return with_postgis[-1]
 
 
 def _reachable_by(user: str, path: Path) -> bool:

@@ -1,0 +1,52 @@
+# Twin: `make run` sets everything up and serves; `make test` sets up and runs the suite.
+# On a fresh Debian/Ubuntu machine (as root, or with sudo) this installs what is missing:
+# python3-venv, PostgreSQL 15 + PostGIS 3, and Chromium for the browser tests.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+TWIN := $(VENV)/bin/twin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+PG := 15
+
+.PHONY: run test lint install postgres chromium bench
+
+run: install postgres
+	$(TWIN) db start
+	$(TWIN) db migrate
+	$(TWIN) sample --if-empty
+	$(TWIN) serve
+
+test: install postgres chromium
+	$(TWIN) db start
+	$(TWIN) db migrate
+	$(TWIN) sample --if-empty
+	$(MAKE) lint
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		echo "installing python3-venv"; $(APT) update -qq && $(APT) install -y -qq python3-venv \
+		&& rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	@touch $@
+
+# PostgreSQL + PostGIS from apt, unless they are there or TWIN_DATABASE_URL points elsewhere.
+postgres:
+	@if [ -n "$$TWIN_DATABASE_URL" ]; then echo "TWIN_DATABASE_URL is set: using that database"; \
+	elif [ -x /usr/lib/postgresql/$(PG)/bin/initdb ] \
+		&& [ -f /usr/share/postgresql/$(PG)/extension/postgis.control ]; then :; \
+	else echo "installing PostgreSQL $(PG) + PostGIS 3 with apt-get"; \
+		$(APT) update -qq && $(APT) install -y -qq postgresql-$(PG) postgresql-$(PG)-postgis-3; fi
+
+# Debian's Chromium drives the page tests (Playwright talks to it; no browser download).
+chromium:
+	@[ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/wqy ] || { echo "installing chromium and a Chinese font with apt-get"; \
+		$(APT) update -qq && $(APT) install -y -qq chromium fonts-wqy-microhei; }

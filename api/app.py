@@ -1,0 +1,39 @@
+"""The app factory: every test and the server build their app from settings here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.routes import auth, landing, twin
+from twin import __version__
+from twin.db import database_urls, make_engine
+from twin.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The Twin service, connected as the application role of ``settings``' database."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = make_engine(database_urls(settings).app)
+        try:
+            yield
+        finally:
+            app.state.engine.dispose()
+
+    app = FastAPI(title="Twin 数字孪生", version=__version__, lifespan=lifespan,
+                  openapi_url="/api", docs_url="/api.html", redoc_url=None,
+                  description="A digital twin of a city subdistrict on PostGIS.")
+    app.state.settings = settings
+    errors.register(app)
+    app.include_router(landing.router)
+    app.include_router(auth.router)
+    app.include_router(twin.router)
+    app.mount("/static", StaticFiles(directory=str(files("twin") / "static")), name="static")
+    return app

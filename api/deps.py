@@ -1,0 +1,52 @@
+"""Shared dependencies: the engine, the settings, the signed-in user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import Engine
+
+from twin.errors import Forbidden, Unauthorized
+from twin.settings import Settings
+from twin.users import User, user_for_token
+
+_bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+TokenDep = Annotated[str | None, Depends(_bearer)]
+
+
+def current_user(engine: EngineDep, token: TokenDep) -> User:
+    """The user of the request's bearer token; 401 without a live one."""
+    if not token:
+        raise Unauthorized("sign in first: POST /auth/token gives a bearer token")
+    return user_for_token(engine, token)
+
+
+UserDep = Annotated[User, Depends(current_user)]
+
+
+def require_role(*roles: str) -> object:
+    """A dependency refusing users whose role is not among ``roles``."""
+
+    def check(user: UserDep) -> User:
+        if user.role not in roles:
+            raise Forbidden(f"{user.role} {user.name!r} may not do this; needs "
+                            f"{' or '.join(roles)}")
+        return user
+
+    return Depends(check)

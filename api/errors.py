@@ -1,0 +1,78 @@
+"""One table from domain errors to HTTP status codes, one place registering the handlers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from twin.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TwinError,
+    Unauthorized,
+)
+
+log = logging.getLogger("twin.api")
+
+STATUS: dict[type[TwinError], tuple[int, str]] = {
+    InvalidInput: (400, "InvalidParameterValue"),
+    Unauthorized: (401, "Unauthorized"),
+    Forbidden: (403, "Forbidden"),
+    NotFound: (404, "NotFound"),
+    Conflict: (409, "Conflict"),
+    DatabaseUnavailable: (503, "DatabaseUnavailable"),
+}
+
+
+def _body(code: str, description: str, problems: list[dict[str, Any]] | None = None
+          ) -> dict[str, Any]:
+    """The OGC exception shape (code, description) with each problem spelled out."""
+    body: dict[str, Any] = {"code": code, "description": description}
+    if problems:
+        body["problems"] = problems
+    return body
+
+
+async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TwinError)
+    status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)),
+                        (400, "InvalidParameterValue"))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(_body(code, exc.message, [p.as_dict() for p in exc.problems]),
+                        status_code=status, headers=headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [{"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
+                 "value": e.get("input"), "reason": e["msg"]} for e in exc.errors()]
+    description = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
+    return JSONResponse(_body("InvalidParameterValue", description, problems), status_code=400)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+    return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse(_body("ServerError", "the server failed; the error is logged"),
+                        status_code=500)
+
+
+def register(app: FastAPI) -> None:
+    app.add_exception_handler(TwinError, _twin_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

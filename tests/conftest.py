@@ -1,0 +1,158 @@
+"""Real PostGIS for every test: each test gets its own database, cloned from a template.
+
+Templates are built once per session: one migrated and empty, one holding the sample twin.
+A test that cannot reach the database fails; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from twin.db import database_urls, make_engine
+from twin.migrate import migrate
+from twin.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ROOT / "data" / "nanmatou.toml"
+DEMO_PASSWORD = "demo-password"
+SEED = 7
+
+
+@dataclass
+class Database:
+    """A throw-away database: its name, the two URLs and engines for each role."""
+
+    name: str
+    admin_url: str
+    app_url: str
+    admin: Engine
+    app: Engine
+
+    def settings(self) -> Settings:
+        """Settings pointing the app at this database (as the application role)."""
+        return Settings(database_url=self.app_url, demo_password=DEMO_PASSWORD)
+
+    def env(self) -> dict[str, str]:
+        """Environment for running the `twin` CLI against this database."""
+        return {**os.environ, "TWIN_DATABASE_URL": self.app_url,
+                "TWIN_DEMO_PASSWORD": DEMO_PASSWORD}
+
+
+class Server:
+    """The PostgreSQL server the tests create their databases in."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.urls = database_urls(settings)
+        url = make_url(self.urls.admin).set(database="postgres")
+        self.maintenance = create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def url(self, which: str, name: str) -> str:
+        base = self.urls.admin if which == "admin" else self.urls.app
+        return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+    def create(self, name: str, template: str | None = None) -> Database:
+        clause = f' TEMPLATE "{template}"' if template else ""
+        with self.maintenance.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+        admin_url, app_url = self.url("admin", name), self.url("app", name)
+        return Database(name, admin_url, app_url, make_engine(admin_url, pool_size=2),
+                        make_engine(app_url, pool_size=2))
+
+    def drop(self, db: Database) -> None:
+        db.admin.dispose()
+        db.app.dispose()
+        with self.maintenance.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)'))
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def server() -> Server:
+    srv = Server(Settings())
+    try:
+        with srv.maintenance.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # a test run without its database is a failure, not a skip
+        pytest.fail(f"PostgreSQL not reachable ({exc}); run `make test`, which starts it")
+    return srv
+
+
+def _template(server: Server, name: str, fill: bool) -> Iterator[str]:
+    db = server.create(name)
+    app_role = None if server.settings.database_url else server.settings.app_role
+    migrate(db.admin, app_role)
+    if fill:
+        # imported here: only the sample template needs the generator
+        from twin.load import load_sample
+        from twin.sample import generate, load_spec
+        from twin.users import hash_password
+
+        twin = generate(load_spec(SPEC), seed=SEED)
+        load_sample(db.app, twin, actor="pytest", password_hash=hash_password(DEMO_PASSWORD))
+    db.admin.dispose()
+    db.app.dispose()
+    yield name
+    server.drop(db)
+
+
+@pytest.fixture(scope="session")
+def empty_template(server: Server) -> Iterator[str]:
+    yield from _template(server, _unique("twin_tmpl_empty"), fill=False)
+
+
+@pytest.fixture(scope="session")
+def sample_template(server: Server) -> Iterator[str]:
+    yield from _template(server, _unique("twin_tmpl_sample"), fill=True)
+
+
+@pytest.fixture
+def db(server: Server, empty_template: str) -> Iterator[Database]:
+    """A migrated database with no features."""
+    database = server.create(_unique("twin_test"), template=empty_template)
+    yield database
+    server.drop(database)
+
+
+@pytest.fixture
+def sample_db(server: Server, sample_template: str) -> Iterator[Database]:
+    """A database holding the sample twin (seed SEED) and its demo accounts."""
+    database = server.create(_unique("twin_test"), template=sample_template)
+    yield database
+    server.drop(database)
+
+
+@pytest.fixture
+def client(sample_db: Database) -> Iterator[TestClient]:
+    with TestClient(create_app(sample_db.settings())) as test_client:
+        yield test_client
+
+
+def login(client: TestClient, user: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
+    """Sign in through the API; the headers to send with later requests."""
+    response = client.post("/auth/token", data={"username": user, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def run_twin(*args: str, env: dict[str, str], input_text: str | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """Run the installed `twin` command as a user would."""
+    twin = Path(sys.executable).parent / "twin"
+    return subprocess.run([str(twin), *args], env=env, capture_output=True, text=True,
+                          input=input_text, timeout=600, check=False, cwd=ROOT)

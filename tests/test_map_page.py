@@ -1,0 +1,134 @@
+"""The map page works opened from disk in a real browser and asks nothing of the network."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from twin.errors import InvalidInput
+from twin.maps import VENDOR_DIR, render_map
+from twin.registry import get_layer
+from twin.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+EXTERNAL_ASSET = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*[\"']?https?://", re.I)
+HAZARD = (121.4745, 31.2312)  # lon, lat of the point the test clicks
+
+
+def _feature(fid: int, geometry: dict[str, Any], name: str, **attributes: Any) -> dict[str, Any]:
+    return {"type": "Feature", "id": fid, "geometry": geometry, "properties": {
+        "name": name, "tags": attributes.pop("tags", []), **attributes, "micro_grid": "MG-001",
+        "version": 3, "changed_by": "wang.li", "changed_at": "2024-05-01T08:30:00+08:00"}}
+
+
+def _collections() -> dict[str, dict[str, Any]]:
+    def fc(*features: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "FeatureCollection", "features": list(features)}
+
+    area = [[[121.470, 31.229], [121.478, 31.229], [121.478, 31.235], [121.470, 31.235],
+             [121.470, 31.229]]]
+    block = [[[121.4715, 31.2300], [121.4735, 31.2300], [121.4735, 31.2320], [121.4715, 31.2320],
+              [121.4715, 31.2300]]]
+    return {
+        "residential_areas": fc(_feature(1, {"type": "MultiPolygon", "coordinates": [area]},
+                                         "福安居民区", code="310101-001", committee="福安居委会",
+                                         households=1200)),
+        "buildings": fc(_feature(2, {"type": "Polygon", "coordinates": block}, "福安小区3号楼",
+                                 use="residential", floors=6, households=48, elderly=30,
+                                 tags=["project=适老化改造"])),
+        "fire_passages": fc(_feature(3, {"type": "LineString", "coordinates": [
+            [121.4710, 31.2335], [121.4770, 31.2335], [121.4770, 31.2295]]}, "3号楼北侧通道",
+            state="blocked", width_m=4.0, blocked_by="停放车辆")),
+        "charging_points": fc(
+            _feature(4, {"type": "Point", "coordinates": [121.4760, 31.2305]}, "福安充电棚",
+                     site_type="street_cabinet", sockets=20, state="safe"),
+            # A hostile name: if any popup or tooltip used innerHTML this would fetch a URL.
+            _feature(5, {"type": "Point", "coordinates": list(HAZARD)},
+                     '<img src="http://evil.example/x.png">地下车库充电点',
+                     site_type="underground", sockets=12, state="hazard",
+                     tags=["地下空间", "condition=占用"])),
+    }
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{"basemap": "none", "map_review_number": "沪S(2024)001号", **overrides})
+
+
+def _allowed(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("file", "data", "about", "blob") or parsed.hostname == "127.0.0.1"
+
+
+def test_page_served_by_the_api_references_only_vendored_assets() -> None:
+    page = render_map(_collections(), _settings(), title="福安 Fu'an", standalone=False)
+    refs = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"([^\"]+)", page)
+    assert refs and all(ref.startswith("/static/vendor/") for ref in refs)
+    assert all((VENDOR_DIR / ref.removeprefix("/static/vendor/")).is_file() for ref in refs)
+
+
+def test_tianditu_without_a_key_is_refused() -> None:
+    with pytest.raises(InvalidInput):
+        render_map(_collections(), _settings(basemap="tianditu"), title="t")
+
+
+def test_standalone_page_works_offline_in_chromium(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    page_html = render_map(_collections(), _settings(), title="福安街道数字孪生 Fu'an twin",
+                           note="数据来源：合成样例 Data: synthetic sample")
+    assert not EXTERNAL_ASSET.search(page_html)
+    path = tmp_path / "twin.html"
+    path.write_text(page_html, encoding="utf-8")
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800},
+                                    timezone_id="Asia/Shanghai")
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(path.as_uri(), wait_until="load")
+
+            page.wait_for_selector(".leaflet-container .leaflet-overlay-pane canvas")
+            control = page.inner_text(".leaflet-control-layers-overlays")
+            for name in _collections():
+                assert get_layer(name).title in control
+            assert "片区 Areas" in control
+            legend = page.inner_text(".twin-legend")
+            assert "充电" in legend and "隐患 hazard" in legend
+            assert "沪S(2024)001号" in page.inner_text(".leaflet-bottom.leaflet-right")
+
+            # Vector layers draw on a canvas: click where Leaflet puts the hazard point.
+            x, y = page.evaluate("""([lon, lat]) => {
+                const container = document.querySelector(".folium-map");
+                const point = window[container.id].latLngToContainerPoint([lat, lon]);
+                const box = container.getBoundingClientRect();
+                return [box.left + point.x, box.top + point.y];
+            }""", list(HAZARD))
+            page.mouse.click(x, y)
+            page.locator(".leaflet-popup-content").wait_for(timeout=5000)
+            page.wait_for_function(  # let the popup finish fading in before the screenshot
+                "getComputedStyle(document.querySelector('.leaflet-popup')).opacity === '1'")
+            popup = page.inner_text(".leaflet-popup-content")
+            for text in ("地下车库充电点", '<img src="http://evil.example/x.png">',
+                         "电动自行车充电点 E-bike charging points", "插座数 Sockets", "12",
+                         "隐患 hazard", "地下空间, condition=占用", "MG-001",
+                         "wang.li · 2024/05/01 08:30"):
+                assert text in popup
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "map.png"))
+        finally:
+            browser.close()
+
+    assert errors == []
+    assert [url for url in requests if not _allowed(url)] == []

@@ -1,0 +1,34 @@
+"""Migrations build the whole model on an empty database, and can be run again."""
+
+from sqlalchemy import text
+
+from tests.conftest import Database, Server
+from twin.migrate import migrate
+from twin.registry import all_layers
+
+
+def test_migrate_an_empty_database_twice(server: Server) -> None:
+    db = server.create("twin_test_fresh_migrate")
+    try:
+        role = None if server.settings.database_url else server.settings.app_role
+        migrate(db.admin, role)
+        migrate(db.admin, role)  # a second run changes nothing and does not fail
+        with db.admin.connect() as conn:
+            layers = dict(conn.execute(text("SELECT name, geometry_type FROM twin.layers")).all())
+            partitions = set(conn.execute(text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'twin.features'::regclass")).scalars())
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert layers == {name: layer.postgis_type for name, layer in all_layers().items()}
+        assert partitions == {f"features_{name}" for name in all_layers()}
+        assert version == "0001"
+    finally:
+        server.drop(db)
+
+
+def test_tags_are_indexed(db: Database) -> None:
+    with db.admin.connect() as conn:
+        indexes = conn.execute(text(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'twin' "
+            "AND tablename = 'features_waste_points'")).scalars().all()
+    assert any("gin (tags)" in definition for definition in indexes)

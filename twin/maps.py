@@ -1,0 +1,301 @@
+"""The twin as one Folium (Leaflet) page that makes no request outside itself.
+
+Folium's default page pulls Leaflet, jQuery, Bootstrap and Font Awesome from CDNs; a twin of a
+subdistrict must open on an office machine without internet, so every asset comes from
+``twin/static/vendor`` (inlined for a standalone file, or served by the API under ``/static``)
+and only Leaflet plus its grouped layer control are used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html import escape
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote
+
+import folium
+from branca.element import CssLink, Element, Figure, JavascriptLink, MacroElement
+from folium.plugins import GroupedLayerControl
+from folium.template import Template
+from folium.utilities import JsCode
+
+from twin.errors import InvalidInput
+from twin.layer import Layer
+from twin.registry import all_layers, get_layer
+from twin.settings import Settings
+
+VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
+
+# (name, path under VENDOR_DIR), in load order: Leaflet before the plugin that extends it.
+_GLC = "leaflet-groupedlayercontrol/leaflet.groupedlayercontrol.min"
+_CSS = (("leaflet_css", "leaflet/leaflet.css"), ("grouped_layer_control_css", f"{_GLC}.css"))
+_JS = (("leaflet", "leaflet/leaflet.js"), ("grouped_layer_control", f"{_GLC}.js"))
+
+GROUP_TITLES = {"areas": "片区 Areas", "twin": "要素 Features"}
+
+# Bilingual labels for attribute names and state values the layers declare; others show as-is.
+FIELD_LABELS = {
+    "use": "用途 Use", "floors": "层数 Floors", "households": "户数 Households",
+    "elderly": "60岁以上 Aged 60+", "built_year": "建成年份 Built", "address": "地址 Address",
+    "site_type": "类型 Site type", "sockets": "插座数 Sockets", "state": "状态 State",
+    "remediated": "已整改 Remediated", "width_m": "宽度(米) Width m",
+    "blocked_by": "堵塞物 Blocked by", "code": "编码 Code", "squad": "中队 Squad",
+    "committee": "居委会 Committee", "model_waste_area": "垃圾分类示范 Model waste area",
+    "road_class": "道路等级 Road class", "fire_engine": "消防车可通行 Fire engine",
+    "bins": "桶数 Bins", "off_hour": "误时投放 Off-hours",
+}
+STATE_LABELS = {
+    "safe": "安全 safe", "hazard": "隐患 hazard", "out_of_service": "停用 out of service",
+    "open": "畅通 open", "blocked": "堵塞 blocked", "ok": "正常 ok", "full": "满溢 full",
+    "damaged": "破损 damaged", "closed": "关闭 closed",
+}
+
+_TIANDITU = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
+             "&LAYER=%s&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}"
+             "&TILECOL={x}&tk=%s")
+
+_ASSET_REF = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*[\"']([^\"']*)", re.I)
+
+_PAGE_CSS = """
+.leaflet-container { background: #f4f3ef; }
+.leaflet-container, .twin-box, .twin-popup {
+  font-family: "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", "WenQuanYi Micro Hei",
+               system-ui, sans-serif;
+}
+.twin-box { background: rgba(255,255,255,.92); padding: 6px 9px; border-radius: 4px;
+            box-shadow: 0 1px 5px rgba(0,0,0,.35); font-size: 12px; line-height: 1.45; }
+.twin-legend { max-height: 55vh; overflow-y: auto; }
+.twin-legend h1 { font-size: 14px; margin: 0 0 4px; }
+.twin-legend ul { list-style: none; margin: 0 0 2px; padding: 0; }
+.twin-legend ul ul { margin-left: 20px; }
+.twin-swatch { display: inline-block; width: 14px; height: 10px; margin-right: 6px;
+               vertical-align: middle; border: 2px solid; box-sizing: border-box; }
+.twin-swatch.line { height: 0; border-width: 2px 0 0; }
+.twin-swatch.point { width: 10px; border-radius: 50%; margin: 0 8px 0 2px; }
+.twin-popup table { border-collapse: collapse; margin-top: 4px; }
+.twin-popup th { text-align: left; font-weight: normal; color: #555; padding: 1px 8px 1px 0; }
+.twin-popup td { padding: 1px 0; }
+.twin-popup .twin-layer { color: #777; }
+"""
+
+# Popups and tooltips are built with textContent: feature properties are user input.
+_PAGE_JS = """
+function twinText(tag, text) {
+  const el = document.createElement(tag);
+  el.textContent = text === null || text === undefined ? "" : String(text);
+  return el;
+}
+function twinFeature(name) {
+  const spec = TWIN_LAYERS[name];
+  const show = (key, value) => {
+    if (value === null || value === undefined) return "";
+    if (key === spec.state) return spec.states[value] || String(value);
+    if (typeof value === "boolean") return value ? "是 yes" : "否 no";
+    if (Array.isArray(value)) return value.join(", ");
+    return String(value);
+  };
+  const when = (iso) => {
+    const t = new Date(iso);
+    return isNaN(t) ? show("", iso) : t.toLocaleString("zh-CN", {
+      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+      hour12: false});
+  };
+  return (feature, layer) => {
+    const p = feature.properties;
+    const state = spec.state ? show(spec.state, p[spec.state]) : "";
+    layer.bindTooltip(() => twinText("div", state ? `${p.name} · ${state}` : p.name),
+                      {sticky: true});
+    layer.bindPopup(() => {
+      const div = document.createElement("div");
+      div.className = "twin-popup";
+      const title = twinText("div", spec.title);
+      title.className = "twin-layer";
+      div.append(twinText("b", p.name), title);
+      const rows = spec.fields.map(([key, label]) => [label, show(key, p[key])]).concat([
+        ["标签 Tags", show("tags", p.tags)],
+        ["微网格 Micro-grid", show("micro_grid", p.micro_grid)],
+        ["版本 Version", show("version", p.version)],
+        ["最后修改 Last change",
+         [show("", p.changed_by), p.changed_at ? when(p.changed_at) : ""]
+           .filter(Boolean).join(" · ")],
+      ]);
+      const table = document.createElement("table");
+      for (const [label, value] of rows) {
+        if (value !== "") table.insertRow().append(twinText("th", label), twinText("td", value));
+      }
+      div.append(table);
+      return div;
+    }, {maxWidth: 360});
+  };
+}
+"""
+
+
+class _Box(MacroElement):
+    """A Leaflet control holding HTML built (and escaped) here, so it stacks in a map corner."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        (function () {
+            const box = L.control({position: {{ this.position|tojson }}});
+            box.onAdd = function () {
+                const div = L.DomUtil.create("div", {{ this.css_class|tojson }});
+                div.innerHTML = {{ this.html|tojson }};
+                L.DomEvent.disableClickPropagation(div);
+                L.DomEvent.disableScrollPropagation(div);
+                return div;
+            };
+            box.addTo({{ this._parent.get_name() }});
+        })();
+        {% endmacro %}
+    """)
+
+    def __init__(self, html: str, position: str, css_class: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "Box"
+        self.html = html
+        self.position = position
+        self.css_class = css_class
+
+
+def render_map(collections: dict[str, dict[str, Any]], settings: Settings, *, title: str,
+               standalone: bool = True, asset_url: str = "/static/vendor",
+               note: str | None = None) -> str:
+    """The whole HTML page showing ``collections`` (layer name -> FeatureCollection).
+
+    ``standalone`` inlines Leaflet so the file works opened from disk; otherwise scripts and
+    styles are referenced under ``asset_url``. ``note`` (e.g. the data source) goes in a corner.
+    """
+    registry = all_layers()
+    for name in collections:
+        get_layer(name)  # unknown names raise NotFound naming the known layers
+    layers = [layer for name, layer in registry.items() if name in collections]
+
+    m = folium.Map(tiles=None, prefer_canvas=True, control_scale=True, maxZoom=20)
+    figure = cast(Figure, m.get_root())
+    figure.title = escape(title)
+    _add_assets(figure, m, standalone, asset_url)
+    _add_basemap(m, settings)
+
+    groups: dict[str, list[folium.FeatureGroup]] = {}
+    for layer in layers:
+        group = folium.FeatureGroup(name=layer.title)
+        group.add_to(m)
+        _geojson(layer, collections[layer.name]).add_to(group)
+        groups.setdefault(GROUP_TITLES.get(layer.group, layer.group), []).append(group)
+    control = GroupedLayerControl(  # type: ignore[no-untyped-call]
+        groups, exclusive_groups=False, collapsed=False)
+    control.default_js, control.default_css = [], []
+    control.add_to(m)
+
+    _Box(_legend_html(title, layers), "bottomleft", "twin-box twin-legend").add_to(m)
+    credits = [f"审图号 Map review no.: {settings.map_review_number}"
+               if settings.map_review_number else "", note or ""]
+    if any(credits):
+        html = "<br>".join(escape(line) for line in credits if line)
+        _Box(html, "bottomright", "twin-box").add_to(m)
+
+    bounds = m.get_bounds()
+    if None not in bounds[0]:  # there are features
+        m.fit_bounds(cast(list[list[float]], bounds), padding=(20, 20), max_zoom=18)
+
+    page: str = figure.render()
+    stray = [ref for ref in _ASSET_REF.findall(page)
+             if standalone or not ref.startswith(f"{asset_url}/")]
+    if stray:
+        raise RuntimeError(f"map page would load assets from outside the twin: {stray}")
+    return page
+
+
+def _add_assets(figure: Figure, m: folium.Map, standalone: bool, asset_url: str) -> None:
+    """Replace folium's CDN assets with the vendored ones plus the page's own CSS and JS."""
+    m.default_js, m.default_css = [], []
+    for name, path in _CSS:
+        figure.header.add_child(
+            Element(f"<style>{(VENDOR_DIR / path).read_text()}</style>") if standalone
+            else CssLink(f"{asset_url}/{path}"), name=name)
+    for name, path in _JS:
+        figure.header.add_child(
+            Element(f"<script>{(VENDOR_DIR / path).read_text()}</script>") if standalone
+            else JavascriptLink(f"{asset_url}/{path}"), name=name)
+    specs = {layer.name: _layer_spec(layer) for layer in all_layers().values()}
+    figure.header.add_child(Element(f"<style>{_PAGE_CSS}</style>"), name="twin_css")
+    figure.header.add_child(
+        Element(f"<script>const TWIN_LAYERS = {_js_json(specs)};{_PAGE_JS}</script>"),
+        name="twin_js")
+
+
+def _add_basemap(m: folium.Map, settings: Settings) -> None:
+    """Tiles only when asked for: by default the twin's own areas and streets are the map."""
+    if settings.basemap == "osm":
+        folium.TileLayer("OpenStreetMap", control=False, max_zoom=19).add_to(m)
+    elif settings.basemap == "tianditu":
+        if not settings.tianditu_key:
+            raise InvalidInput("basemap 'tianditu' needs a key: set TWIN_TIANDITU_KEY")
+        key = quote(settings.tianditu_key, safe="")
+        for kind in ("vec", "cva"):  # vector map, then its annotation (place names)
+            folium.TileLayer(_TIANDITU % (kind, kind, key), attr="© 天地图 Tianditu",
+                             subdomains="01234567", max_zoom=18, control=False).add_to(m)
+
+
+def _geojson(layer: Layer, collection: dict[str, Any]) -> folium.GeoJson:
+    """The layer's features, coloured by state; popups and tooltips come from the page's JS."""
+    style = layer.style
+
+    def colour(feature: dict[str, Any]) -> str:
+        state = feature["properties"].get(layer.state_field) if layer.state_field else None
+        return style.by_state.get(state, style.color) if state is not None else style.color
+
+    def paint(feature: dict[str, Any]) -> dict[str, Any]:
+        stroke = colour(feature)
+        fill = stroke if style.by_state or style.fill_color is None else style.fill_color
+        return {"color": stroke, "weight": style.weight, "fillColor": fill,
+                "fillOpacity": style.fill_opacity}
+
+    def highlight(feature: dict[str, Any]) -> dict[str, Any]:
+        return {"weight": style.weight + 2}
+
+    marker = (folium.CircleMarker(radius=style.radius)
+              if layer.geometry_type == "Point" else None)
+    return folium.GeoJson(collection, name=layer.title, style_function=paint,
+                          highlight_function=highlight, marker=marker,
+                          on_each_feature=JsCode(f"twinFeature({json.dumps(layer.name)})"))
+
+
+def _layer_spec(layer: Layer) -> dict[str, Any]:
+    """What the page's JS needs to label a feature of ``layer`` in its popup and tooltip."""
+    return {
+        "title": layer.title,
+        "state": layer.state_field,
+        "fields": [[key, FIELD_LABELS.get(key, key)] for key in layer.attributes.model_fields],
+        "states": {state: STATE_LABELS.get(state, state) for state in layer.style.by_state},
+    }
+
+
+def _legend_html(title: str, layers: list[Layer]) -> str:
+    """Title, then each layer's swatch and, for layers coloured by state, each state's."""
+    shape = {"Point": "point", "LineString": "line"}
+
+    def swatch(layer: Layer, colour: str, fill: str) -> str:
+        kind = shape.get(layer.geometry_type, "area")
+        return (f'<span class="twin-swatch {kind}" style="border-color:{escape(colour)};'
+                f'background:{escape(fill)}"></span>')
+
+    items = []
+    for layer in layers:
+        style = layer.style
+        fill = style.fill_color or (style.color if layer.geometry_type == "Point" else "none")
+        states = "".join(
+            f"<li>{swatch(layer, colour, colour)}{escape(STATE_LABELS.get(state, state))}</li>"
+            for state, colour in style.by_state.items())
+        items.append(f"<li>{swatch(layer, style.color, fill) if not states else ''}"
+                     f"{escape(layer.title)}{f'<ul>{states}</ul>' if states else ''}</li>")
+    return f"<h1>{escape(title)}</h1><div>图例 Legend</div><ul>{''.join(items)}</ul>"
+
+
+def _js_json(value: Any) -> str:
+    """JSON that cannot end the ``<script>`` element it is written into."""
+    return (json.dumps(value, ensure_ascii=False)
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))

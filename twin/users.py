@@ -1,0 +1,149 @@
+"""Users, their roles and micro-grids, passwords (argon2) and revocable bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, Engine, text
+
+from twin.errors import Conflict, InvalidInput, Problem, Unauthorized
+
+Role = Literal["worker", "planner", "commander", "admin"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class User:
+    """Someone signed in: who, in what role, answering for which micro-grids."""
+
+    id: int
+    name: str
+    role: str
+    grids: tuple[str, ...]
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 8:
+        raise InvalidInput("password too short",
+                           [Problem("password", "***", "at least 8 characters", "密码至少8位")])
+    return _hasher.hash(password)
+
+
+def _grid_problems(conn: Connection, role: str, grids: Sequence[str]) -> list[Problem]:
+    problems: list[Problem] = []
+    if role not in ROLES:
+        problems.append(Problem("role", role, f"one of {', '.join(ROLES)}", "角色无效"))
+    if role == "worker" and not grids:
+        problems.append(Problem("grid", [], "a worker answers for at least one micro-grid",
+                                "网格员至少负责一个微网格"))
+    if role != "worker" and grids:
+        problems.append(Problem("grid", list(grids), "only workers are assigned micro-grids",
+                                "只有网格员分配微网格"))
+    known = set(conn.execute(
+        text("SELECT props->>'code' FROM twin.features WHERE layer = 'micro_grids' "
+             "AND props->>'code' = ANY(:codes)"), {"codes": list(grids)}).scalars())
+    problems.extend(Problem("grid", code, "no micro-grid has this code", "无此微网格编码")
+                    for code in grids if code not in known)
+    return problems
+
+
+def add_user(engine: Engine, name: str, role: str, password_hash: str,
+             grids: Sequence[str] = ()) -> User:
+    """Create a user; a bad role, unknown grid or taken name changes nothing."""
+    with engine.begin() as conn:
+        problems = _grid_problems(conn, role, grids)
+        if problems:
+            raise InvalidInput(f"cannot add user {name!r}", problems)
+        row = conn.execute(
+            text("INSERT INTO twin.users (name, role, password_hash) VALUES (:n, :r, :h) "
+                 "ON CONFLICT (name) DO NOTHING RETURNING id"),
+            {"n": name, "r": role, "h": password_hash}).scalar()
+        if row is None:
+            raise Conflict(f"user {name!r} already exists",
+                           [Problem("name", name, "already taken", "用户名已存在")])
+        if grids:
+            conn.execute(text("INSERT INTO twin.user_grids (user_id, grid_code) "
+                              "SELECT :id, unnest(CAST(:g AS text[]))"),
+                         {"id": row, "g": list(grids)})
+    return User(id=row, name=name, role=role, grids=tuple(grids))
+
+
+def add_user_rows(conn: Connection, users: Sequence[tuple[str, str, Sequence[str]]],
+                  password_hash: str) -> None:
+    """Create many users sharing one password hash (the sample's demo accounts) in one go."""
+    conn.execute(text("INSERT INTO twin.users (name, role, password_hash) "
+                      "SELECT unnest(CAST(:names AS text[])), unnest(CAST(:roles AS text[])), :h"),
+                 {"names": [u[0] for u in users], "roles": [u[1] for u in users],
+                  "h": password_hash})
+    conn.execute(text("INSERT INTO twin.user_grids (user_id, grid_code) "
+                      "SELECT u.id, g.code FROM unnest(CAST(:names AS text[]), "
+                      "CAST(:grids AS text[])) AS g(name, code) JOIN twin.users u USING (name)"),
+                 {"names": [u[0] for u in users for _ in u[2]],
+                  "grids": [code for u in users for code in u[2]]})
+
+
+def authenticate(engine: Engine, name: str, password: str) -> User:
+    """The user with this name and password; the same answer for a wrong name or password."""
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT id, password_hash FROM twin.users "
+                                "WHERE name = :n AND active"), {"n": name}).first()
+        if row is not None:
+            try:
+                _hasher.verify(row.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                row = None
+        if row is None:
+            raise Unauthorized("wrong user name or password")
+        return _load(conn, row.id)
+
+
+def _load(conn: Connection, user_id: int) -> User:
+    row = conn.execute(
+        text("SELECT u.id, u.name, u.role, coalesce(array_agg(g.grid_code ORDER BY g.grid_code)"
+             " FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids FROM twin.users u "
+             "LEFT JOIN twin.user_grids g ON g.user_id = u.id WHERE u.id = :id GROUP BY u.id"),
+        {"id": user_id}).one()
+    return User(id=row.id, name=row.name, role=row.role, grids=tuple(row.grids))
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(engine: Engine, user: User, minutes: int) -> tuple[str, datetime]:
+    """A new random bearer token; only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + timedelta(minutes=minutes)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO twin.tokens (token_hash, user_id, expires_at) "
+                          "VALUES (:h, :u, :e)"),
+                     {"h": _digest(token), "u": user.id, "e": expires})
+    return token, expires
+
+
+def user_for_token(engine: Engine, token: str) -> User:
+    """The user a live token belongs to; expired, revoked or unknown tokens are refused."""
+    with engine.connect() as conn:
+        user_id = conn.execute(
+            text("SELECT t.user_id FROM twin.tokens t JOIN twin.users u ON u.id = t.user_id "
+                 "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now() "
+                 "AND u.active"), {"h": _digest(token)}).scalar()
+        if user_id is None:
+            raise Unauthorized("the token is unknown, expired or revoked; get a new one "
+                               "from POST /auth/token")
+        return _load(conn, user_id)
+
+
+def revoke_token(engine: Engine, token: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE twin.tokens SET revoked_at = now() "
+                          "WHERE token_hash = :h AND revoked_at IS NULL"), {"h": _digest(token)})

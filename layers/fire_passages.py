@@ -20,7 +20,7 @@ LAYER = Layer(
     name="fire_passages",
     title_zh="消防通道",
     title_en="Fire passages",
-    description="Passages a fire engine or rescuers use to reach buildings; blocked ones stand out.",
+    description="Passages for fire engines and rescuers; blocked ones stand out.",
     geometry_type="LineString",
     attributes=Attributes,
     tags=TagVocabulary(keys=COMMON_KEYS, labels=("破窗破网", "生命通道")),

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 import typer
 from rich.console import Console
@@ -32,8 +33,8 @@ user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
@@ -117,7 +118,7 @@ def db_status() -> None:
             up = True
         except TwinError:
             up = False
-        out.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+        out.print(f"database: {unquote(engine.url.render_as_string(hide_password=True))}")
         out.print(f"status: {'up' if up else 'down'}")
         if not up:
             raise typer.Exit(1)

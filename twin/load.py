@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
+
 import shapely
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine, text

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     token_minutes: int = Field(default=12 * 60, ge=1, description="Lifetime of a bearer token.")
     demo_password: str = Field(
         default="twin-demo",
-        description="Password of the sample twin's demo accounts (only ever used by `twin sample`).",
+        description="Password of the sample twin's demo accounts (used by `twin sample`).",
     )
     basemap: Literal["none", "osm", "tianditu"] = "none"
     tianditu_key: str | None = None

@@ -5,17 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 
+from tests.browser import visit
+from tests.conftest import Database, run_twin
 from twin.errors import InvalidInput
 from twin.maps import VENDOR_DIR, render_map
-from twin.registry import get_layer
+from twin.registry import all_layers, get_layer
 from twin.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 EXTERNAL_ASSET = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*[\"']?https?://", re.I)
 HAZARD = (121.4745, 31.2312)  # lon, lat of the point the test clicks
 
@@ -59,11 +58,6 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{"basemap": "none", "map_review_number": "沪S(2024)001号", **overrides})
 
 
-def _allowed(url: str) -> bool:
-    parsed = urlparse(url)
-    return parsed.scheme in ("file", "data", "about", "blob") or parsed.hostname == "127.0.0.1"
-
-
 def test_page_served_by_the_api_references_only_vendored_assets() -> None:
     page = render_map(_collections(), _settings(), title="福安 Fu'an", standalone=False)
     refs = re.findall(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"([^\"]+)", page)
@@ -77,58 +71,58 @@ def test_tianditu_without_a_key_is_refused() -> None:
 
 
 def test_standalone_page_works_offline_in_chromium(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     page_html = render_map(_collections(), _settings(), title="福安街道数字孪生 Fu'an twin",
                            note="数据来源：合成样例 Data: synthetic sample")
     assert not EXTERNAL_ASSET.search(page_html)
     path = tmp_path / "twin.html"
     path.write_text(page_html, encoding="utf-8")
 
-    errors: list[str] = []
-    requests: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800},
-                                    timezone_id="Asia/Shanghai")
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(path.as_uri(), wait_until="load")
+    with visit(path.as_uri()) as seen:
+        page = seen.page
+        page.wait_for_selector(".leaflet-container .leaflet-overlay-pane canvas")
+        control = page.inner_text(".leaflet-control-layers-overlays")
+        for name in _collections():
+            assert get_layer(name).title in control
+        assert "片区 Areas" in control
+        legend = page.inner_text(".twin-legend")
+        assert "充电" in legend and "隐患 hazard" in legend
+        assert "沪S(2024)001号" in page.inner_text(".leaflet-bottom.leaflet-right")
 
-            page.wait_for_selector(".leaflet-container .leaflet-overlay-pane canvas")
-            control = page.inner_text(".leaflet-control-layers-overlays")
-            for name in _collections():
-                assert get_layer(name).title in control
-            assert "片区 Areas" in control
-            legend = page.inner_text(".twin-legend")
-            assert "充电" in legend and "隐患 hazard" in legend
-            assert "沪S(2024)001号" in page.inner_text(".leaflet-bottom.leaflet-right")
+        # Vector layers draw on a canvas: click where Leaflet puts the hazard point.
+        x, y = page.evaluate("""([lon, lat]) => {
+            const container = document.querySelector(".folium-map");
+            const point = window[container.id].latLngToContainerPoint([lat, lon]);
+            const box = container.getBoundingClientRect();
+            return [box.left + point.x, box.top + point.y];
+        }""", list(HAZARD))
+        page.mouse.click(x, y)
+        page.locator(".leaflet-popup-content").wait_for(timeout=5000)
+        page.wait_for_function(  # let the popup finish fading in before the screenshot
+            "getComputedStyle(document.querySelector('.leaflet-popup')).opacity === '1'")
+        popup = page.inner_text(".leaflet-popup-content")
+        for text in ("地下车库充电点", '<img src="http://evil.example/x.png">',
+                     "电动自行车充电点 E-bike charging points", "插座数 Sockets", "12",
+                     "隐患 hazard", "地下空间, condition=占用", "MG-001",
+                     "wang.li · 2024/05/01 08:30"):
+            assert text in popup
+        seen.screenshot("map.png")
 
-            # Vector layers draw on a canvas: click where Leaflet puts the hazard point.
-            x, y = page.evaluate("""([lon, lat]) => {
-                const container = document.querySelector(".folium-map");
-                const point = window[container.id].latLngToContainerPoint([lat, lon]);
-                const box = container.getBoundingClientRect();
-                return [box.left + point.x, box.top + point.y];
-            }""", list(HAZARD))
-            page.mouse.click(x, y)
-            page.locator(".leaflet-popup-content").wait_for(timeout=5000)
-            page.wait_for_function(  # let the popup finish fading in before the screenshot
-                "getComputedStyle(document.querySelector('.leaflet-popup')).opacity === '1'")
-            popup = page.inner_text(".leaflet-popup-content")
-            for text in ("地下车库充电点", '<img src="http://evil.example/x.png">',
-                         "电动自行车充电点 E-bike charging points", "插座数 Sockets", "12",
-                         "隐患 hazard", "地下空间, condition=占用", "MG-001",
-                         "wang.li · 2024/05/01 08:30"):
-                assert text in popup
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "map.png"))
-        finally:
-            browser.close()
+    assert seen.errors == []
+    assert seen.external_requests() == []
 
-    assert errors == []
-    assert [url for url in requests if not _allowed(url)] == []
+
+def test_twin_map_writes_the_sample_twin_for_offline_use(sample_db: Database,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "twin.html"
+    done = run_twin("map", "--out", str(out), env=sample_db.env())
+    assert done.returncode == 0, done.stderr
+    html = out.read_text(encoding="utf-8")
+    assert not EXTERNAL_ASSET.search(html)
+    with visit(out.as_uri()) as seen:
+        seen.page.wait_for_selector(".leaflet-container .leaflet-overlay-pane canvas")
+        control = seen.page.inner_text(".leaflet-control-layers-overlays")
+        seen.screenshot("sample-map.png")
+    for layer in all_layers().values():
+        assert layer.title in control
+    assert seen.errors == []
+    assert seen.external_requests() == []

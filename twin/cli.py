@@ -249,8 +249,7 @@ def _print_welcome(settings: Settings, engine: Engine) -> None:
     meta: dict[str, Any] = stats(engine)["metadata"]
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"\n[bold]Twin {__version__}[/] 数字孪生 serving {base}")
-    for path, what in (("/", "landing page 首页"), ("/api.html", "API docs 接口文档"),
-                       ("/map", "map 地图")):
+    for path, what in (("/", "landing page 首页"), ("/api.html", "API docs 接口文档")):
         out.print(f"  {base}{path:<10} {what}")
     accounts = meta.get("demo_accounts")
     if accounts:

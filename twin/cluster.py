@@ -65,14 +65,14 @@ class Cluster:
         """Initialise when new, start when stopped; True when this call started it."""
         if not self.is_initialised():
             self._initdb()
-        if self.is_running():
-            return False
-        self._prepare_dirs()
-        options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(self.logfile),
-                   "-o", options, "-w", "-t", "60", "start"])
+        started = not self.is_running()
+        if started:
+            self._prepare_dirs()
+            options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
+            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l",
+                       str(self.logfile), "-o", options, "-w", "-t", "60", "start"])
         self._ensure_database()
-        return True
+        return started
 
     def stop(self) -> bool:
         """Stop the server if it runs; True when this call stopped it."""

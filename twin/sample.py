@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import math
 import tomllib
@@ -325,9 +326,9 @@ class _Frame:
     def to_lonlat(self, geoms: Geoms, snap: bool = False) -> Geoms:
         """Project and round to 7 decimals; ``snap`` rounds polygons keeping them valid."""
         projected = shapely.transform(geoms, self.lonlat)
-        if snap:
-            return shapely.set_precision(projected, 1e-7)
-        return shapely.transform(projected, lambda c: np.round(c, 7))
+        rounded: Geoms = (shapely.set_precision(projected, 1e-7) if snap
+                          else shapely.transform(projected, lambda c: np.round(c, 7)))
+        return rounded
 
 
 def _bend(bend: Floats, t: Floats) -> Floats:
@@ -377,7 +378,7 @@ class _Lines:
         majors.append((float(extent), "edge", *_edge_road(frame, axis, index + 1, mains, slots)))
         minor_slots = round(extent / _MINOR_SPACING) + 2
         lines: list[tuple[float, str, str, float]] = []
-        for (a, kind, *_), (b, *_) in zip(majors, majors[1:], strict=False):
+        for (a, kind, *_), (b, *_) in itertools.pairwise(majors):
             if kind == "river":
                 continue
             n = max(0, round((b - a) / _MINOR_SPACING) - 1)
@@ -542,7 +543,7 @@ class _Tile:
     def _pieces(kinds: tuple[str, ...]) -> list[tuple[int, int]]:
         """Spans between consecutive major lines: a minor street runs piece by piece."""
         majors = [i for i, kind in enumerate(kinds) if kind != "minor"]
-        return list(zip(majors, majors[1:], strict=False))
+        return list(itertools.pairwise(majors))
 
     def _piece(self, edges: int, name: str, crossing: str) -> list[_Road | None]:
         """The edges of one piece of a minor line: kept, dropped or a dead end from one of
@@ -728,7 +729,27 @@ class _Tile:
             return code, committee
         return f"{code}-t{self.k}", f"{committee}（{self.k}）"
 
+    def _fit_grids(self) -> None:
+        """Give each building a grid line cuts wholly to the grid holding its inside point: a
+        grid worker answers for whole buildings. The grids still tile their area."""
+        inside = shapely.point_on_surface(self.buildings)
+        for a, grids in enumerate(self.grid_polys):
+            mine = np.flatnonzero(self.building_area == a)
+            if len(grids) == 1 or not len(mine):
+                continue
+            tree = shapely.STRtree(grids)
+            found, grid = tree.query(inside[mine], predicate="intersects")
+            _, first = np.unique(found, return_index=True)  # a point on a grid line: the first
+            owner = grid[first]
+            cut, into = tree.query(self.buildings[mine], predicate="overlaps")
+            for n in np.unique(into):
+                take = self.buildings[mine[cut[(into == n) & (owner[cut] == n)]]]
+                give = self.buildings[mine[cut[(into == n) & (owner[cut] != n)]]]
+                grids[n] = _polygonal(shapely.union_all(
+                    [shapely.difference(grids[n], shapely.union_all(give)), *take]))
+
     def _area_features(self) -> tuple[list[SampleFeature], list[SampleFeature]]:
+        self._fit_grids()
         areas = self.frame.to_lonlat(self.area_polys, snap=True)
         areas_out: list[SampleFeature] = []
         grids_out: list[SampleFeature] = []
@@ -1054,7 +1075,8 @@ def _allocate(weights: Floats, total: int) -> Ints:
     out = np.floor(share).astype(np.int64)
     rest = total - n - int(out.sum())
     out[np.argsort(-(share - out), kind="stable")[:rest]] += 1
-    return out + 1
+    counts: Ints = out + 1
+    return counts
 
 
 def _split(area: Any, k: int, rng: np.random.Generator) -> list[Any]:
@@ -1161,8 +1183,9 @@ def _rows(land: Any, angle: float, typ: _Typology, rng: np.random.Generator) -> 
     def rectangles(x: Floats, y: Floats, a: Floats, b: Floats) -> Geoms:
         px = x[:, None] + a[:, None] * np.array([0, 1, 1, 0, 0])
         py = y[:, None] + b[:, None] * np.array([0, 0, 1, 1, 0])
-        return shapely.polygons(np.stack([centre[0] + px * cos - py * sin,
-                                          centre[1] + px * sin + py * cos], axis=-1))
+        polygons: Geoms = shapely.polygons(np.stack([centre[0] + px * cos - py * sin,
+                                                     centre[1] + px * sin + py * cos], axis=-1))
+        return polygons
 
     gx, gy = np.meshgrid(xs, ys)
     ones = np.ones(gx.size)

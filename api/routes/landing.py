@@ -23,16 +23,12 @@ def _links(base: str) -> list[dict[str, str]]:
     return [
         {"rel": "self", "type": "application/json", "title": "this document 本页",
          "href": f"{base}/"},
-        {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.0",
+        {"rel": "service-desc", "type": "application/vnd.oai.openapi+json",
          "title": "the API definition 接口定义", "href": f"{base}/api"},
         {"rel": "service-doc", "type": "text/html", "title": "the API documentation 接口文档",
          "href": f"{base}/api.html"},
         {"rel": "conformance", "type": "application/json",
          "title": "conformance classes 符合性类", "href": f"{base}/conformance"},
-        {"rel": "http://www.opengis.net/def/rel/ogc/1.0/data", "type": "application/json",
-         "title": "the layers 图层", "href": f"{base}/collections"},
-        {"rel": "alternate", "type": "text/html", "title": "the twin on a map 地图",
-         "href": f"{base}/map"},
     ]
 
 

@@ -99,9 +99,8 @@ def _template(server: Server, name: str, fill: bool) -> Iterator[str]:
     migrate(db.admin, app_role)
     if fill:
         # imported here: only the sample template needs the generator
-        from twin.sample import generate, load_spec
-
         from twin.load import load_sample
+        from twin.sample import generate, load_spec
         from twin.users import hash_password
 
         twin = generate(load_spec(SPEC), seed=SEED)

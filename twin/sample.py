@@ -446,7 +446,7 @@ class _Typology:
 # estates (bike sheds, waste rooms, management offices).
 _TYPOLOGIES = {
     "slab": _Typology("residential", 0.29, (45, 70), (11, 14), (6, 14), (14, 20),
-                      (4, 5, 6, 6, 6, 6, 7), (1978, 1999), 55, ancillary=0.5),
+                      (4, 5, 6, 6, 6, 6, 7), (1978, 1999), 55, ancillary=0.6),
     "tower": _Typology("residential", 0.11, (20, 30), (20, 30), (18, 30), (20, 30),
                        (11, 14, 18, 18, 24, 28, 33), (1995, 2016), 95, ancillary=0.4),
     "lane": _Typology("residential", 0.42, (8, 12), (9, 13), (2.5, 4), (3, 5),
@@ -1088,6 +1088,9 @@ def _split(area: Any, k: int, rng: np.random.Generator) -> list[Any]:
     while True:
         gx, gy = np.meshgrid(np.arange(minx + step / 2, maxx, step),
                              np.arange(miny + step / 2, maxy, step))
+        # Shaken off the lattice: cocircular seeds make degenerate Voronoi cells.
+        gx = gx + rng.uniform(-step / 3, step / 3, gx.shape)
+        gy = gy + rng.uniform(-step / 3, step / 3, gy.shape)
         inside = shapely.contains_xy(area, gx, gy)
         if inside.sum() >= 4 * k:
             break

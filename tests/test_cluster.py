@@ -38,7 +38,8 @@ def test_start_status_migrate_stop(cluster_env: dict[str, str]) -> None:
 
     status = run_twin("db", "status", env=cluster_env)
     assert status.returncode == 0 and "status: up" in status.stdout
-    assert cluster_env["TWIN_DATA_DIR"] in status.stdout  # its own socket, not /var/run
+    socket_dir = local_cluster(Settings(data_dir=Path(cluster_env["TWIN_DATA_DIR"]))).socket_dir
+    assert f"host={socket_dir}&" in status.stdout  # its own socket, not /var/run/postgresql
 
     migrated = run_twin("db", "migrate", env=cluster_env)
     assert migrated.returncode == 0, migrated.stderr

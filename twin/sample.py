@@ -596,10 +596,10 @@ class _Tile:
         runs: list[tuple[_Road, Floats]] = []
         for i in range(nx):
             runs += self._runs([(self.v[i][j], (i, j), self._vcoords(i, j))
-                                for j in range(ny - 1)], degree)
+                                for j in range(ny - 1)], degree, self.xs.kind[i] == "edge")
         for j in range(ny):
             runs += self._runs([(self.h[i][j], (i, j), self.nodes[[i, i + 1], j])
-                                for i in range(nx - 1)], degree)
+                                for i in range(nx - 1)], degree, self.ys.kind[j] == "edge")
         self.roads = [road for road, _ in runs]
         self.road_lines = _array([shapely.LineString(coords) for _, coords in runs])
         # Every road, drawn or not, keeps buildings and facilities back from the kerb.
@@ -621,16 +621,17 @@ class _Tile:
                 for road, geom in zip(self.roads, lonlat, strict=True)]
 
     @staticmethod
-    def _runs(edges: list[tuple[_Road | None, tuple[int, int], Floats]],
-              degree: Ints) -> list[tuple[_Road, Floats]]:
-        """Join consecutive edges of one line with equal attributes through degree-2 nodes."""
+    def _runs(edges: list[tuple[_Road | None, tuple[int, int], Floats]], degree: Ints,
+              edge: bool) -> list[tuple[_Road, Floats]]:
+        """Join consecutive edges of one line with equal attributes through degree-2 nodes.
+        A tile edge road is cut where every line meets it: the next tile's streets join there."""
         runs: list[tuple[_Road, Floats]] = []
         current: tuple[_Road, list[Floats]] | None = None
         for road, start, coords in edges:
             if road is None or not road.drawn:
                 current = None
                 continue
-            if current is not None and current[0] == road and degree[start] == 2:
+            if current is not None and current[0] == road and degree[start] == 2 and not edge:
                 current[1].append(coords[1:])
                 runs[-1] = (road, np.vstack(current[1]))
                 continue

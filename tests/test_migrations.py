@@ -2,7 +2,7 @@
 
 from sqlalchemy import text
 
-from tests.conftest import Database, Server
+from tests.conftest import Database, Server, run_twin
 from twin.migrate import migrate
 from twin.registry import all_layers
 
@@ -32,3 +32,21 @@ def test_tags_are_indexed(db: Database) -> None:
             "SELECT indexdef FROM pg_indexes WHERE schemaname = 'twin' "
             "AND tablename = 'features_waste_points'")).scalars().all()
     assert any("gin (tags)" in definition for definition in indexes)
+
+
+def test_twin_database_url_points_the_cli_at_an_existing_postgis(server: Server) -> None:
+    db = server.create("twin_test_external_url")
+    try:
+        env = {**db.env(), "TWIN_DATABASE_URL": db.admin_url}
+        started = run_twin("db", "start", env=env)
+        assert started.returncode == 0 and "nothing to start" in started.stdout
+        migrated = run_twin("db", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        status = run_twin("db", "status", env=env)
+        assert status.returncode == 0 and "status: up" in status.stdout
+        assert db.name in status.stdout
+        with db.admin.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM twin.layers")).scalar() == len(
+                all_layers())
+    finally:
+        server.drop(db)

@@ -161,14 +161,23 @@ class SampleSpec:
 
 def load_spec(path: Path) -> SampleSpec:
     """Read a spec file; its ``committees`` names a CSV (code,name,...) beside it."""
-    with path.open("rb") as f:
-        raw = tomllib.load(f)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise InvalidInput(f"{path}: cannot read the sample spec: {e}",
+                           [Problem("spec", str(path), str(e), "无法读取规格文件")]) from None
     csv_path = path.parent / str(raw.get("committees", ""))
     if not csv_path.is_file():
         raise InvalidInput(f"{path}: committees file {csv_path} not found",
                            [Problem("committees", str(csv_path), "no such file", "文件不存在")])
     with csv_path.open(encoding="utf-8", newline="") as f:
-        raw["committees"] = [(row["code"], row["name"]) for row in csv.DictReader(f)]
+        rows = csv.DictReader(f)
+        if not {"code", "name"} <= set(rows.fieldnames or ()):
+            raise InvalidInput(f"{csv_path}: needs columns code and name",
+                               [Problem("committees", str(csv_path), "needs columns code,name",
+                                        "缺少 code 或 name 列")])
+        raw["committees"] = [(row["code"], row["name"]) for row in rows]
     try:
         spec = TypeAdapter(SampleSpec).validate_python(raw)
     except ValidationError as e:
@@ -273,6 +282,7 @@ def generate(spec: SampleSpec, seed: int | None = None, scale: int = 1,
                        "street layout, building and facility position is synthetic, made by "
                        "twin.sample from a seed."),
             "seed": seed, "scale": scale, "name": spec.name, "name_zh": spec.name_zh,
+            "river": spec.river, "river_edge": spec.river_edge,
             "crs": "EPSG:4326", "metric_crs": frame.metric_crs,
         },
     )
@@ -750,6 +760,7 @@ class _Tile:
                     [shapely.difference(grids[n], shapely.union_all(give)), *take]))
 
     def _area_features(self) -> tuple[list[SampleFeature], list[SampleFeature]]:
+        """Areas and their grids, last: areas count the households of their buildings."""
         self._fit_grids()
         areas = self.frame.to_lonlat(self.area_polys, snap=True)
         areas_out: list[SampleFeature] = []

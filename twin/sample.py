@@ -37,8 +37,6 @@ from twin.errors import InvalidInput, Problem
 
 LAYER_ORDER = ("residential_areas", "micro_grids", "streets", "buildings", "waste_points",
                "charging_points", "fire_passages")
-# Progress stages; each is reported once per tile, so each totals ``scale``.
-STAGES = ("streets", "areas", "buildings", "facilities")
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -254,7 +252,7 @@ def generate(spec: SampleSpec, seed: int | None = None, scale: int = 1,
 
     Tiles fill columns away from the river and rows along it; only column 0 has the river.
     Tile k > 0 suffixes its area codes with ``-t{k}`` and committee names with ``（k）``.
-    ``progress(stage, 1)`` is called once per tile for each of ``STAGES``.
+    ``progress("tiles", 1)`` is called as each tile is done, so the calls add up to ``scale``.
     """
     if scale < 1:
         raise InvalidInput("scale must be at least 1", [Problem("scale", scale, "must be >= 1",
@@ -267,9 +265,11 @@ def generate(spec: SampleSpec, seed: int | None = None, scale: int = 1,
     columns = math.ceil(math.sqrt(scale))
     by_layer: dict[str, list[SampleFeature]] = {layer: [] for layer in LAYER_ORDER}
     for k in range(scale):
-        tile = _Tile(frame, k, k % columns, k // columns, progress)
+        tile = _Tile(frame, k, k % columns, k // columns)
         for layer, features in tile.features().items():
             by_layer[layer].extend(features)
+        if progress is not None:
+            progress("tiles", 1)
     features = [f for layer in LAYER_ORDER for f in by_layer[layer]]
     return SampleTwin(
         spec=spec, seed=seed, scale=scale, features=features,
@@ -479,34 +479,24 @@ _LAYOUT_STEP = 2.0          # how finely a row is searched for room
 class _Tile:
     """One tile, built stage by stage in frame metres, then projected."""
 
-    def __init__(self, frame: _Frame, k: int, c: int, r: int,
-                 progress: Callable[[str, int], None] | None) -> None:
+    def __init__(self, frame: _Frame, k: int, c: int, r: int) -> None:
         self.frame, self.k, self.c, self.r = frame, k, c, r
-        self.progress = progress
         self.rng = np.random.default_rng([frame.seed, _SEED_TILE, k])
         self.xs = _Lines.make(frame, 0, c)
         self.ys = _Lines.make(frame, 1, r)
-
-    def _report(self, stage: str) -> None:
-        if self.progress is not None:
-            self.progress(stage, 1)
 
     def features(self) -> dict[str, list[SampleFeature]]:
         """All features of the tile by layer."""
         out: dict[str, list[SampleFeature]] = {}
         self._lattice()
         out["streets"] = self._streets()
-        self._report("streets")
         self._blocks()
         self._areas()
-        self._report("areas")
         out["buildings"] = self._buildings()
-        self._report("buildings")
         out["waste_points"] = self._waste_points()
         out["charging_points"] = self._charging_points()
         out["fire_passages"] = self._fire_passages()
         out["residential_areas"], out["micro_grids"] = self._area_features()
-        self._report("facilities")
         return out
 
     # -- streets --------------------------------------------------------------------------

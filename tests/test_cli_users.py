@@ -1,8 +1,10 @@
 """`twin user add`: from the command line, with the password from TWIN_PASSWORD."""
 
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.conftest import Database, run_twin
+from api.app import create_app
+from tests.conftest import DEMO_PASSWORD, Database, login, run_twin
 
 
 def _users(db: Database) -> int:
@@ -51,3 +53,19 @@ def test_without_password_or_terminal_it_says_how(sample_db: Database) -> None:
     env = {k: v for k, v in sample_db.env().items() if k != "TWIN_PASSWORD"}
     done = run_twin("user", "add", "x.y", "--role", "planner", env=env, input_text="")
     assert done.returncode == 1 and "TWIN_PASSWORD" in done.stderr
+
+
+def test_disable_a_user_revokes_their_tokens(sample_db: Database) -> None:
+    with TestClient(create_app(sample_db.settings())) as client:
+        headers = login(client, "commander")
+        done = run_twin("user", "disable", "commander", env=sample_db.env())
+        assert done.returncode == 0 and "1 token(s) revoked" in done.stdout
+        assert client.get("/auth/me", headers=headers).status_code == 401
+        assert client.post("/auth/token", data={"username": "commander",
+                                                "password": DEMO_PASSWORD}).status_code == 401
+    listing = run_twin("user", "list", env=sample_db.env())
+    assert listing.returncode == 0
+    line = next(row for row in listing.stdout.splitlines() if " commander " in row)
+    assert "no" in line
+    missing = run_twin("user", "disable", "ghost", env=sample_db.env())
+    assert missing.returncode == 1 and "no user 'ghost'" in missing.stderr

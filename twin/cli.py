@@ -54,10 +54,19 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _admin_engine(settings: Settings) -> Engine:
-    engine = make_engine(database_urls(settings).admin, pool_size=2)
+def _engine(url: str) -> Engine:
+    """A small engine for one command, after checking the database answers."""
+    engine = make_engine(url, pool_size=1)
     check_connection(engine)
     return engine
+
+
+def _admin_engine(settings: Settings) -> Engine:
+    return _engine(database_urls(settings).admin)
+
+
+def _app_engine(settings: Settings) -> Engine:
+    return _engine(database_urls(settings).app)
 
 
 @contextmanager
@@ -85,7 +94,7 @@ def db_start() -> None:
     settings = _settings()
     with _domain_errors():
         if settings.database_url:
-            check_connection(make_engine(database_urls(settings).admin, pool_size=1))
+            _admin_engine(settings)
             out.print("TWIN_DATABASE_URL is set: using that database, nothing to start.")
             return
         cluster = local_cluster(settings)
@@ -153,8 +162,7 @@ def sample(
 
     settings = _settings()
     with _domain_errors():
-        engine = make_engine(database_urls(settings).app, pool_size=1)
-        check_connection(engine)
+        engine = _app_engine(settings)
         with engine.connect() as conn:
             existing = feature_count(conn)
         if existing and if_empty:
@@ -189,11 +197,36 @@ def user_add(
             raise typer.Exit(1)
         password = getpass.getpass(f"password for {name}: ")
     with _domain_errors():
-        engine = make_engine(database_urls(settings).app, pool_size=1)
-        check_connection(engine)
+        engine = _app_engine(settings)
         user = add_user(engine, name, role, hash_password(password), grid or [])
         grids = f" for {', '.join(user.grids)}" if user.grids else ""
         out.print(f"added {user.role} {user.name}{grids}")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Every user: role, micro-grids, whether active."""
+    from twin.users import list_users
+
+    settings = _settings()
+    with _domain_errors():
+        engine = _app_engine(settings)
+        table = Table("user", "role", "micro-grids", "active")
+        for user, active in list_users(engine):
+            table.add_row(user.name, user.role, " ".join(user.grids), "yes" if active else "no")
+    out.print(table)
+
+
+@user_app.command("disable")
+def user_disable(name: Annotated[str, typer.Argument(help="Login name.")]) -> None:
+    """Deactivate a user (a lost tablet, a worker who left) and revoke their tokens."""
+    from twin.users import disable_user
+
+    settings = _settings()
+    with _domain_errors():
+        engine = _app_engine(settings)
+        revoked = disable_user(engine, name)
+    out.print(f"disabled {name}; {revoked} token(s) revoked")
 
 
 @app.command("stats")
@@ -205,8 +238,7 @@ def stats_command(
 
     settings = _settings()
     with _domain_errors():
-        engine = make_engine(database_urls(settings).app, pool_size=1)
-        check_connection(engine)
+        engine = _app_engine(settings)
         result = stats(engine)
     if as_json:
         out.print_json(json.dumps(result, ensure_ascii=False))
@@ -235,8 +267,7 @@ def serve(
     if port:
         settings.port = port
     with _domain_errors():
-        engine = make_engine(database_urls(settings).app, pool_size=1)
-        check_connection(engine)
+        engine = _app_engine(settings)
         _print_welcome(settings, engine)
         engine.dispose()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
@@ -269,8 +300,7 @@ def map_command(
 
     settings = _settings()
     with _domain_errors():
-        engine = make_engine(database_urls(settings).app, pool_size=1)
-        check_connection(engine)
+        engine = _app_engine(settings)
         html = standalone_map(engine, settings)
     out_file.write_text(html, encoding="utf-8")
     out.print(f"wrote {out_file} ({len(html.encode()) / 1e6:.1f} MB)")

@@ -12,6 +12,9 @@ from twin.layer import Layer
 
 # Loaded first so that a feature's micro-grid and residential area can be derived on write.
 AREA_LAYERS = ("residential_areas", "micro_grids")
+# Fields every feature has (see twin.fields() in SQL): no layer attribute may take these names.
+COMMON_FIELDS = frozenset({"id", "name", "tags", "geometry", "micro_grid", "residential_area",
+                           "version"})
 
 
 @cache
@@ -24,6 +27,10 @@ def all_layers() -> dict[str, Layer]:
         layer = importlib.import_module(f"layers.{module.name}").LAYER
         if not isinstance(layer, Layer) or layer.name != module.name:
             raise TypeError(f"layers/{module.name}.py must define LAYER named {module.name!r}")
+        clash = COMMON_FIELDS & set(layer.attributes.model_fields)
+        if clash:
+            raise TypeError(f"layers/{module.name}.py: attributes {sorted(clash)} are common "
+                            "fields of every feature; choose other names")
         found[layer.name] = layer
     order = [n for n in AREA_LAYERS if n in found] + sorted(set(found) - set(AREA_LAYERS))
     return {name: found[name] for name in order}

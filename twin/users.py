@@ -13,7 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, Engine, text
 
-from twin.errors import Conflict, InvalidInput, Problem, Unauthorized
+from twin.errors import Conflict, InvalidInput, NotFound, Problem, Unauthorized
 
 Role = Literal["worker", "planner", "commander", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -113,6 +113,27 @@ def _load(conn: Connection, user_id: int) -> User:
              "LEFT JOIN twin.user_grids g ON g.user_id = u.id WHERE u.id = :id GROUP BY u.id"),
         {"id": user_id}).one()
     return User(id=row.id, name=row.name, role=row.role, grids=tuple(row.grids))
+
+
+def list_users(engine: Engine) -> list[tuple[User, bool]]:
+    """Every user with whether the account is active, by name."""
+    with engine.connect() as conn:
+        ids = conn.execute(text("SELECT id, active FROM twin.users ORDER BY name")).all()
+        return [(_load(conn, row.id), row.active) for row in ids]
+
+
+def disable_user(engine: Engine, name: str) -> int:
+    """Deactivate an account (e.g. a lost tablet) and revoke its tokens; how many tokens."""
+    with engine.begin() as conn:
+        user_id = conn.execute(text("UPDATE twin.users SET active = false WHERE name = :n "
+                                    "RETURNING id"), {"n": name}).scalar()
+        if user_id is None:
+            raise NotFound(f"no user {name!r}", [Problem("name", name, "no such user",
+                                                         "无此用户")])
+        revoked = conn.execute(text("UPDATE twin.tokens SET revoked_at = now() "
+                                    "WHERE user_id = :id AND revoked_at IS NULL"),
+                               {"id": user_id}).rowcount
+    return int(revoked)
 
 
 def _digest(token: str) -> str:

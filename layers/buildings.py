@@ -11,12 +11,16 @@ from twin.layer import Layer, Style, TagVocabulary
 class Attributes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    use: Literal["residential", "commercial", "public", "industrial", "mixed"]
-    floors: int = Field(ge=1, le=150)
-    households: int = Field(default=0, ge=0)
-    elderly: int = Field(default=0, ge=0, description="residents aged 60 and over")
-    built_year: int | None = Field(default=None, ge=1850, le=2100)
-    address: str | None = Field(default=None, max_length=200)
+    use: Literal["residential", "commercial", "public", "industrial", "mixed"] = Field(
+        title="用途 Use"
+    )
+    floors: int = Field(title="层数 Floors", ge=1, le=150)
+    households: int = Field(title="户数 Households", default=0, ge=0)
+    elderly: int = Field(
+        title="60岁以上 Aged 60+", default=0, ge=0, description="residents aged 60 and over"
+    )
+    built_year: int | None = Field(title="建成年份 Built", default=None, ge=1850, le=2100)
+    address: str | None = Field(title="地址 Address", default=None, max_length=200)
 
 
 LAYER = Layer(

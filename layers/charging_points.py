@@ -11,11 +11,19 @@ from twin.layer import Layer, Style, TagVocabulary
 class Attributes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    site_type: Literal["underground", "semi_underground", "elevated_floor", "street_cabinet",
-                       "street_pile", "centralized_parking"]
-    sockets: int = Field(default=10, ge=1, le=500)
-    state: Literal["safe", "hazard", "out_of_service"] = "safe"
-    remediated: bool = Field(default=False, description="in the report's remediation list")
+    site_type: Literal[
+        "underground",
+        "semi_underground",
+        "elevated_floor",
+        "street_cabinet",
+        "street_pile",
+        "centralized_parking",
+    ] = Field(title="类型 Site type")
+    sockets: int = Field(title="插座数 Sockets", default=10, ge=1, le=500)
+    state: Literal["safe", "hazard", "out_of_service"] = Field(default="safe", title="状态 State")
+    remediated: bool = Field(
+        title="已整改 Remediated", default=False, description="in the report's remediation list"
+    )
 
 
 LAYER = Layer(
@@ -26,8 +34,17 @@ LAYER = Layer(
     geometry_type="Point",
     attributes=Attributes,
     tags=TagVocabulary(keys=COMMON_KEYS, labels=("地下空间", "架空层", "新建")),
-    style=Style(color="#1f78b4", radius=5,
-                by_state={"safe": "#1f78b4", "hazard": "#e31a1c", "out_of_service": "#6a6a6a"}),
+    style=Style(
+        color="#1f78b4",
+        radius=5,
+        fill_opacity=0.8,
+        by_state={"safe": "#1f78b4", "hazard": "#e31a1c", "out_of_service": "#6a6a6a"},
+    ),
     state_field="state",
+    state_labels={
+        "safe": "安全 safe",
+        "hazard": "隐患 hazard",
+        "out_of_service": "停用 out of service",
+    },
     tile_attributes=("site_type", "state"),
 )

@@ -9,8 +9,12 @@ from twin.layer import Layer, Style, TagVocabulary
 class Attributes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(pattern=r"^[0-9A-Za-z-]{3,40}$", description="stable grid code")
-    squad: str | None = Field(default=None, max_length=80, description="中队 in charge")
+    code: str = Field(
+        title="编码 Code", pattern=r"^[0-9A-Za-z-]{3,40}$", description="stable grid code"
+    )
+    squad: str | None = Field(
+        title="中队 Squad", default=None, max_length=80, description="中队 in charge"
+    )
 
 
 LAYER = Layer(

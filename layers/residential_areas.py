@@ -9,10 +9,16 @@ from twin.layer import Layer, Style, TagVocabulary
 class Attributes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(pattern=r"^[0-9A-Za-z-]{3,32}$", description="statistical division code")
-    committee: str = Field(min_length=1, max_length=80, description="居委会 name")
-    households: int = Field(default=0, ge=0)
-    model_waste_area: bool = Field(default=False, description="垃圾分类示范居民区")
+    code: str = Field(
+        title="编码 Code", pattern=r"^[0-9A-Za-z-]{3,32}$", description="statistical division code"
+    )
+    committee: str = Field(
+        title="居委会 Committee", min_length=1, max_length=80, description="居委会 name"
+    )
+    households: int = Field(title="户数 Households", default=0, ge=0)
+    model_waste_area: bool = Field(
+        title="垃圾分类示范 Model waste area", default=False, description="垃圾分类示范居民区"
+    )
 
 
 LAYER = Layer(

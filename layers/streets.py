@@ -11,9 +11,11 @@ from twin.layer import Layer, Style, TagVocabulary
 class Attributes(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    road_class: Literal["main", "secondary", "branch", "alley"]
-    width_m: float = Field(gt=0, le=100)
-    fire_engine: bool = Field(default=True, description="wide enough for a fire engine")
+    road_class: Literal["main", "secondary", "branch", "alley"] = Field(title="道路等级 Road class")
+    width_m: float = Field(title="宽度(米) Width m", gt=0, le=100)
+    fire_engine: bool = Field(
+        title="消防车可通行 Fire engine", default=True, description="wide enough for a fire engine"
+    )
 
 
 LAYER = Layer(

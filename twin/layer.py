@@ -66,12 +66,18 @@ class Layer:
     tags: TagVocabulary
     style: Style
     state_field: str | None = None
+    state_labels: dict[str, str] = field(default_factory=dict)
     tile_attributes: tuple[str, ...] = ()
     group: str = "twin"
 
     @property
     def title(self) -> str:
         return f"{self.title_zh} {self.title_en}"
+
+    def field_label(self, key: str) -> str:
+        """The bilingual label of an attribute (its Field title), or its name."""
+        info = self.attributes.model_fields.get(key)
+        return (info.title if info else None) or key
 
     @property
     def postgis_type(self) -> str:

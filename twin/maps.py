@@ -35,23 +35,6 @@ _JS = (("leaflet", "leaflet/leaflet.js"), ("grouped_layer_control", f"{_GLC}.js"
 
 GROUP_TITLES = {"areas": "片区 Areas", "twin": "要素 Features"}
 
-# Bilingual labels for attribute names and state values the layers declare; others show as-is.
-FIELD_LABELS = {
-    "use": "用途 Use", "floors": "层数 Floors", "households": "户数 Households",
-    "elderly": "60岁以上 Aged 60+", "built_year": "建成年份 Built", "address": "地址 Address",
-    "site_type": "类型 Site type", "sockets": "插座数 Sockets", "state": "状态 State",
-    "remediated": "已整改 Remediated", "width_m": "宽度(米) Width m",
-    "blocked_by": "堵塞物 Blocked by", "code": "编码 Code", "squad": "中队 Squad",
-    "committee": "居委会 Committee", "model_waste_area": "垃圾分类示范 Model waste area",
-    "road_class": "道路等级 Road class", "fire_engine": "消防车可通行 Fire engine",
-    "bins": "桶数 Bins", "off_hour": "误时投放 Off-hours",
-}
-STATE_LABELS = {
-    "safe": "安全 safe", "hazard": "隐患 hazard", "out_of_service": "停用 out of service",
-    "open": "畅通 open", "blocked": "堵塞 blocked", "ok": "正常 ok", "full": "满溢 full",
-    "damaged": "破损 damaged", "closed": "关闭 closed",
-}
-
 _TIANDITU = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
              "&LAYER=%s&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}"
              "&TILECOL={x}&tk=%s")
@@ -269,8 +252,8 @@ def _layer_spec(layer: Layer) -> dict[str, Any]:
     return {
         "title": layer.title,
         "state": layer.state_field,
-        "fields": [[key, FIELD_LABELS.get(key, key)] for key in layer.attributes.model_fields],
-        "states": {state: STATE_LABELS.get(state, state) for state in layer.style.by_state},
+        "fields": [[key, layer.field_label(key)] for key in layer.attributes.model_fields],
+        "states": {state: layer.state_labels.get(state, state) for state in layer.style.by_state},
     }
 
 
@@ -288,7 +271,8 @@ def _legend_html(title: str, layers: list[Layer]) -> str:
         style = layer.style
         fill = style.fill_color or (style.color if layer.geometry_type == "Point" else "none")
         states = "".join(
-            f"<li>{swatch(layer, colour, colour)}{escape(STATE_LABELS.get(state, state))}</li>"
+            f"<li>{swatch(layer, colour, colour)}"
+            f"{escape(layer.state_labels.get(state, state))}</li>"
             for state, colour in style.by_state.items())
         items.append(f"<li>{swatch(layer, style.color, fill) if not states else ''}"
                      f"{escape(layer.title)}{f'<ul>{states}</ul>' if states else ''}</li>")

@@ -62,3 +62,10 @@ def test_stats_with_the_database_down_is_a_clear_error(cluster_env: dict[str, st
     assert done.returncode == 1
     assert "cannot reach the database" in done.stderr and "twin db start" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_deep_checkout_still_gets_a_socket_path_postgres_accepts() -> None:
+    deep = ROOT / ".twin" / ("d" * 60) / ("e" * 60)
+    cluster = local_cluster(Settings(data_dir=deep))
+    assert len(str(cluster.socket_dir / ".s.PGSQL.5432")) < 108
+    assert cluster.pgdata.name == "pg"

@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
+from psycopg_pool import AsyncConnectionPool
 
 from api import errors
-from api.routes import auth, landing, twin
+from api.routes import auth, features, landing, twin
 from twin import __version__
-from twin.db import database_urls, make_engine
+from twin.db import database_urls, libpq_conninfo, make_engine
 from twin.settings import Settings
 
 
@@ -21,10 +23,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.engine = make_engine(database_urls(settings).app)
+        url = database_urls(settings).app
+        app.state.engine = make_engine(url)
+        app.state.pool = AsyncConnectionPool(libpq_conninfo(url), min_size=2, max_size=10,
+                                             kwargs={"autocommit": True}, open=False)
+        await app.state.pool.open()
         try:
             yield
         finally:
+            await app.state.pool.close()
             app.state.engine.dispose()
 
     app = FastAPI(title="Twin 数字孪生", version=__version__, lifespan=lifespan,
@@ -35,5 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(landing.router)
     app.include_router(auth.router)
     app.include_router(twin.router)
+    app.include_router(features.router)
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.mount("/static", StaticFiles(directory=str(files("twin") / "static")), name="static")
     return app

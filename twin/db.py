@@ -7,7 +7,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from twin.cluster import local_cluster
@@ -84,3 +86,14 @@ def editing(engine: Engine, ctx: EditContext) -> Iterator[Connection]:
     with engine.begin() as conn:
         set_context(conn, ctx)
         yield conn
+
+
+def libpq_conninfo(url: str) -> str:
+    """The libpq connection string of a SQLAlchemy URL (for psycopg's own pool)."""
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host
+    port = parsed.query.get("port") or parsed.port
+    parts = {"dbname": parsed.database, "user": parsed.username, "password": parsed.password,
+             "host": host, "port": port}
+    return make_conninfo(options="-c timezone=UTC",
+                         **{k: str(v) for k, v in parts.items() if v})

@@ -1,0 +1,144 @@
+"""Query parameters of the feature endpoints, checked one by one into domain values.
+
+Each bad value is a 400 naming the parameter, the value and why; an unknown parameter is a
+400 too (OGC API - Features requires it), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from starlette.datastructures import QueryParams
+
+from twin.errors import InvalidInput, Problem
+from twin.layer import Layer
+from twin.reads import DEFAULT_LIMIT, MAX_LIMIT, ItemsQuery, property_names
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+WGS84 = "http://www.opengis.net/def/crs/EPSG/0/4326"
+ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
+                          "crs"})
+
+
+def bad(name: str, value: object, reason: str, reason_zh: str) -> InvalidInput:
+    return InvalidInput(f"{name}={value!s}: {reason}", [Problem(name, value, reason, reason_zh)])
+
+
+def reject_unknown(params: QueryParams, allowed: Iterable[str]) -> None:
+    known = set(allowed)
+    unknown = [name for name in params if name not in known]
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(sorted(known))}",
+            [Problem(name, params[name], "unknown query parameter", "未知查询参数")
+             for name in unknown])
+
+
+def check_format(params: QueryParams) -> None:
+    f = params.get("f")
+    if f is not None and f not in ("json", "geojson", "html"):
+        raise bad("f", f, "one of json, geojson, html", "格式无效")
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise bad("limit", raw, "not a whole number", "不是整数") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad("limit", raw, f"must be between 1 and {MAX_LIMIT}", f"须在1到{MAX_LIMIT}之间")
+    return limit
+
+
+def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
+    """4 numbers (or 6 with heights, which are ignored), in lon/lat, not inverted."""
+    if raw is None:
+        return None
+    try:
+        numbers = [float(part) for part in raw.split(",")]
+    except ValueError:
+        raise bad("bbox", raw, "4 or 6 comma-separated numbers", "须为4或6个数字") from None
+    if len(numbers) not in (4, 6) or not all(math.isfinite(n) for n in numbers):
+        raise bad("bbox", raw, "4 or 6 comma-separated finite numbers", "须为4或6个有限数字")
+    x0, y0, x1, y1 = numbers if len(numbers) == 4 else (numbers[0], numbers[1], numbers[3],
+                                                          numbers[4])
+    if not (-180 <= x0 <= 180 and -180 <= x1 <= 180 and -90 <= y0 <= 90 and -90 <= y1 <= 90):
+        raise bad("bbox", raw, "outside the world: longitudes within ±180, latitudes ±90",
+                  "超出经纬度范围")
+    if x0 > x1 or y0 > y1:
+        raise bad("bbox", raw, "inverted: give min lon, min lat, max lon, max lat",
+                  "坐标顺序颠倒")
+    return x0, y0, x1, y1
+
+
+def parse_crs(name: str, raw: str | None) -> None:
+    if raw is not None and raw not in (CRS84, WGS84):
+        raise bad(name, raw, f"supported: {CRS84}, {WGS84}", "不支持的坐标参照系")
+
+
+# An unencoded "+08:00" arrives as " 08:00": take it as the offset it was meant to be.
+_LOST_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+
+
+def _instant(raw: str, whole: str) -> datetime | None:
+    if raw in ("", ".."):
+        return None
+    try:
+        value = datetime.fromisoformat(_LOST_PLUS.sub(r"\1+\2", raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise bad("datetime", whole, "an RFC 3339 time or interval (a/b, ../b, a/..)",
+                  "时间格式无效") from None
+    if value.tzinfo is None:
+        raise bad("datetime", whole, "a time needs its offset (Z or +08:00)", "时间须带时区")
+    return value
+
+
+def parse_datetime(raw: str | None) -> datetime | None:
+    """The end of the asked time: a feature valid since before it overlaps it."""
+    if raw is None:
+        return None
+    start, sep, end = raw.partition("/")
+    if not sep:
+        return _instant(start, raw)
+    first, last = _instant(start, raw), _instant(end, raw)
+    if first and last and first > last:
+        raise bad("datetime", raw, "the interval ends before it starts", "时间区间颠倒")
+    return last
+
+
+def parse_properties(raw: str | None, layer: Layer) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    chosen = tuple(name.strip() for name in raw.split(",") if name.strip())
+    known = property_names(layer)
+    unknown = [name for name in chosen if name not in known]
+    if unknown or not chosen:
+        raise bad("properties", raw, f"unknown {unknown}; known: {', '.join(known)}",
+                  "未知属性")
+    return chosen
+
+
+def parse_cursor(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise bad("cursor", raw, "use the next link the previous page gave", "翻页游标无效")
+    return int(raw)
+
+
+def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
+    """All parameters of ``/collections/{layer}/items``, checked."""
+    reject_unknown(params, ITEMS_PARAMS)
+    check_format(params)
+    parse_crs("bbox-crs", params.get("bbox-crs"))
+    parse_crs("crs", params.get("crs"))
+    return ItemsQuery(layer=layer, limit=parse_limit(params.get("limit")),
+                      bbox=parse_bbox(params.get("bbox")),
+                      after=parse_cursor(params.get("cursor")),
+                      properties=parse_properties(params.get("properties"), layer),
+                      valid_before=parse_datetime(params.get("datetime")))

@@ -1,0 +1,173 @@
+"""OGC API - Features: the layers as collections, their items streamed as PostgreSQL built them.
+
+Reads go through psycopg's async pool, not the ORM: PostgreSQL writes each feature's GeoJSON
+and Python only joins the texts, so a page costs little more than the query itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from api.deps import UserDep
+from api.params import CRS84, check_format, items_query, reject_unknown
+from twin.errors import InvalidInput, NotFound, Problem
+from twin.layer import Layer
+from twin.reads import EXTENT_SQL, LAYER_STATE_SQL, extent_bbox, items_sql, one_feature_sql
+from twin.registry import all_layers, get_layer
+
+router = APIRouter(tags=["features"])
+GEOJSON = "application/geo+json"
+_CHUNK = 200  # rows per network write and per fetch from PostgreSQL
+
+
+def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
+    return pool
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _collection(layer: Layer, base: str, bbox: list[float] | None) -> dict[str, Any]:
+    href = f"{base}/collections/{layer.name}"
+    doc: dict[str, Any] = {
+        "id": layer.name,
+        "title": layer.title,
+        "description": layer.description,
+        "itemType": "feature",
+        "crs": [CRS84],
+        "storageCrs": CRS84,
+        "links": [
+            {"rel": "self", "type": "application/json", "title": layer.title, "href": href},
+            {"rel": "items", "type": GEOJSON, "title": f"{layer.title} items",
+             "href": f"{href}/items"},
+        ],
+    }
+    if bbox:
+        doc["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84}}
+    return doc
+
+
+async def _extent(conn: AsyncConnection[Any], layer: Layer) -> list[float] | None:
+    cur = await conn.execute(EXTENT_SQL, {"table": f"features_{layer.name}",
+                                          "layer": layer.name})
+    row = await cur.fetchone()
+    return extent_bbox(row[0] if row else None)
+
+
+@router.get("/collections", summary="The layers of the twin")
+async def collections(request: Request, user: UserDep) -> dict[str, Any]:
+    reject_unknown(request.query_params, {"f"})
+    check_format(request.query_params)
+    base = _base(request)
+    async with _pool(request).connection() as conn:
+        docs = [_collection(layer, base, await _extent(conn, layer))
+                for layer in all_layers().values()]
+    return {"collections": docs, "links": [
+        {"rel": "self", "type": "application/json", "href": f"{base}/collections"}]}
+
+
+@router.get("/collections/{layer}", summary="One layer")
+async def collection(request: Request, layer: str, user: UserDep) -> dict[str, Any]:
+    reject_unknown(request.query_params, {"f"})
+    check_format(request.query_params)
+    found = get_layer(layer)
+    async with _pool(request).connection() as conn:
+        return _collection(found, _base(request), await _extent(conn, found))
+
+
+async def _layer_state(conn: AsyncConnection[Any], layer: Layer) -> int:
+    cur = await conn.execute(LAYER_STATE_SQL, {"layer": layer.name})
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    asked = request.headers.get("if-none-match", "")
+    return etag in [tag.strip() for tag in asked.split(",")] or asked.strip() == "*"
+
+
+@router.get("/collections/{layer}/items", summary="Features of a layer, a page at a time",
+            response_class=StreamingResponse)
+async def items(request: Request, layer: str, user: UserDep) -> Response:
+    query = items_query(request.query_params, get_layer(layer))
+    sql, params = items_sql(query)
+    pool = _pool(request)
+    conn = await pool.getconn()
+    try:
+        state = await _layer_state(conn, query.layer)
+        digest = hashlib.sha1(str(request.query_params).encode()).hexdigest()[:16]  # noqa: S324
+        etag = f'"{query.layer.name}-{state}-{digest}"'
+        if _not_modified(request, etag):
+            await pool.putconn(conn)
+            return Response(status_code=304, headers={"ETag": etag})
+        rows = conn.cursor().stream(sql, params, size=_CHUNK)
+        try:
+            first = await anext(rows, None)
+        except psycopg.DataError as exc:
+            raise InvalidInput(f"the query could not be evaluated: {exc}",
+                               [Problem("filter", None, str(exc))]) from None
+    except BaseException:
+        await pool.putconn(conn)
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        """Header, the features as PostgreSQL wrote them, then the count and links."""
+        try:
+            yield b'{"type":"FeatureCollection","features":['
+            count, last, batch, row = 0, 0, [], first
+            while row is not None and count < query.limit:
+                batch.append(row[0])
+                count, last = count + 1, row[1]
+                if len(batch) == _CHUNK:
+                    yield ((b"," if count > _CHUNK else b"") + ",".join(batch).encode())
+                    batch = []
+                row = await anext(rows, None)
+            if batch:
+                yield ((b"," if count > len(batch) else b"") + ",".join(batch).encode())
+            async for _ in rows:  # at most the end of the results: leave the connection idle
+                pass
+            links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
+            if row is not None:  # the one row past the page: there is a next page
+                next_params = dict(request.query_params) | {"cursor": str(last)}
+                links.append({"rel": "next", "type": GEOJSON, "href": str(
+                    request.url.replace_query_params(**next_params))})
+            tail = {"numberReturned": count, "links": links}
+            yield b"]," + json.dumps(tail, ensure_ascii=False)[1:].encode()
+        finally:
+            await pool.putconn(conn)
+
+    return StreamingResponse(body(), media_type=GEOJSON, headers={"ETag": etag})
+
+
+@router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")
+async def item(request: Request, layer: str, fid: str, user: UserDep) -> Response:
+    reject_unknown(request.query_params, {"f"})
+    check_format(request.query_params)
+    found = get_layer(layer)
+    if not fid.isdigit() or len(fid) > 18:
+        raise NotFound(f"no feature {fid!r} in {layer}")
+    async with _pool(request).connection() as conn:
+        cur = await conn.execute(one_feature_sql(found), {"layer": found.name, "id": int(fid)})
+        row = await cur.fetchone()
+    if row is None:
+        raise NotFound(f"no feature {fid} in {layer}")
+    etag = f'"{fid}-{row[1]}"'
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    base = f"{_base(request)}/collections/{found.name}"
+    links = json.dumps([
+        {"rel": "self", "type": GEOJSON, "href": f"{base}/items/{fid}"},
+        {"rel": "collection", "type": "application/json", "href": base}])
+    return Response(row[0][:-1] + f', "links": {links}}}', media_type=GEOJSON,
+                    headers={"ETag": etag})

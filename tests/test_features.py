@@ -1,0 +1,183 @@
+"""OGC API - Features reads, through HTTP, checked against what SQL says the twin holds."""
+
+import gzip
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import Database, login
+from twin.registry import all_layers
+
+BBOX = (121.505, 31.19, 121.515, 31.198)
+
+
+@pytest.fixture
+def auth(client: TestClient) -> dict[str, str]:
+    return login(client, "planner")
+
+
+def _ids(db: Database, sql: str, **params: object) -> list[int]:
+    with db.app.connect() as conn:
+        return list(conn.execute(text(sql), params).scalars())
+
+
+def test_collections_are_the_layers_and_agree_with_each_collection(
+        client: TestClient, auth: dict[str, str]) -> None:
+    listed = client.get("/collections", headers=auth).json()["collections"]
+    assert [c["id"] for c in listed] == list(all_layers())
+    for entry in listed:
+        one = client.get(f"/collections/{entry['id']}", headers=auth).json()
+        assert one == entry
+        assert one["itemType"] == "feature"
+        assert any(link["rel"] == "items" for link in one["links"])
+        x0, y0, x1, y1 = one["extent"]["spatial"]["bbox"][0]
+        assert 121.4 < x0 < x1 < 121.7 and 31.1 < y0 < y1 < 31.3
+
+
+def test_paging_through_a_layer_returns_every_feature_once(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    seen: list[int] = []
+    url: str | None = "/collections/waste_points/items?limit=70"
+    pages = 0
+    while url:
+        page = client.get(url, headers=auth)
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "application/geo+json"
+        body = page.json()
+        assert body["numberReturned"] == len(body["features"]) <= 70
+        seen += [f["id"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+        pages += 1
+    expected = _ids(sample_db, "SELECT id FROM twin.features WHERE layer = 'waste_points' "
+                               "ORDER BY id")
+    assert seen == expected
+    assert pages == -(-len(expected) // 70)
+
+
+def test_default_page_is_100_features(client: TestClient, auth: dict[str, str]) -> None:
+    body = client.get("/collections/buildings/items", headers=auth).json()
+    assert body["numberReturned"] == 100 == len(body["features"])
+    feature = body["features"][0]
+    assert feature["geometry"]["type"] == "Polygon"
+    assert {"use", "floors", "households", "name", "tags", "micro_grid", "version"} <= set(
+        feature["properties"])
+
+
+def test_bbox_selects_what_postgis_selects(client: TestClient, auth: dict[str, str],
+                                           sample_db: Database) -> None:
+    bbox = ",".join(map(str, BBOX))
+    body = client.get(f"/collections/buildings/items?bbox={bbox}&limit=10000",
+                      headers=auth).json()
+    expected = _ids(sample_db, "SELECT id FROM twin.features WHERE layer = 'buildings' AND "
+                               "ST_Intersects(geom, ST_MakeEnvelope(:a, :b, :c, :d, 4326)) "
+                               "ORDER BY id", a=BBOX[0], b=BBOX[1], c=BBOX[2], d=BBOX[3])
+    assert [f["id"] for f in body["features"]] == expected
+    assert 0 < len(expected) < 4000
+    six = client.get(f"/collections/buildings/items?bbox={BBOX[0]},{BBOX[1]},0,{BBOX[2]},"
+                     f"{BBOX[3]},100&limit=10000", headers=auth).json()
+    assert [f["id"] for f in six["features"]] == expected
+
+
+def test_properties_chooses_the_attributes(client: TestClient, auth: dict[str, str]) -> None:
+    body = client.get("/collections/charging_points/items?properties=state,micro_grid",
+                      headers=auth).json()
+    assert {tuple(sorted(f["properties"])) for f in body["features"]} == {
+        ("micro_grid", "state")}
+
+
+def test_datetime_is_the_features_validity(client: TestClient, auth: dict[str, str]) -> None:
+    url = "/collections/waste_points/items?limit=1&datetime="
+    assert client.get(url + "2000-01-01T00:00:00Z", headers=auth).json()["numberReturned"] == 0
+    assert client.get(url + "../2999-01-01T00:00:00Z", headers=auth).json()[
+        "numberReturned"] == 1
+    for written in ("2999-01-01T00:00:00%2B08:00", "2999-01-01T00:00:00+08:00"):
+        assert client.get(url + written, headers=auth).json()["numberReturned"] == 1
+
+
+def test_one_feature_with_etag_and_304(client: TestClient, auth: dict[str, str],
+                                       sample_db: Database) -> None:
+    (fid,) = _ids(sample_db, "SELECT min(id) FROM twin.features WHERE layer = 'fire_passages'")
+    url = f"/collections/fire_passages/items/{fid}"
+    first = client.get(url, headers=auth)
+    assert first.status_code == 200 and first.json()["id"] == fid
+    etag = first.headers["ETag"]
+    assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
+    with sample_db.app.begin() as conn:
+        conn.execute(text("UPDATE twin.features SET props = props || '{\"state\": \"blocked\"}'"
+                          " || '{\"width_m\": 2.5}' WHERE id = :id"), {"id": fid})
+    again = client.get(url, headers={**auth, "If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["ETag"] != etag
+    assert again.json()["properties"]["state"] == "blocked"
+
+
+def test_a_page_etag_changes_when_the_layer_changes(client: TestClient, auth: dict[str, str],
+                                                    sample_db: Database) -> None:
+    url = "/collections/waste_points/items?limit=5"
+    etag = client.get(url, headers=auth).headers["ETag"]
+    assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
+    with sample_db.app.begin() as conn:
+        conn.execute(text("UPDATE twin.features SET name = 'moved' WHERE id = (SELECT max(id) "
+                          "FROM twin.features WHERE layer = 'waste_points')"))
+    assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 200
+
+
+def test_gzip_when_asked(client: TestClient, auth: dict[str, str]) -> None:
+    response = client.get("/collections/buildings/items?limit=500",
+                          headers={**auth, "Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.json()["numberReturned"] == 500  # the client unzipped it
+    raw = client.get("/collections/buildings/items?limit=500",
+                     headers={**auth, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers
+    assert len(gzip.compress(raw.content)) < len(raw.content)
+
+
+BAD = [
+    ("bbox=1,2,3", 400, "bbox"),
+    ("bbox=a,b,c,d", 400, "bbox"),
+    ("bbox=121.6,31.1,121.5,31.2", 400, "inverted"),
+    ("bbox=200,31,201,32", 400, "outside the world"),
+    ("bbox=121,31,122,nan", 400, "bbox"),
+    ("limit=0", 400, "limit"),
+    ("limit=-5", 400, "limit"),
+    ("limit=10001", 400, "limit"),
+    ("limit=ten", 400, "limit"),
+    ("properties=state,secret", 400, "secret"),
+    ("properties=", 400, "properties"),
+    ("cursor=abc", 400, "cursor"),
+    ("cursor=1;DROP TABLE twin.features", 400, "cursor"),
+    ("datetime=yesterday", 400, "datetime"),
+    ("datetime=2024-01-01T00:00:00", 400, "offset"),
+    ("datetime=2025-01-01T00:00:00Z/2024-01-01T00:00:00Z", 400, "ends before"),
+    ("crs=EPSG:2000", 400, "crs"),
+    ("f=xml", 400, "f"),
+    ("colour=red", 400, "unknown query parameter 'colour'"),
+]
+
+
+@pytest.mark.parametrize(("query", "status", "named"), BAD)
+def test_bad_parameters_are_400_naming_them(client: TestClient, auth: dict[str, str],
+                                            query: str, status: int, named: str) -> None:
+    response = client.get(f"/collections/waste_points/items?{query}", headers=auth)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == "InvalidParameterValue"
+    assert named in body["description"]
+
+
+@pytest.mark.parametrize("path", ["/collections/rivers", "/collections/rivers/items",
+                                  "/collections/waste_points/items/999999999",
+                                  "/collections/waste_points/items/abc",
+                                  "/collections/buildings/items/1'--"])
+def test_unknown_collections_and_ids_are_404(client: TestClient, auth: dict[str, str],
+                                             path: str) -> None:
+    response = client.get(path, headers=auth)
+    assert response.status_code == 404
+    assert response.json()["code"] == "NotFound"
+
+
+def test_reading_needs_a_token(client: TestClient) -> None:
+    for path in ["/collections", "/collections/buildings/items",
+                 "/collections/buildings/items/1"]:
+        assert client.get(path).status_code == 401

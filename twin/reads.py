@@ -1,0 +1,121 @@
+"""Reading features: small functions that each build one piece of SQL and its parameters.
+
+PostgreSQL builds every feature's GeoJSON text; Python only joins the pieces and streams
+them. Values are always bound (psycopg ``%(name)s``); identifiers come from the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from twin.layer import Layer
+
+# Common fields every feature carries next to the layer's attributes, as SQL over alias f.
+COMMON_COLUMNS: dict[str, str] = {
+    "name": "f.name",
+    "tags": "to_jsonb(f.tags)",
+    "micro_grid": "f.grid_code",
+    "residential_area": "f.area_code",
+    "version": "f.version",
+    "updated": "f.valid_from",
+    "changed_by": "f.changed_by",
+}
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class ItemsQuery:
+    """One page of a layer: where, when, which properties, after which id."""
+
+    layer: Layer
+    limit: int = DEFAULT_LIMIT
+    bbox: tuple[float, float, float, float] | None = None
+    after: int | None = None
+    properties: tuple[str, ...] | None = None
+    # datetime: a feature's validity [valid_from, now) overlaps the asked time when it
+    # began before the asked time's end
+    valid_before: datetime | None = None
+    where: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
+
+
+def property_names(layer: Layer) -> list[str]:
+    """What ``properties=`` may name: the layer's attributes and the common fields."""
+    return [*layer.attributes.model_fields, *COMMON_COLUMNS]
+
+
+def properties_sql(layer: Layer, chosen: tuple[str, ...] | None) -> str:
+    """The properties object: every field, or only those chosen."""
+    if chosen is None:
+        common = ", ".join(f"'{k}', {v}" for k, v in COMMON_COLUMNS.items())
+        return f"f.props || jsonb_build_object({common})"
+    parts = []
+    for name in chosen:
+        column = COMMON_COLUMNS.get(name) or f"f.props -> '{_attribute(layer, name)}'"
+        parts.append(f"'{name}', {column}")
+    return f"jsonb_build_object({', '.join(parts)})"
+
+
+def _attribute(layer: Layer, name: str) -> str:
+    """An attribute name checked against the layer's model (never request text in SQL)."""
+    if name not in layer.attributes.model_fields:
+        raise KeyError(name)
+    return name
+
+
+def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None) -> str:
+    """One feature as GeoJSON text, built by PostgreSQL."""
+    return (f"json_build_object('type', 'Feature', 'id', f.id, "
+            f"'geometry', ST_AsGeoJSON(f.geom, 7)::json, "
+            f"'properties', {properties_sql(layer, chosen)})::text")
+
+
+def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
+    """Rows of (feature text, id) for one page, plus one row more to know a next page exists."""
+    params: dict[str, Any] = {"layer": query.layer.name, "limit": query.limit + 1}
+    where = ["f.layer = %(layer)s"]
+    if query.bbox is not None:
+        # the envelope is built once and compared with &&, so the GiST index is used
+        where.append("f.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)")
+        where.append("ST_Intersects(f.geom, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, "
+                     "4326))")
+        params.update(zip(("x0", "y0", "x1", "y1"), query.bbox, strict=True))
+    if query.valid_before is not None:
+        where.append("f.valid_from <= %(until)s")
+        params["until"] = query.valid_before
+    if query.after is not None:
+        where.append("f.id > %(after)s")
+        params["after"] = query.after
+    for clause, values in query.where:
+        where.append(f"({clause})")
+        params.update(values)
+    sql = (f"SELECT {feature_sql(query.layer, query.properties)}, f.id "
+           f"FROM twin.features f WHERE {' AND '.join(where)} ORDER BY f.id LIMIT %(limit)s")
+    return sql, params
+
+
+def one_feature_sql(layer: Layer) -> str:
+    """One feature by id, with its version for the ETag."""
+    return (f"SELECT {feature_sql(layer)}, f.version FROM twin.features f "
+            f"WHERE f.layer = %(layer)s AND f.id = %(id)s")
+
+
+# The newest change of a layer: any edit in it changes every ETag computed from this.
+LAYER_STATE_SQL = "SELECT coalesce(max(id), 0) FROM twin.changes WHERE layer = %(layer)s"
+
+EXTENT_SQL = """
+SELECT coalesce(ST_EstimatedExtent('twin', %(table)s, 'geom')::box2d,
+                (SELECT ST_Extent(geom) FROM twin.features WHERE layer = %(layer)s)) AS box
+"""
+
+
+def extent_bbox(box: str | None) -> list[float] | None:
+    """``BOX(x0 y0,x1 y1)`` as ``[x0, y0, x1, y1]``."""
+    if not box:
+        return None
+    inner = box[box.index("(") + 1:box.index(")")]
+    low, high = inner.split(",")
+    return [float(v) for v in (*low.split(), *high.split())]

@@ -30,10 +30,13 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TokenDep = Annotated[str | None, Depends(_bearer)]
 
 
+SIGN_IN = "sign in first: POST /auth/token gives a bearer token"
+
+
 def current_user(engine: EngineDep, token: TokenDep) -> User:
     """The user of the request's bearer token; 401 without a live one."""
     if not token:
-        raise Unauthorized("sign in first: POST /auth/token gives a bearer token")
+        raise Unauthorized(SIGN_IN)
     return user_for_token(engine, token)
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from twin.layer import Layer
+from twin.users import ROLE_OF_BEARER_SQL
 
 # Common fields every feature carries next to the layer's attributes, as SQL over alias f.
 COMMON_COLUMNS: dict[str, str] = {
@@ -98,13 +99,19 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
 
 
 def one_feature_sql(layer: Layer) -> str:
-    """One feature by id, with its version for the ETag."""
-    return (f"SELECT {feature_sql(layer)}, f.version FROM twin.features f "
-            f"WHERE f.layer = %(layer)s AND f.id = %(id)s")
+    """One feature by id with its version (the ETag), and the token's role: one round trip.
+
+    The token's role comes back even when the feature does not exist, so 401 and 404 differ.
+    """
+    return (f"SELECT f.feature, f.version, {ROLE_OF_BEARER_SQL} FROM (SELECT 1) AS one "
+            f"LEFT JOIN LATERAL (SELECT {feature_sql(layer)} AS feature, f.version "
+            f"FROM twin.features f WHERE f.layer = %(layer)s AND f.id = %(id)s) f ON true")
 
 
-# The newest change of a layer: any edit in it changes every ETag computed from this.
-LAYER_STATE_SQL = "SELECT coalesce(max(id), 0) FROM twin.changes WHERE layer = %(layer)s"
+# The newest change of a layer (any edit in it changes every ETag computed from this) and
+# the role of the request's token, in one round trip.
+LAYER_STATE_SQL = (f"SELECT (SELECT coalesce(max(id), 0) FROM twin.changes "
+                   f"WHERE layer = %(layer)s), {ROLE_OF_BEARER_SQL}")
 
 EXTENT_SQL = """
 SELECT coalesce(ST_EstimatedExtent('twin', %(table)s, 'geom')::box2d,

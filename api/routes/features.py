@@ -17,12 +17,13 @@ from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from api.deps import UserDep
+from api.deps import SIGN_IN
 from api.params import CRS84, check_format, items_query, reject_unknown
-from twin.errors import InvalidInput, NotFound, Problem
+from twin.errors import InvalidInput, NotFound, Problem, Unauthorized
 from twin.layer import Layer
 from twin.reads import EXTENT_SQL, LAYER_STATE_SQL, extent_bbox, items_sql, one_feature_sql
 from twin.registry import all_layers, get_layer
+from twin.users import EXPIRED, token_digest
 
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
@@ -66,11 +67,13 @@ async def _extent(conn: AsyncConnection[Any], layer: Layer) -> list[float] | Non
 
 
 @router.get("/collections", summary="The layers of the twin")
-async def collections(request: Request, user: UserDep) -> dict[str, Any]:
+async def collections(request: Request) -> dict[str, Any]:
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
     base = _base(request)
+    token = _token(request)
     async with _pool(request).connection() as conn:
+        await _layer_state(conn, None, token)
         docs = [_collection(layer, base, await _extent(conn, layer))
                 for layer in all_layers().values()]
     return {"collections": docs, "links": [
@@ -78,18 +81,32 @@ async def collections(request: Request, user: UserDep) -> dict[str, Any]:
 
 
 @router.get("/collections/{layer}", summary="One layer")
-async def collection(request: Request, layer: str, user: UserDep) -> dict[str, Any]:
+async def collection(request: Request, layer: str) -> dict[str, Any]:
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
     found = get_layer(layer)
+    token = _token(request)
     async with _pool(request).connection() as conn:
+        await _layer_state(conn, found, token)
         return _collection(found, _base(request), await _extent(conn, found))
 
 
-async def _layer_state(conn: AsyncConnection[Any], layer: Layer) -> int:
-    cur = await conn.execute(LAYER_STATE_SQL, {"layer": layer.name})
+def _token(request: Request) -> str:
+    """The bearer token's digest; its validity is checked with the request's first query."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(SIGN_IN)
+    return str(token_digest(token.strip()))
+
+
+async def _layer_state(conn: AsyncConnection[Any], layer: Layer | None, token: str) -> int:
+    """The layer's newest change id, after checking the token (401 if it is not live)."""
+    cur = await conn.execute(LAYER_STATE_SQL, {"layer": layer.name if layer else "",
+                                               "token": token})
     row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    if row is None or row[1] is None:
+        raise Unauthorized(EXPIRED)
+    return int(row[0])
 
 
 def _not_modified(request: Request, etag: str) -> bool:
@@ -99,13 +116,14 @@ def _not_modified(request: Request, etag: str) -> bool:
 
 @router.get("/collections/{layer}/items", summary="Features of a layer, a page at a time",
             response_class=StreamingResponse)
-async def items(request: Request, layer: str, user: UserDep) -> Response:
+async def items(request: Request, layer: str) -> Response:
+    token = _token(request)
     query = items_query(request.query_params, get_layer(layer))
     sql, params = items_sql(query)
     pool = _pool(request)
     conn = await pool.getconn()
     try:
-        state = await _layer_state(conn, query.layer)
+        state = await _layer_state(conn, query.layer, token)
         digest = hashlib.sha1(str(request.query_params).encode()).hexdigest()[:16]  # noqa: S324
         etag = f'"{query.layer.name}-{state}-{digest}"'
         if _not_modified(request, etag):
@@ -151,17 +169,20 @@ async def items(request: Request, layer: str, user: UserDep) -> Response:
 
 
 @router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")
-async def item(request: Request, layer: str, fid: str, user: UserDep) -> Response:
+async def item(request: Request, layer: str, fid: str) -> Response:
+    token = _token(request)
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
     found = get_layer(layer)
-    if not fid.isdigit() or len(fid) > 18:
-        raise NotFound(f"no feature {fid!r} in {layer}")
+    number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
     async with _pool(request).connection() as conn:
-        cur = await conn.execute(one_feature_sql(found), {"layer": found.name, "id": int(fid)})
+        cur = await conn.execute(one_feature_sql(found), {"layer": found.name, "id": number,
+                                                          "token": token})
         row = await cur.fetchone()
-    if row is None:
-        raise NotFound(f"no feature {fid} in {layer}")
+    if row is None or row[2] is None:
+        raise Unauthorized(EXPIRED)
+    if row[0] is None:
+        raise NotFound(f"no feature {fid!r} in {layer}")
     etag = f'"{fid}-{row[1]}"'
     if _not_modified(request, etag):
         return Response(status_code=304, headers={"ETag": etag})

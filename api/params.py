@@ -13,7 +13,7 @@ from datetime import datetime
 
 from starlette.datastructures import QueryParams
 
-from twin.errors import InvalidInput, Problem
+from twin.errors import InvalidInput, NotFound, Problem
 from twin.layer import Layer
 from twin.reads import DEFAULT_LIMIT, MAX_LIMIT, ItemsQuery, property_names
 
@@ -142,3 +142,14 @@ def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
                       after=parse_cursor(params.get("cursor")),
                       properties=parse_properties(params.get("properties"), layer),
                       valid_before=parse_datetime(params.get("datetime")))
+
+
+def tile_numbers(z: str, x: str, y: str) -> tuple[int, int, int]:
+    """Zoom, column and row of a WebMercatorQuad tile; outside the matrix is a 404."""
+    if not (z.isdigit() and x.isdigit() and y.isdigit()) or int(z) > 24:
+        raise NotFound(f"no tile {z}/{x}/{y}: zoom 0-24, column and row whole numbers")
+    zoom, col, row = int(z), int(x), int(y)
+    if col >= 2**zoom or row >= 2**zoom:
+        raise NotFound(f"no tile {z}/{x}/{y}: at zoom {zoom} columns and rows are below "
+                       f"{2**zoom}")
+    return zoom, col, row

@@ -67,6 +67,40 @@ def _attribute(layer: Layer, name: str) -> str:
     return name
 
 
+_SQL_TYPES = {int: "bigint", float: "double precision", bool: "boolean"}
+
+
+def attribute_sql(layer: Layer, name: str) -> str:
+    """An attribute as a typed SQL value (numbers stay numbers in tiles and comparisons)."""
+    info = layer.attributes.model_fields[_attribute(layer, name)]
+    kinds = [info.annotation, *getattr(info.annotation, "__args__", ())]
+    cast = next((_SQL_TYPES[k] for k in kinds if k in _SQL_TYPES), None)
+    return f"(f.props ->> '{name}')::{cast}" if cast else f"(f.props ->> '{name}')"
+
+
+def tile_sql(layer: Layer) -> str:
+    """A Mapbox vector tile of the layer, its content digest (the ETag) and the token's role.
+
+    The tile envelope is transformed to WGS-84 for the && test, not the column, so the GiST
+    index is used; the digest of (id, version) changes when a feature in the tile changes,
+    arrives or leaves.
+    """
+    attrs = "".join(f", {attribute_sql(layer, name)} AS {name}" for name in layer.tile_attributes)
+    return f"""
+WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS box),
+q AS (
+    SELECT f.id, f.version, f.name,
+           ST_AsMVTGeom(ST_Transform(f.geom, 3857), env.box, 4096, 64, true) AS geom{attrs}
+    FROM twin.features f, env
+    WHERE f.layer = %(layer)s AND f.geom && ST_Transform(env.box, 4326)
+)
+SELECT (SELECT ST_AsMVT(t, %(layer)s, 4096, 'geom', 'id')
+        FROM (SELECT id, name, geom{"".join(f", {n}" for n in layer.tile_attributes)}
+              FROM q WHERE geom IS NOT NULL) AS t),
+       (SELECT md5(coalesce(string_agg(id || '.' || version, ',' ORDER BY id), '')) FROM q),
+       {ROLE_OF_BEARER_SQL}"""
+
+
 def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None) -> str:
     """One feature as GeoJSON text, built by PostgreSQL."""
     return (f"json_build_object('type', 'Feature', 'id', f.id, "

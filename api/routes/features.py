@@ -18,10 +18,17 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.deps import SIGN_IN
-from api.params import CRS84, check_format, items_query, reject_unknown
+from api.params import CRS84, check_format, items_query, reject_unknown, tile_numbers
 from twin.errors import InvalidInput, NotFound, Problem, Unauthorized
 from twin.layer import Layer
-from twin.reads import EXTENT_SQL, LAYER_STATE_SQL, extent_bbox, items_sql, one_feature_sql
+from twin.reads import (
+    EXTENT_SQL,
+    LAYER_STATE_SQL,
+    extent_bbox,
+    items_sql,
+    one_feature_sql,
+    tile_sql,
+)
 from twin.registry import all_layers, get_layer
 from twin.users import EXPIRED, token_digest
 
@@ -192,3 +199,25 @@ async def item(request: Request, layer: str, fid: str) -> Response:
         {"rel": "collection", "type": "application/json", "href": base}])
     return Response(row[0][:-1] + f', "links": {links}}}', media_type=GEOJSON,
                     headers={"ETag": etag})
+
+
+MVT = "application/vnd.mapbox-vector-tile"
+
+
+@router.get("/collections/{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}",
+            summary="A Mapbox vector tile of a layer", response_class=Response)
+async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response:
+    token = _token(request)
+    reject_unknown(request.query_params, set())
+    found = get_layer(layer)
+    zxy = tile_numbers(z, x, y)
+    async with _pool(request).connection() as conn:
+        cur = await conn.execute(tile_sql(found), {"layer": found.name, "token": token,
+                                                   "z": zxy[0], "x": zxy[1], "y": zxy[2]})
+        row = await cur.fetchone()
+    if row is None or row[2] is None:
+        raise Unauthorized(EXPIRED)
+    etag = f'"{found.name}-{zxy[0]}-{zxy[1]}-{zxy[2]}-{row[1]}"'
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(bytes(row[0] or b""), media_type=MVT, headers={"ETag": etag})

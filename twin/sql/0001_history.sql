@@ -139,7 +139,11 @@ BEGIN
             twin.context('device'), lower(TG_OP), f.layer, f.id,
             CASE WHEN TG_OP <> 'INSERT' THEN OLD.version END,
             CASE WHEN TG_OP <> 'DELETE' THEN NEW.version END,
-            changed_fields, old_values, new_values, geom_changed, f.geom, f.grid_code,
+            changed_fields, old_values, new_values, geom_changed,
+            -- where it happened: both places when a feature moved
+            CASE WHEN TG_OP = 'UPDATE' AND geom_changed THEN ST_Collect(OLD.geom, NEW.geom)
+                 ELSE f.geom END,
+            f.grid_code,
             f.area_code, twin.context('reason'), twin.context('edit_id'))
     RETURNING id INTO change_id;
 

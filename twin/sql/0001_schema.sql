@@ -78,7 +78,7 @@ CREATE TABLE twin.changes (
     old_values     jsonb,
     new_values     jsonb,
     geom_changed   boolean NOT NULL,
-    geom           geometry(Geometry, 4326) NOT NULL,
+    geom           geometry(Geometry, 4326) NOT NULL,  -- old and new place when it moved
     grid_code      text,
     area_code      text,
     reason         text,
@@ -90,6 +90,7 @@ CREATE INDEX changes_time_idx ON twin.changes (server_time);
 CREATE INDEX changes_grid_idx ON twin.changes (grid_code, id);
 CREATE INDEX changes_actor_idx ON twin.changes (actor, id);
 CREATE INDEX changes_edit_idx ON twin.changes (edit_id) WHERE edit_id IS NOT NULL;
+CREATE INDEX changes_geom_idx ON twin.changes USING gist (geom);
 
 -- People. A worker's grids are rows, so a new grid is data, never code.
 CREATE TABLE twin.users (

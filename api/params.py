@@ -6,21 +6,31 @@ Each bad value is a 400 naming the parameter, the value and why; an unknown para
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from starlette.datastructures import QueryParams
 
 from twin.errors import InvalidInput, NotFound, Problem
 from twin.layer import Layer
-from twin.reads import DEFAULT_LIMIT, MAX_LIMIT, ItemsQuery, property_names
+from twin.reads import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ItemsQuery,
+    SortKey,
+    property_names,
+    sortable,
+)
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 WGS84 = "http://www.opengis.net/def/crs/EPSG/0/4326"
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
-                          "crs"})
+                          "crs", "sortby"})
 
 
 def bad(name: str, value: object, reason: str, reason_zh: str) -> InvalidInput:
@@ -123,12 +133,38 @@ def parse_properties(raw: str | None, layer: Layer) -> tuple[str, ...] | None:
     return chosen
 
 
-def parse_cursor(raw: str | None) -> int | None:
+def parse_sortby(raw: str | None, layer: Layer) -> tuple[SortKey, ...]:
+    """``sortby=-floors,name``: a leading - sorts descending, + (or nothing) ascending."""
+    if raw is None:
+        return ()
+    keys = []
+    known = sortable(layer)
+    for part in raw.split(","):
+        name = part.strip().lstrip("+-").strip()
+        if name not in known:
+            raise bad("sortby", raw, f"cannot sort by {name!r}; sortable: {', '.join(known)}",
+                      "不可排序的属性")
+        keys.append(SortKey(name, part.strip().startswith("-")))
+    return tuple(keys)
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """The next page starts after these sort values: an opaque, URL-safe token."""
+    text = json.dumps(list(values), default=str, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def parse_cursor(raw: str | None, keys: int) -> tuple[Any, ...] | None:
     if raw is None:
         return None
-    if not raw.isdigit():
+    try:
+        values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or len(values) != keys or not all(
+            v is None or isinstance(v, str | int | float | bool) for v in values):
         raise bad("cursor", raw, "use the next link the previous page gave", "翻页游标无效")
-    return int(raw)
+    return tuple(values)
 
 
 def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
@@ -137,9 +173,10 @@ def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
     check_format(params)
     parse_crs("bbox-crs", params.get("bbox-crs"))
     parse_crs("crs", params.get("crs"))
+    sort = parse_sortby(params.get("sortby"), layer)
     return ItemsQuery(layer=layer, limit=parse_limit(params.get("limit")),
-                      bbox=parse_bbox(params.get("bbox")),
-                      after=parse_cursor(params.get("cursor")),
+                      bbox=parse_bbox(params.get("bbox")), sort=sort,
+                      after=parse_cursor(params.get("cursor"), 2 * len(sort) + 1),
                       properties=parse_properties(params.get("properties"), layer),
                       valid_before=parse_datetime(params.get("datetime")))
 

@@ -55,6 +55,35 @@ def test_paging_through_a_layer_returns_every_feature_once(
     assert pages == -(-len(expected) // 70)
 
 
+def _walk(client: TestClient, auth: dict[str, str], url: str) -> list[int]:
+    seen: list[int] = []
+    next_url: str | None = url
+    while next_url:
+        body = client.get(next_url, headers=auth).json()
+        seen += [f["id"] for f in body["features"]]
+        next_url = next((lk["href"] for lk in body["links"] if lk["rel"] == "next"), None)
+    return seen
+
+
+@pytest.mark.parametrize(("sortby", "order"), [
+    ("-floors,households", "(props->>'floors')::int DESC, (props->>'households')::int, id"),
+    ("built_year", "(props->>'built_year') IS NULL, (props->>'built_year')::int, id"),
+    ("+use,-id", "props->>'use', id DESC"),
+    ("-updated", "valid_from DESC, id"),
+])
+def test_sorted_paging_returns_every_feature_once_in_order(
+        client: TestClient, auth: dict[str, str], sample_db: Database, sortby: str,
+        order: str) -> None:
+    bbox = ",".join(map(str, BBOX))
+    seen = _walk(client, auth, f"/collections/buildings/items?sortby={sortby}&limit=97"
+                               f"&bbox={bbox}")
+    expected = _ids(sample_db, f"SELECT id FROM twin.features WHERE layer = 'buildings' AND "
+                               f"ST_Intersects(geom, ST_MakeEnvelope(:a, :b, :c, :d, 4326)) "
+                               f"ORDER BY {order}", a=BBOX[0], b=BBOX[1], c=BBOX[2], d=BBOX[3])
+    assert len(expected) > 200
+    assert seen == expected
+
+
 def test_default_page_is_100_features(client: TestClient, auth: dict[str, str]) -> None:
     body = client.get("/collections/buildings/items", headers=auth).json()
     assert body["numberReturned"] == 100 == len(body["features"])
@@ -146,6 +175,9 @@ BAD = [
     ("properties=state,secret", 400, "secret"),
     ("properties=", 400, "properties"),
     ("cursor=abc", 400, "cursor"),
+    ("cursor=WzEsMl0", 400, "cursor"),
+    ("sortby=geometry", 400, "sortby"),
+    ("sortby=-secret", 400, "secret"),
     ("cursor=1;DROP TABLE twin.features", 400, "cursor"),
     ("datetime=yesterday", 400, "datetime"),
     ("datetime=2024-01-01T00:00:00", 400, "offset"),

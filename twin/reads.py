@@ -28,14 +28,27 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 
 
+# Fields a page may be sorted by, besides the layer's attributes.
+SORTABLE_COMMON = {"id": "f.id", "name": "f.name", "updated": "f.valid_from",
+                   "version": "f.version", "micro_grid": "f.grid_code",
+                   "residential_area": "f.area_code"}
+
+
+@dataclass(frozen=True)
+class SortKey:
+    name: str
+    descending: bool = False
+
+
 @dataclass(frozen=True)
 class ItemsQuery:
-    """One page of a layer: where, when, which properties, after which id."""
+    """One page of a layer: where, when, which properties, in which order, after what."""
 
     layer: Layer
     limit: int = DEFAULT_LIMIT
     bbox: tuple[float, float, float, float] | None = None
-    after: int | None = None
+    sort: tuple[SortKey, ...] = ()
+    after: tuple[Any, ...] | None = None  # the sort values and id of the previous page's last
     properties: tuple[str, ...] | None = None
     # datetime: a feature's validity [valid_from, now) overlaps the asked time when it
     # began before the asked time's end
@@ -121,15 +134,41 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
     if query.valid_before is not None:
         where.append("f.valid_from <= %(until)s")
         params["until"] = query.valid_before
+    keys = sort_keys(query)
     if query.after is not None:
-        where.append("f.id > %(after)s")
-        params["after"] = query.after
+        where.append(_after(keys, query.after, params))
     for clause, values in query.where:
         where.append(f"({clause})")
         params.update(values)
-    sql = (f"SELECT {feature_sql(query.layer, query.properties)}, f.id "
-           f"FROM twin.features f WHERE {' AND '.join(where)} ORDER BY f.id LIMIT %(limit)s")
+    order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
+    sql = (f"SELECT {feature_sql(query.layer, query.properties)}, "
+           f"{', '.join(expr for expr, _ in keys)} "
+           f"FROM twin.features f WHERE {' AND '.join(where)} ORDER BY {order} "
+           f"LIMIT %(limit)s")
     return sql, params
+
+
+def sortable(layer: Layer) -> list[str]:
+    return [*SORTABLE_COMMON, *layer.attributes.model_fields]
+
+
+def sort_keys(query: ItemsQuery) -> list[tuple[str, bool]]:
+    """(SQL, descending) of each key; NULLs sort last through a flag key; id breaks ties."""
+    keys: list[tuple[str, bool]] = []
+    for key in query.sort:
+        expr = SORTABLE_COMMON.get(key.name) or attribute_sql(query.layer, key.name)
+        keys += [(f"({expr} IS NULL)", False), (expr, key.descending)]
+    return [*keys, ("f.id", False)]
+
+
+def _after(keys: list[tuple[str, bool]], last: tuple[Any, ...], params: dict[str, Any]) -> str:
+    """Keyset condition: rows strictly after ``last`` in the order of ``keys``."""
+    ors = []
+    for i, (expr, desc) in enumerate(keys):
+        same = [f"{keys[j][0]} IS NOT DISTINCT FROM %(k{j})s" for j in range(i)]
+        ors.append(" AND ".join([*same, f"{expr} {'<' if desc else '>'} %(k{i})s"]))
+    params.update({f"k{i}": value for i, value in enumerate(last)})
+    return "(" + " OR ".join(f"({clause})" for clause in ors) + ")"
 
 
 def one_feature_sql(layer: Layer) -> str:

@@ -18,7 +18,14 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.deps import SIGN_IN
-from api.params import CRS84, check_format, items_query, reject_unknown, tile_numbers
+from api.params import (
+    CRS84,
+    check_format,
+    encode_cursor,
+    items_query,
+    reject_unknown,
+    tile_numbers,
+)
 from twin.errors import InvalidInput, NotFound, Problem, Unauthorized
 from twin.layer import Layer
 from twin.reads import (
@@ -150,10 +157,11 @@ async def items(request: Request, layer: str) -> Response:
         """Header, the features as PostgreSQL wrote them, then the count and links."""
         try:
             yield b'{"type":"FeatureCollection","features":['
-            count, last, batch, row = 0, 0, [], first
+            count, batch, row = 0, [], first
+            last: tuple[Any, ...] = ()
             while row is not None and count < query.limit:
                 batch.append(row[0])
-                count, last = count + 1, row[1]
+                count, last = count + 1, row[1:]
                 if len(batch) == _CHUNK:
                     yield ((b"," if count > _CHUNK else b"") + ",".join(batch).encode())
                     batch = []
@@ -164,7 +172,7 @@ async def items(request: Request, layer: str) -> Response:
                 pass
             links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
             if row is not None:  # the one row past the page: there is a next page
-                next_params = dict(request.query_params) | {"cursor": str(last)}
+                next_params = dict(request.query_params) | {"cursor": encode_cursor(last)}
                 links.append({"rel": "next", "type": GEOJSON, "href": str(
                     request.url.replace_query_params(**next_params))})
             tail = {"numberReturned": count, "links": links}

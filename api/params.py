@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from twin.crs import CRS84, SUPPORTED, Crs, find_crs
 from twin.errors import InvalidInput, NotFound, Problem
 from twin.layer import Layer
 from twin.reads import (
@@ -27,8 +28,6 @@ from twin.reads import (
     sortable,
 )
 
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-WGS84 = "http://www.opengis.net/def/crs/EPSG/0/4326"
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
                           "crs", "sortby"})
 
@@ -65,8 +64,8 @@ def parse_limit(raw: str | None) -> int:
     return limit
 
 
-def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
-    """4 numbers (or 6 with heights, which are ignored), in lon/lat, not inverted."""
+def parse_bbox(raw: str | None, crs: Crs) -> tuple[float, float, float, float] | None:
+    """4 numbers (or 6 with heights, which are ignored) in ``crs``'s axis order, as x/y."""
     if raw is None:
         return None
     try:
@@ -75,20 +74,27 @@ def parse_bbox(raw: str | None) -> tuple[float, float, float, float] | None:
         raise bad("bbox", raw, "4 or 6 comma-separated numbers", "须为4或6个数字") from None
     if len(numbers) not in (4, 6) or not all(math.isfinite(n) for n in numbers):
         raise bad("bbox", raw, "4 or 6 comma-separated finite numbers", "须为4或6个有限数字")
-    x0, y0, x1, y1 = numbers if len(numbers) == 4 else (numbers[0], numbers[1], numbers[3],
+    a0, b0, a1, b1 = numbers if len(numbers) == 4 else (numbers[0], numbers[1], numbers[3],
                                                           numbers[4])
-    if not (-180 <= x0 <= 180 and -180 <= x1 <= 180 and -90 <= y0 <= 90 and -90 <= y1 <= 90):
-        raise bad("bbox", raw, "outside the world: longitudes within ±180, latitudes ±90",
-                  "超出经纬度范围")
-    if x0 > x1 or y0 > y1:
-        raise bad("bbox", raw, "inverted: give min lon, min lat, max lon, max lat",
+    lo_a, lo_b, hi_a, hi_b = crs.bounds
+    if not (lo_a <= a0 <= hi_a and lo_a <= a1 <= hi_a and lo_b <= b0 <= hi_b
+            and lo_b <= b1 <= hi_b):
+        raise bad("bbox", raw, f"outside the world: in {crs.uri} the axes range over "
+                  f"{lo_a}..{hi_a} and {lo_b}..{hi_b}", "超出坐标范围")
+    if a0 > a1 or b0 > b1:
+        raise bad("bbox", raw, "inverted: give the lower corner first, then the upper",
                   "坐标顺序颠倒")
-    return x0, y0, x1, y1
+    return (b0, a0, b1, a1) if crs.lat_first else (a0, b0, a1, b1)
 
 
-def parse_crs(name: str, raw: str | None) -> None:
-    if raw is not None and raw not in (CRS84, WGS84):
-        raise bad(name, raw, f"supported: {CRS84}, {WGS84}", "不支持的坐标参照系")
+def parse_crs(name: str, raw: str | None) -> Crs:
+    """A supported CRS by URI (or EPSG:n / CRS84); CRS84 when not given."""
+    if raw is None:
+        return CRS84
+    crs = find_crs(raw)
+    if crs is None:
+        raise bad(name, raw, f"supported: {', '.join(SUPPORTED)}", "不支持的坐标参照系")
+    return crs
 
 
 # An unencoded "+08:00" arrives as " 08:00": take it as the offset it was meant to be.
@@ -171,11 +177,11 @@ def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
     """All parameters of ``/collections/{layer}/items``, checked."""
     reject_unknown(params, ITEMS_PARAMS)
     check_format(params)
-    parse_crs("bbox-crs", params.get("bbox-crs"))
-    parse_crs("crs", params.get("crs"))
+    bbox_crs = parse_crs("bbox-crs", params.get("bbox-crs"))
     sort = parse_sortby(params.get("sortby"), layer)
     return ItemsQuery(layer=layer, limit=parse_limit(params.get("limit")),
-                      bbox=parse_bbox(params.get("bbox")), sort=sort,
+                      bbox=parse_bbox(params.get("bbox"), bbox_crs), bbox_srid=bbox_crs.srid,
+                      crs=parse_crs("crs", params.get("crs")), sort=sort,
                       after=parse_cursor(params.get("cursor"), 2 * len(sort) + 1),
                       properties=parse_properties(params.get("properties"), layer),
                       valid_before=parse_datetime(params.get("datetime")))

@@ -183,6 +183,9 @@ BAD = [
     ("datetime=2024-01-01T00:00:00", 400, "offset"),
     ("datetime=2025-01-01T00:00:00Z/2024-01-01T00:00:00Z", 400, "ends before"),
     ("crs=EPSG:2000", 400, "crs"),
+    ("bbox-crs=EPSG:9999&bbox=1,2,3,4", 400, "bbox-crs"),
+    ("bbox-crs=EPSG:4326&bbox=121.5,31.1,121.6,31.2", 400, "outside the world"),
+    ("bbox-crs=EPSG:3857&bbox=1e9,0,2e9,1", 400, "outside the world"),
     ("f=xml", 400, "f"),
     ("colour=red", 400, "unknown query parameter 'colour'"),
 ]
@@ -213,3 +216,63 @@ def test_reading_needs_a_token(client: TestClient) -> None:
     for path in ["/collections", "/collections/buildings/items",
                  "/collections/buildings/items/1"]:
         assert client.get(path).status_code == 401
+
+
+EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+
+
+def _first_point(client: TestClient, auth: dict[str, str], query: str) -> tuple[
+        list[float], str]:
+    response = client.get(f"/collections/waste_points/items?limit=1&{query}", headers=auth)
+    assert response.status_code == 200, response.text
+    return response.json()["features"][0]["geometry"]["coordinates"], response.headers[
+        "Content-Crs"]
+
+
+def test_crs_gives_coordinates_in_its_axis_order(client: TestClient, auth: dict[str, str],
+                                                  sample_db: Database) -> None:
+    (lon, lat), header = _first_point(client, auth, "")
+    assert header == f"<{CRS84}>"
+    latlon, header = _first_point(client, auth, f"crs={EPSG}4326")
+    assert latlon == [lat, lon] and header == f"<{EPSG}4326>"
+    cgcs, _ = _first_point(client, auth, f"crs={EPSG}4490")
+    assert cgcs == pytest.approx([lat, lon], abs=1e-5)
+    metres, _ = _first_point(client, auth, f"crs={EPSG}3857")
+    with sample_db.app.connect() as conn:
+        x, y = conn.execute(text("SELECT ST_X(p), ST_Y(p) FROM ST_Transform(ST_SetSRID("
+                                 "ST_MakePoint(:lon, :lat), 4326), 3857) AS p"),
+                            {"lon": lon, "lat": lat}).one()
+    assert metres == pytest.approx([x, y], abs=0.01)
+    short, _ = _first_point(client, auth, "crs=EPSG:4326")
+    assert short == [lat, lon]
+
+
+def test_one_feature_in_another_crs_has_its_own_etag(client: TestClient,
+                                                      auth: dict[str, str]) -> None:
+    fid = client.get("/collections/waste_points/items?limit=1", headers=auth).json()[
+        "features"][0]["id"]
+    plain = client.get(f"/collections/waste_points/items/{fid}", headers=auth)
+    flipped = client.get(f"/collections/waste_points/items/{fid}?crs={EPSG}4326", headers=auth)
+    assert flipped.json()["geometry"]["coordinates"] == plain.json()["geometry"][
+        "coordinates"][::-1]
+    assert flipped.headers["ETag"] != plain.headers["ETag"]
+
+
+def test_bbox_crs_selects_the_same_features(client: TestClient, auth: dict[str, str],
+                                            sample_db: Database) -> None:
+    def ids(query: str) -> list[int]:
+        body = client.get(f"/collections/buildings/items?limit=10000&{query}",
+                          headers=auth).json()
+        return [f["id"] for f in body["features"]]
+
+    x0, y0, x1, y1 = BBOX
+    reference = ids(f"bbox={x0},{y0},{x1},{y1}")
+    assert reference
+    assert ids(f"bbox={y0},{x0},{y1},{x1}&bbox-crs={EPSG}4326") == reference
+    with sample_db.app.connect() as conn:
+        box = conn.execute(text("SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM "
+                                "ST_Transform(ST_MakeEnvelope(:a, :b, :c, :d, 4326), 3857) b"),
+                           {"a": x0, "b": y0, "c": x1, "d": y1}).one()
+    # Web Mercator keeps meridians and parallels straight: the same box, the same features
+    assert ids("bbox={},{},{},{}&bbox-crs={}3857".format(*box, EPSG)) == reference

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from twin.crs import CRS84, Crs
 from twin.layer import Layer
 from twin.users import ROLE_OF_BEARER_SQL
 
@@ -46,7 +47,9 @@ class ItemsQuery:
 
     layer: Layer
     limit: int = DEFAULT_LIMIT
-    bbox: tuple[float, float, float, float] | None = None
+    bbox: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 in bbox_srid
+    bbox_srid: int = 4326
+    crs: Crs = CRS84
     sort: tuple[SortKey, ...] = ()
     after: tuple[Any, ...] | None = None  # the sort values and id of the previous page's last
     properties: tuple[str, ...] | None = None
@@ -114,10 +117,10 @@ SELECT (SELECT ST_AsMVT(t, %(layer)s, 4096, 'geom', 'id')
        {ROLE_OF_BEARER_SQL}"""
 
 
-def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None) -> str:
-    """One feature as GeoJSON text, built by PostgreSQL."""
+def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None, crs: Crs = CRS84) -> str:
+    """One feature as GeoJSON text, built by PostgreSQL, its coordinates in ``crs``."""
     return (f"json_build_object('type', 'Feature', 'id', f.id, "
-            f"'geometry', ST_AsGeoJSON(f.geom, 7)::json, "
+            f"'geometry', ST_AsGeoJSON({crs.geometry_sql('f.geom')}, {crs.precision})::json, "
             f"'properties', {properties_sql(layer, chosen)})::text")
 
 
@@ -127,9 +130,12 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
     where = ["f.layer = %(layer)s"]
     if query.bbox is not None:
         # the envelope is built once and compared with &&, so the GiST index is used
-        where.append("f.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326)")
-        where.append("ST_Intersects(f.geom, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, "
-                     "4326))")
+        box = "ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, %(bbox_srid)s)"
+        if query.bbox_srid != 4326:
+            box = f"ST_Transform({box}, 4326)"
+        where.append(f"f.geom && {box}")
+        where.append(f"ST_Intersects(f.geom, {box})")
+        params["bbox_srid"] = query.bbox_srid
         params.update(zip(("x0", "y0", "x1", "y1"), query.bbox, strict=True))
     if query.valid_before is not None:
         where.append("f.valid_from <= %(until)s")
@@ -141,7 +147,7 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
         where.append(f"({clause})")
         params.update(values)
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
-    sql = (f"SELECT {feature_sql(query.layer, query.properties)}, "
+    sql = (f"SELECT {feature_sql(query.layer, query.properties, query.crs)}, "
            f"{', '.join(expr for expr, _ in keys)} "
            f"FROM twin.features f WHERE {' AND '.join(where)} ORDER BY {order} "
            f"LIMIT %(limit)s")
@@ -171,13 +177,13 @@ def _after(keys: list[tuple[str, bool]], last: tuple[Any, ...], params: dict[str
     return "(" + " OR ".join(f"({clause})" for clause in ors) + ")"
 
 
-def one_feature_sql(layer: Layer) -> str:
+def one_feature_sql(layer: Layer, crs: Crs = CRS84) -> str:
     """One feature by id with its version (the ETag), and the token's role: one round trip.
 
     The token's role comes back even when the feature does not exist, so 401 and 404 differ.
     """
     return (f"SELECT f.feature, f.version, {ROLE_OF_BEARER_SQL} FROM (SELECT 1) AS one "
-            f"LEFT JOIN LATERAL (SELECT {feature_sql(layer)} AS feature, f.version "
+            f"LEFT JOIN LATERAL (SELECT {feature_sql(layer, crs=crs)} AS feature, f.version "
             f"FROM twin.features f WHERE f.layer = %(layer)s AND f.id = %(id)s) f ON true")
 
 

@@ -19,13 +19,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.deps import SIGN_IN
 from api.params import (
-    CRS84,
     check_format,
     encode_cursor,
     items_query,
+    parse_crs,
     reject_unknown,
     tile_numbers,
 )
+from twin.crs import CRS84, SUPPORTED
 from twin.errors import InvalidInput, NotFound, Problem, Unauthorized
 from twin.layer import Layer
 from twin.reads import (
@@ -60,8 +61,8 @@ def _collection(layer: Layer, base: str, bbox: list[float] | None) -> dict[str, 
         "title": layer.title,
         "description": layer.description,
         "itemType": "feature",
-        "crs": [CRS84],
-        "storageCrs": CRS84,
+        "crs": list(SUPPORTED),
+        "storageCrs": CRS84.uri,
         "links": [
             {"rel": "self", "type": "application/json", "title": layer.title, "href": href},
             {"rel": "items", "type": GEOJSON, "title": f"{layer.title} items",
@@ -69,7 +70,7 @@ def _collection(layer: Layer, base: str, bbox: list[float] | None) -> dict[str, 
         ],
     }
     if bbox:
-        doc["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84}}
+        doc["extent"] = {"spatial": {"bbox": [bbox], "crs": CRS84.uri}}
     return doc
 
 
@@ -180,25 +181,28 @@ async def items(request: Request, layer: str) -> Response:
         finally:
             await pool.putconn(conn)
 
-    return StreamingResponse(body(), media_type=GEOJSON, headers={"ETag": etag})
+    return StreamingResponse(body(), media_type=GEOJSON,
+                             headers={"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"})
 
 
 @router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")
 async def item(request: Request, layer: str, fid: str) -> Response:
     token = _token(request)
-    reject_unknown(request.query_params, {"f"})
+    reject_unknown(request.query_params, {"f", "crs"})
     check_format(request.query_params)
+    crs = parse_crs("crs", request.query_params.get("crs"))
     found = get_layer(layer)
     number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
     async with _pool(request).connection() as conn:
-        cur = await conn.execute(one_feature_sql(found), {"layer": found.name, "id": number,
-                                                          "token": token})
+        cur = await conn.execute(one_feature_sql(found, crs), {"layer": found.name,
+                                                               "id": number, "token": token})
         row = await cur.fetchone()
     if row is None or row[2] is None:
         raise Unauthorized(EXPIRED)
     if row[0] is None:
         raise NotFound(f"no feature {fid!r} in {layer}")
-    etag = f'"{fid}-{row[1]}"'
+    # a strong ETag names one representation: the CRS is part of it
+    etag = f'"{fid}-{row[1]}"' if crs is CRS84 else f'"{fid}-{row[1]}-{crs.srid}"'
     if _not_modified(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
     base = f"{_base(request)}/collections/{found.name}"
@@ -206,7 +210,7 @@ async def item(request: Request, layer: str, fid: str) -> Response:
         {"rel": "self", "type": GEOJSON, "href": f"{base}/items/{fid}"},
         {"rel": "collection", "type": "application/json", "href": base}])
     return Response(row[0][:-1] + f', "links": {links}}}', media_type=GEOJSON,
-                    headers={"ETag": etag})
+                    headers={"ETag": etag, "Content-Crs": f"<{crs.uri}>"})
 
 
 MVT = "application/vnd.mapbox-vector-tile"

@@ -11,7 +11,8 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 
-from api import errors
+from api import errors, openapi
+from api.options import AllowMiddleware
 from api.routes import auth, features, landing, twin
 from twin import __version__
 from twin.db import database_urls, libpq_conninfo, make_engine
@@ -44,5 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(twin.router)
     app.include_router(features.router)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(AllowMiddleware)
+    openapi.install(app)
     app.mount("/static", StaticFiles(directory=str(files("twin") / "static")), name="static")
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from html import escape
 from typing import Any
 
 import psycopg
@@ -18,6 +19,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.deps import SIGN_IN
+from api.html import page, wants_html
 from api.params import (
     check_format,
     encode_cursor,
@@ -81,8 +83,17 @@ async def _extent(conn: AsyncConnection[Any], layer: Layer) -> list[float] | Non
     return extent_bbox(row[0] if row else None)
 
 
-@router.get("/collections", summary="The layers of the twin")
-async def collections(request: Request) -> dict[str, Any]:
+def _collections_html(docs: list[dict[str, Any]]) -> Response:
+    rows = "".join(
+        f"<tr><td><a href='{escape(d['links'][0]['href'])}?f=html'>{escape(d['title'])}</a></td>"
+        f"<td>{escape(d['description'])}</td><td><a href='{escape(d['links'][1]['href'])}'>"
+        f"items 要素</a></td></tr>" for d in docs)
+    return page("图层 Layers", f"<table><tr><th>图层 layer</th><th>说明 description</th>"
+                f"<th></th></tr>{rows}</table>")
+
+
+@router.get("/collections", summary="The layers of the twin", response_model=None)
+async def collections(request: Request) -> dict[str, Any] | Response:
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
     base = _base(request)
@@ -91,19 +102,22 @@ async def collections(request: Request) -> dict[str, Any]:
         await _layer_state(conn, None, token)
         docs = [_collection(layer, base, await _extent(conn, layer))
                 for layer in all_layers().values()]
+    if wants_html(request):
+        return _collections_html(docs)
     return {"collections": docs, "links": [
         {"rel": "self", "type": "application/json", "href": f"{base}/collections"}]}
 
 
-@router.get("/collections/{layer}", summary="One layer")
-async def collection(request: Request, layer: str) -> dict[str, Any]:
+@router.get("/collections/{layer}", summary="One layer", response_model=None)
+async def collection(request: Request, layer: str) -> dict[str, Any] | Response:
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
     found = get_layer(layer)
     token = _token(request)
     async with _pool(request).connection() as conn:
         await _layer_state(conn, found, token)
-        return _collection(found, _base(request), await _extent(conn, found))
+        doc = _collection(found, _base(request), await _extent(conn, found))
+    return _collections_html([doc]) if wants_html(request) else doc
 
 
 def _token(request: Request) -> str:

@@ -6,16 +6,19 @@ from html import escape
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
+from api.html import link_list, page, wants_html
 from twin import __version__
 
 router = APIRouter(tags=["landing"])
 
+# Only what is implemented; each class is tested in tests/test_features.py and friends.
 CONFORMANCE = [
-    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
-    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/json",
-    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
 
 
@@ -23,20 +26,15 @@ def _links(base: str) -> list[dict[str, str]]:
     return [
         {"rel": "self", "type": "application/json", "title": "this document 本页",
          "href": f"{base}/"},
-        {"rel": "service-desc", "type": "application/vnd.oai.openapi+json",
+        {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.0",
          "title": "the API definition 接口定义", "href": f"{base}/api"},
         {"rel": "service-doc", "type": "text/html", "title": "the API documentation 接口文档",
          "href": f"{base}/api.html"},
         {"rel": "conformance", "type": "application/json",
          "title": "conformance classes 符合性类", "href": f"{base}/conformance"},
+        {"rel": "data", "type": "application/json", "title": "the layers 图层",
+         "href": f"{base}/collections"},
     ]
-
-
-def _wants_html(request: Request) -> bool:
-    f = request.query_params.get("f")
-    if f:
-        return f == "html"
-    return "text/html" in request.headers.get("accept", "")
 
 
 @router.get("/", summary="Landing page")
@@ -49,14 +47,10 @@ def landing(request: Request) -> Response:
         "version": __version__,
         "links": _links(base),
     }
-    if not _wants_html(request):
+    if not wants_html(request):
         return JSONResponse(body)
-    items = "".join(f'<li><a href="{escape(link["href"])}">{escape(link["title"])}</a></li>'
-                    for link in body["links"])
-    return HTMLResponse(
-        f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>Twin 数字孪生"
-        f"</title></head><body><h1>Twin 数字孪生</h1><p>{escape(body['description'])}</p>"
-        f"<ul>{items}</ul><p>Sign in 登录: POST /auth/token</p></body></html>")
+    return page("Twin 数字孪生", f"<p>{escape(body['description'])}</p>"
+                f"{link_list(body['links'])}<p>Sign in 登录: POST /auth/token</p>")
 
 
 @router.get("/conformance", summary="Conformance classes")

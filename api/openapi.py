@@ -1,0 +1,102 @@
+"""The API definition as OpenAPI 3.0 (OGC API - Features Part 1 requires 3.0; FastAPI writes
+3.1), with the OGC query parameters the feature routes read themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from twin.crs import SUPPORTED
+from twin.reads import DEFAULT_LIMIT, MAX_LIMIT
+
+
+def _param(name: str, description: str, schema: dict[str, Any],
+           style: str | None = None) -> dict[str, Any]:
+    param = {"name": name, "in": "query", "required": False, "description": description,
+             "schema": schema}
+    if style:
+        param |= {"style": style, "explode": False}
+    return param
+
+
+CRS_SCHEMA = {"type": "string", "format": "uri", "enum": list(SUPPORTED)}
+CRS = _param("crs", "CRS of the response's coordinates (default CRS84).", CRS_SCHEMA)
+ITEMS = [
+    _param("bbox", "minx,miny,maxx,maxy (or 6 numbers with heights) in bbox-crs.",
+           {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+           "form"),
+    _param("bbox-crs", "CRS of bbox (default CRS84).", CRS_SCHEMA),
+    _param("limit", "Features per page.",
+           {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+    _param("datetime", "RFC 3339 time or interval (a/b, ../b, a/..) on the feature's "
+           "validity.", {"type": "string"}),
+    _param("properties", "Attributes to include, comma-separated.",
+           {"type": "array", "items": {"type": "string"}}, "form"),
+    _param("sortby", "Sort keys, comma-separated; a leading - sorts descending.",
+           {"type": "array", "items": {"type": "string"}}, "form"),
+    _param("filter", "A CQL2 filter.", {"type": "string"}),
+    _param("filter-lang", "cql2-text (default) or cql2-json.",
+           {"type": "string", "enum": ["cql2-text", "cql2-json"], "default": "cql2-text"}),
+    _param("filter-crs", "CRS of the filter's geometries (default CRS84).", CRS_SCHEMA),
+    _param("cursor", "Where the next page starts; take it from the next link.",
+           {"type": "string"}),
+    CRS,
+]
+
+
+def _downgrade(node: Any) -> Any:
+    """Rewrite JSON Schema 2020-12 spellings (OpenAPI 3.1) as OpenAPI 3.0 schema objects."""
+    if isinstance(node, list):
+        return [_downgrade(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _downgrade(value) for key, value in node.items()}
+    for key in ("anyOf", "oneOf"):
+        options = node.get(key)
+        if isinstance(options, list) and {"type": "null"} in options:
+            rest = [option for option in options if option != {"type": "null"}]
+            del node[key]
+            if len(rest) == 1 and "$ref" in rest[0]:
+                rest = [{"allOf": rest}]  # 3.0 ignores siblings of $ref
+            node |= (rest[0] if len(rest) == 1 else {key: rest}) | {"nullable": True}
+    kind = node.get("type")
+    if isinstance(kind, list):
+        node["type"] = next(k for k in kind if k != "null")
+        if "null" in kind:
+            node["nullable"] = True
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    if isinstance(node.get("examples"), list):  # a schema's examples (3.0 has one example)
+        examples = node.pop("examples")
+        if examples:
+            node["example"] = examples[0]
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), int | float) and not isinstance(node.get(bound), bool):
+            node[plain] = node[bound]
+            node[bound] = True
+    if node.get("contentMediaType") == "application/octet-stream":
+        node.pop("contentMediaType")
+        node["format"] = "binary"
+    return node
+
+
+def install(app: FastAPI) -> None:
+    """Serve the definition as OpenAPI 3.0.3, built once."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                 description=app.description, openapi_version="3.0.3")
+            paths = schema.get("paths", {})
+            for path, operations in paths.items():
+                for operation in operations.values():
+                    if path.endswith("/items"):
+                        operation.setdefault("parameters", []).extend(ITEMS)
+                    elif path.endswith("/items/{fid}"):
+                        operation.setdefault("parameters", []).append(CRS)
+            app.openapi_schema = _downgrade(schema)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

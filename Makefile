@@ -1,6 +1,6 @@
 # Twin: `make run` sets everything up and serves; `make test` sets up and runs the suite.
 # On a fresh Debian/Ubuntu machine (as root, or with sudo) this installs what is missing:
-# python3-venv, PostgreSQL 15 + PostGIS 3, and Chromium for the browser tests.
+# python3-venv, PostgreSQL 15 + PostGIS 3, and (for tests) Chromium and GDAL.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
-.PHONY: run test lint install postgres chromium bench
+.PHONY: run test lint install postgres test-tools bench
 
 run: install postgres
 	$(TWIN) db start
@@ -17,7 +17,7 @@ run: install postgres
 	$(TWIN) sample --if-empty
 	$(TWIN) serve
 
-test: install postgres chromium
+test: install postgres test-tools
 	$(TWIN) db start
 	$(TWIN) db migrate
 	$(TWIN) sample --if-empty
@@ -46,7 +46,9 @@ postgres:
 	else echo "installing PostgreSQL $(PG) + PostGIS 3 with apt-get"; \
 		$(APT) update -qq && $(APT) install -y -qq postgresql-$(PG) postgresql-$(PG)-postgis-3; fi
 
-# Debian's Chromium drives the page tests (Playwright talks to it; no browser download).
-chromium:
-	@[ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/wqy ] || { echo "installing chromium and a Chinese font with apt-get"; \
-		$(APT) update -qq && $(APT) install -y -qq chromium fonts-wqy-microhei; }
+# What the tests drive: Debian's Chromium for pages (Playwright talks to it; no browser
+# download), a Chinese font for readable screenshots, GDAL's ogrinfo as a real OGC API client.
+test-tools:
+	@[ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/truetype/wqy ] && command -v ogrinfo >/dev/null \
+		|| { echo "installing chromium, a Chinese font and gdal-bin with apt-get"; \
+		$(APT) update -qq && $(APT) install -y -qq chromium fonts-wqy-microhei gdal-bin; }

@@ -7,14 +7,19 @@ A test that cannot reach the database fails; nothing here skips.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -156,3 +161,31 @@ def run_twin(*args: str, env: dict[str, str], input_text: str | None = None
     twin = Path(sys.executable).parent / "twin"
     return subprocess.run([str(twin), *args], env=env, capture_output=True, text=True,
                           input=input_text, timeout=600, check=False, cwd=ROOT)
+
+
+@pytest.fixture
+def live_url(sample_db: Database) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port, for clients that need real HTTP."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(create_app(sample_db.settings()), host="127.0.0.1", port=port,
+                            log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=20)
+
+
+def bearer(url: str, user: str = "planner") -> str:
+    """A token from a live server."""
+    response = httpx.post(f"{url}/auth/token", data={"username": user,
+                                                     "password": DEMO_PASSWORD})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])

@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from twin.cql import parse_filter
 from twin.crs import CRS84, SUPPORTED, Crs, find_crs
 from twin.errors import InvalidInput, NotFound, Problem
 from twin.layer import Layer
@@ -29,7 +30,7 @@ from twin.reads import (
 )
 
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
-                          "crs", "sortby"})
+                          "crs", "sortby", "filter", "filter-lang", "filter-crs"})
 
 
 def bad(name: str, value: object, reason: str, reason_zh: str) -> InvalidInput:
@@ -173,6 +174,23 @@ def parse_cursor(raw: str | None, keys: int) -> tuple[Any, ...] | None:
     return tuple(values)
 
 
+def parse_filter_params(params: QueryParams, layer: Layer
+                        ) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """``filter`` in ``filter-lang`` (cql2-text by default); geometries in CRS84 only."""
+    filter_crs = parse_crs("filter-crs", params.get("filter-crs"))
+    if filter_crs.uri != CRS84.uri:
+        raise bad("filter-crs", params["filter-crs"], f"filters take {CRS84.uri} only",
+                  "过滤条件只支持CRS84")
+    text = params.get("filter")
+    if text is None:
+        if "filter-lang" in params:
+            raise bad("filter-lang", params["filter-lang"], "given without a filter",
+                      "缺少过滤条件")
+        return ()
+    found = parse_filter(text, params.get("filter-lang", "cql2-text"), layer)
+    return ((found.sql, found.params),)
+
+
 def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
     """All parameters of ``/collections/{layer}/items``, checked."""
     reject_unknown(params, ITEMS_PARAMS)
@@ -180,6 +198,7 @@ def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
     bbox_crs = parse_crs("bbox-crs", params.get("bbox-crs"))
     sort = parse_sortby(params.get("sortby"), layer)
     return ItemsQuery(layer=layer, limit=parse_limit(params.get("limit")),
+                      where=parse_filter_params(params, layer),
                       bbox=parse_bbox(params.get("bbox"), bbox_crs), bbox_srid=bbox_crs.srid,
                       crs=parse_crs("crs", params.get("crs")), sort=sort,
                       after=parse_cursor(params.get("cursor"), 2 * len(sort) + 1),

@@ -276,3 +276,63 @@ def test_bbox_crs_selects_the_same_features(client: TestClient, auth: dict[str, 
                            {"a": x0, "b": y0, "c": x1, "d": y1}).one()
     # Web Mercator keeps meridians and parallels straight: the same box, the same features
     assert ids("bbox={},{},{},{}&bbox-crs={}3857".format(*box, EPSG)) == reference
+
+
+@pytest.mark.parametrize(("cql", "sql"), [
+    ("state = 'blocked'", "props->>'state' = 'blocked'"),
+    ("width_m >= 3.5 AND state <> 'open'", "(props->>'width_m')::float >= 3.5 "
+                                           "AND props->>'state' <> 'open'"),
+    ("A_CONTAINS(tags, ('生命通道'))", "tags @> ARRAY['生命通道']"),
+    ("S_INTERSECTS(geometry, BBOX(121.505, 31.19, 121.515, 31.198))",
+     "ST_Intersects(geom, ST_MakeEnvelope(121.505, 31.19, 121.515, 31.198, 4326))"),
+])
+def test_a_cql2_filter_selects_what_sql_selects(client: TestClient, auth: dict[str, str],
+                                                sample_db: Database, cql: str,
+                                                sql: str) -> None:
+    seen = _walk(client, auth, f"/collections/fire_passages/items?limit=1000&filter={cql}")
+    expected = _ids(sample_db, f"SELECT id FROM twin.features WHERE layer = 'fire_passages' "
+                               f"AND {sql} ORDER BY id")
+    assert expected and seen == expected
+
+
+def test_a_cql2_json_filter_with_paging(client: TestClient, auth: dict[str, str],
+                                        sample_db: Database) -> None:
+    cql = '{"op": "=", "args": [{"property": "state"}, "open"]}'
+    seen = _walk(client, auth, f"/collections/fire_passages/items?limit=50&filter-lang="
+                               f"cql2-json&filter={cql}")
+    expected = _ids(sample_db, "SELECT id FROM twin.features WHERE layer = 'fire_passages' "
+                               "AND props->>'state' = 'open' ORDER BY id")
+    assert len(expected) > 50 and seen == expected
+
+
+def test_queryables_name_what_a_filter_may_use(client: TestClient,
+                                               auth: dict[str, str]) -> None:
+    response = client.get("/collections/charging_points/queryables", headers=auth)
+    assert response.headers["content-type"] == "application/schema+json"
+    schema = response.json()
+    assert {"state", "site_type", "tags", "geometry", "micro_grid"} <= set(schema["properties"])
+    assert schema["properties"]["state"]["enum"] == ["safe", "hazard", "out_of_service"]
+
+
+@pytest.mark.parametrize(("query", "named"), [
+    ("filter=state = ", "filter"),
+    ("filter=colour = 'red'", "colour"),
+    ("filter=FOO(state)", "FOO"),
+    ("filter=width_m > 'wide'", "filter"),
+    ("filter=state='open'&filter-lang=sql", "filter-lang"),
+    ("filter-lang=cql2-text", "filter-lang"),
+    ("filter=state='open'&filter-crs=EPSG:3857", "filter-crs"),
+])
+def test_bad_filters_are_400(client: TestClient, auth: dict[str, str], query: str,
+                             named: str) -> None:
+    response = client.get(f"/collections/fire_passages/items?{query}", headers=auth)
+    assert response.status_code == 400, response.text[:300]
+    assert named in response.text
+
+
+def test_a_sql_looking_value_is_just_a_value(client: TestClient, auth: dict[str, str],
+                                             sample_db: Database) -> None:
+    cql = "name = 'x''; DROP TABLE twin.features; --'"
+    body = client.get(f"/collections/fire_passages/items?filter={cql}", headers=auth).json()
+    assert body["numberReturned"] == 0
+    assert _ids(sample_db, "SELECT count(*) FROM twin.features") != [0]

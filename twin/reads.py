@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from twin.cql import column_sql
 from twin.crs import CRS84, Crs
 from twin.layer import Layer
 from twin.users import ROLE_OF_BEARER_SQL
@@ -83,17 +84,6 @@ def _attribute(layer: Layer, name: str) -> str:
     return name
 
 
-_SQL_TYPES = {int: "bigint", float: "double precision", bool: "boolean"}
-
-
-def attribute_sql(layer: Layer, name: str) -> str:
-    """An attribute as a typed SQL value (numbers stay numbers in tiles and comparisons)."""
-    info = layer.attributes.model_fields[_attribute(layer, name)]
-    kinds = [info.annotation, *getattr(info.annotation, "__args__", ())]
-    cast = next((_SQL_TYPES[k] for k in kinds if k in _SQL_TYPES), None)
-    return f"(f.props ->> '{name}')::{cast}" if cast else f"(f.props ->> '{name}')"
-
-
 def tile_sql(layer: Layer) -> str:
     """A Mapbox vector tile of the layer, its content digest (the ETag) and the token's role.
 
@@ -101,7 +91,7 @@ def tile_sql(layer: Layer) -> str:
     index is used; the digest of (id, version) changes when a feature in the tile changes,
     arrives or leaves.
     """
-    attrs = "".join(f", {attribute_sql(layer, name)} AS {name}" for name in layer.tile_attributes)
+    attrs = "".join(f", {column_sql(layer, name)} AS {name}" for name in layer.tile_attributes)
     return f"""
 WITH env AS (SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS box),
 q AS (
@@ -162,7 +152,7 @@ def sort_keys(query: ItemsQuery) -> list[tuple[str, bool]]:
     """(SQL, descending) of each key; NULLs sort last through a flag key; id breaks ties."""
     keys: list[tuple[str, bool]] = []
     for key in query.sort:
-        expr = SORTABLE_COMMON.get(key.name) or attribute_sql(query.layer, key.name)
+        expr = SORTABLE_COMMON.get(key.name) or column_sql(query.layer, key.name)
         keys += [(f"({expr} IS NULL)", False), (expr, key.descending)]
     return [*keys, ("f.id", False)]
 

@@ -28,6 +28,7 @@ from api.params import (
     reject_unknown,
     tile_numbers,
 )
+from twin.cql import queryables
 from twin.crs import CRS84, SUPPORTED
 from twin.errors import InvalidInput, NotFound, Problem, Unauthorized
 from twin.layer import Layer
@@ -69,6 +70,9 @@ def _collection(layer: Layer, base: str, bbox: list[float] | None) -> dict[str, 
             {"rel": "self", "type": "application/json", "title": layer.title, "href": href},
             {"rel": "items", "type": GEOJSON, "title": f"{layer.title} items",
              "href": f"{href}/items"},
+            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+             "type": "application/schema+json", "title": "queryables",
+             "href": f"{href}/queryables"},
         ],
     }
     if bbox:
@@ -141,6 +145,18 @@ async def _layer_state(conn: AsyncConnection[Any], layer: Layer | None, token: s
 def _not_modified(request: Request, etag: str) -> bool:
     asked = request.headers.get("if-none-match", "")
     return etag in [tag.strip() for tag in asked.split(",")] or asked.strip() == "*"
+
+
+@router.get("/collections/{layer}/queryables", summary="What a filter may name",
+            response_class=Response)
+async def layer_queryables(request: Request, layer: str) -> Response:
+    reject_unknown(request.query_params, {"f"})
+    found = get_layer(layer)
+    token = _token(request)
+    async with _pool(request).connection() as conn:
+        await _layer_state(conn, found, token)
+    return Response(json.dumps(queryables(found, _base(request)), ensure_ascii=False),
+                    media_type="application/schema+json")
 
 
 @router.get("/collections/{layer}/items", summary="Features of a layer, a page at a time",

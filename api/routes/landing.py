@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.html import link_list, page, wants_html
 from twin import __version__
+from twin.cql import CONFORMANCE as CQL2_CONFORMANCE
 
 router = APIRouter(tags=["landing"])
 
@@ -19,6 +20,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    *CQL2_CONFORMANCE,
 ]
 
 

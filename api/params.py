@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
-from twin.cql import parse_filter
+from twin.cql import parse_filter, sortable_names
 from twin.crs import CRS84, SUPPORTED, Crs, find_crs
 from twin.errors import InvalidInput, NotFound, Problem
 from twin.layer import Layer
@@ -26,7 +26,6 @@ from twin.reads import (
     ItemsQuery,
     SortKey,
     property_names,
-    sortable,
 )
 
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
@@ -145,7 +144,7 @@ def parse_sortby(raw: str | None, layer: Layer) -> tuple[SortKey, ...]:
     if raw is None:
         return ()
     keys = []
-    known = sortable(layer)
+    known = sortable_names(layer)
     for part in raw.split(","):
         name = part.strip().lstrip("+-").strip()
         if name not in known:

@@ -113,6 +113,11 @@ def column_sql(layer: Layer, name: str) -> str:
     return _queryables(layer)[name].sql
 
 
+def sortable_names(layer: Layer) -> list[str]:
+    """Queryables with an order: every scalar one (not tags, not geometry)."""
+    return [name for name, q in _queryables(layer).items() if q.kind not in ("array", "geometry")]
+
+
 @cache
 def _queryables_of(name: str) -> dict[str, _Queryable]:
     return _build_queryables(get_layer(name))

@@ -30,12 +30,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 
 
-# Fields a page may be sorted by, besides the layer's attributes.
-SORTABLE_COMMON = {"id": "f.id", "name": "f.name", "updated": "f.valid_from",
-                   "version": "f.version", "micro_grid": "f.grid_code",
-                   "residential_area": "f.area_code"}
-
-
 @dataclass(frozen=True)
 class SortKey:
     name: str
@@ -144,15 +138,11 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-def sortable(layer: Layer) -> list[str]:
-    return [*SORTABLE_COMMON, *layer.attributes.model_fields]
-
-
 def sort_keys(query: ItemsQuery) -> list[tuple[str, bool]]:
     """(SQL, descending) of each key; NULLs sort last through a flag key; id breaks ties."""
     keys: list[tuple[str, bool]] = []
     for key in query.sort:
-        expr = SORTABLE_COMMON.get(key.name) or column_sql(query.layer, key.name)
+        expr = column_sql(query.layer, key.name)
         keys += [(f"({expr} IS NULL)", False), (expr, key.descending)]
     return [*keys, ("f.id", False)]
 

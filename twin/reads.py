@@ -131,8 +131,10 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
         where.append(f"({clause})")
         params.update(values)
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
+    # the layer's state and the token's role ride along (computed once, as InitPlans), so a
+    # page is one statement: (feature, state, role, sort keys...)
     sql = (f"SELECT {feature_sql(query.layer, query.properties, query.crs)}, "
-           f"{', '.join(expr for expr, _ in keys)} "
+           f"({LAYER_STATE}), {ROLE_OF_BEARER_SQL}, {', '.join(expr for expr, _ in keys)} "
            f"FROM twin.features f WHERE {' AND '.join(where)} ORDER BY {order} "
            f"LIMIT %(limit)s")
     return sql, params
@@ -169,8 +171,8 @@ def one_feature_sql(layer: Layer, crs: Crs = CRS84) -> str:
 
 # The newest change of a layer (any edit in it changes every ETag computed from this) and
 # the role of the request's token, in one round trip.
-LAYER_STATE_SQL = (f"SELECT (SELECT coalesce(max(id), 0) FROM twin.changes "
-                   f"WHERE layer = %(layer)s), {ROLE_OF_BEARER_SQL}")
+LAYER_STATE = "SELECT coalesce(max(id), 0) FROM twin.changes WHERE layer = %(layer)s"
+LAYER_STATE_SQL = f"SELECT ({LAYER_STATE}), {ROLE_OF_BEARER_SQL}"
 
 EXTENT_SQL = """
 SELECT coalesce(ST_EstimatedExtent('twin', %(table)s, 'geom')::box2d,

@@ -132,14 +132,21 @@ def _token(request: Request) -> str:
     return str(token_digest(token.strip()))
 
 
-async def _layer_state(conn: AsyncConnection[Any], layer: Layer | None, token: str) -> int:
-    """The layer's newest change id, after checking the token (401 if it is not live)."""
+async def _state_and_role(conn: AsyncConnection[Any], layer: Layer | None, token: str
+                          ) -> tuple[int, str | None]:
+    """The layer's newest change id and the role of the token's user (None: not live)."""
     cur = await conn.execute(LAYER_STATE_SQL, {"layer": layer.name if layer else "",
                                                "token": token})
     row = await cur.fetchone()
-    if row is None or row[1] is None:
+    return (int(row[0]), row[1]) if row else (0, None)
+
+
+async def _layer_state(conn: AsyncConnection[Any], layer: Layer | None, token: str) -> int:
+    """The layer's newest change id, after checking the token (401 if it is not live)."""
+    state, role = await _state_and_role(conn, layer, token)
+    if role is None:
         raise Unauthorized(EXPIRED)
-    return int(row[0])
+    return state
 
 
 def _not_modified(request: Request, etag: str) -> bool:
@@ -165,55 +172,90 @@ async def items(request: Request, layer: str) -> Response:
     token = _token(request)
     query = items_query(request.query_params, get_layer(layer))
     sql, params = items_sql(query)
+    params["token"] = token
     pool = _pool(request)
     conn = await pool.getconn()
     try:
-        state = await _layer_state(conn, query.layer, token)
-        digest = hashlib.sha1(str(request.query_params).encode(),
-                              usedforsecurity=False).hexdigest()[:16]
-        etag = f'"{query.layer.name}-{state}-{digest}"'
-        if _not_modified(request, etag):
-            await pool.putconn(conn)
-            return Response(status_code=304, headers={"ETag": etag})
         rows = conn.cursor().stream(sql, params, size=_CHUNK)
+        want = min(query.limit + 1, _CHUNK)
         try:
-            first = await anext(rows, None)
+            first = [row async for row in _take(rows, want)]
         except psycopg.DataError as exc:
             raise InvalidInput(f"the query could not be evaluated: {exc}",
                                [Problem("filter", None, str(exc))]) from None
+        state, role = (first[0][1], first[0][2]) if first else await _state_and_role(
+            conn, query.layer, token)  # an empty page still checks the token
+        if role is None:
+            raise Unauthorized(EXPIRED)
+        digest = hashlib.sha1(str(request.query_params).encode(),
+                              usedforsecurity=False).hexdigest()[:16]
+        etag = f'"{query.layer.name}-{state}-{digest}"'
+        headers = {"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"}
+        whole = len(first) < want or want == query.limit + 1
+        if whole:  # the page is complete in hand: one plain response
+            async for _ in rows:  # the end of the result: leave the connection idle
+                pass
+        if whole or _not_modified(request, etag):
+            await pool.putconn(conn)  # an unfinished result (a 304): the pool resets it
     except BaseException:
         await pool.putconn(conn)
         raise
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    if whole:
+        page = first[:query.limit]
+        more = page[-1] if len(first) > query.limit else None
+        return Response(_HEAD + _join(page) + _tail(request, len(page), more),
+                        media_type=GEOJSON, headers=headers)
 
     async def body() -> AsyncIterator[bytes]:
-        """Header, the features as PostgreSQL wrote them, then the count and links."""
+        """The first rows, then the rest as PostgreSQL sends them, then count and links."""
         try:
-            yield b'{"type":"FeatureCollection","features":['
-            count, batch, row = 0, [], first
-            last: tuple[Any, ...] = ()
-            while row is not None and count < query.limit:
-                batch.append(row[0])
-                count, last = count + 1, row[1:]
+            yield _HEAD + _join(first)
+            count, last, more, batch = len(first), first[-1], None, []
+            async for row in rows:
+                if count == query.limit:
+                    more = last  # the row past the page: there is a next page
+                    continue
+                batch.append(row)
+                count, last = count + 1, row
                 if len(batch) == _CHUNK:
-                    yield ((b"," if count > _CHUNK else b"") + ",".join(batch).encode())
+                    yield b"," + _join(batch)
                     batch = []
-                row = await anext(rows, None)
             if batch:
-                yield ((b"," if count > len(batch) else b"") + ",".join(batch).encode())
-            async for _ in rows:  # at most the end of the results: leave the connection idle
-                pass
-            links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
-            if row is not None:  # the one row past the page: there is a next page
-                next_params = dict(request.query_params) | {"cursor": encode_cursor(last)}
-                links.append({"rel": "next", "type": GEOJSON, "href": str(
-                    request.url.replace_query_params(**next_params))})
-            tail = {"numberReturned": count, "links": links}
-            yield b"]," + json.dumps(tail, ensure_ascii=False)[1:].encode()
+                yield b"," + _join(batch)
+            yield _tail(request, count, more)
         finally:
             await pool.putconn(conn)
 
-    return StreamingResponse(body(), media_type=GEOJSON,
-                             headers={"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"})
+    return StreamingResponse(body(), media_type=GEOJSON, headers=headers)
+
+
+_HEAD = b'{"type":"FeatureCollection","features":['
+
+
+def _join(rows: list[Any]) -> bytes:
+    return ",".join(row[0] for row in rows).encode()
+
+
+def _tail(request: Request, count: int, more: Any) -> bytes:
+    """The end of a page: how many, and links; ``more`` is the last row when a next exists."""
+    links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
+    if more is not None:
+        following = dict(request.query_params) | {"cursor": encode_cursor(more[3:])}
+        links.append({"rel": "next", "type": GEOJSON,
+                      "href": str(request.url.replace_query_params(**following))})
+    return b"]," + json.dumps({"numberReturned": count, "links": links},
+                              ensure_ascii=False)[1:].encode()
+
+
+async def _take(rows: AsyncIterator[Any], n: int) -> AsyncIterator[Any]:
+    """The first ``n`` rows of a stream, leaving the rest in it."""
+    for _ in range(n):
+        row = await anext(rows, None)
+        if row is None:
+            return
+        yield row
 
 
 @router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")

@@ -28,6 +28,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Benchmarks (never part of `make test`): Twin against tipg, pygeoapi and the PostgreSQL floor
+# on the scale-20 sample in database twin_bench; ~10 min. See bench/README.md for the knobs
+# (TARGETS=twin,tipg QUERIES=Q1,Q2 DURATION=10 WARMUP=3 ...).
+bench: install postgres
+	$(VENV)/bin/python -m bench
+
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml

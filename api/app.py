@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -29,6 +30,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = AsyncConnectionPool(libpq_conninfo(url), min_size=2, max_size=10,
                                              kwargs={"autocommit": True}, open=False)
         await app.state.pool.open()
+        # what start-up loaded (modules, registry, schemas) lives as long as the process:
+        # keep it out of the garbage collector's scans, which otherwise stall requests
+        gc.freeze()
         try:
             yield
         finally:

@@ -45,7 +45,8 @@ from twin.users import EXPIRED, token_digest
 
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
-_CHUNK = 200  # rows per network write and per fetch from PostgreSQL
+_CHUNK = 200  # rows per network write and per fetch from PostgreSQL when streaming
+_STREAM_ABOVE = 1000  # pages up to this limit are fetched whole (and the statement prepared)
 
 
 def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
@@ -176,10 +177,15 @@ async def items(request: Request, layer: str) -> Response:
     pool = _pool(request)
     conn = await pool.getconn()
     try:
-        rows = conn.cursor().stream(sql, params, size=_CHUNK)
-        want = min(query.limit + 1, _CHUNK)
         try:
-            first = [row async for row in _take(rows, want)]
+            if query.limit < _STREAM_ABOVE:  # prepared after a few uses, fetched at once
+                cur = await conn.execute(sql, params)
+                first = await cur.fetchall()
+                whole = True
+            else:  # a large page streams, so memory stays flat
+                rows = conn.cursor().stream(sql, params, size=_CHUNK)
+                first = [row async for row in _take(rows, _CHUNK)]
+                whole = len(first) < _CHUNK  # the stream ended: the connection is idle
         except psycopg.DataError as exc:
             raise InvalidInput(f"the query could not be evaluated: {exc}",
                                [Problem("filter", None, str(exc))]) from None
@@ -191,10 +197,6 @@ async def items(request: Request, layer: str) -> Response:
                               usedforsecurity=False).hexdigest()[:16]
         etag = f'"{query.layer.name}-{state}-{digest}"'
         headers = {"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"}
-        whole = len(first) < want or want == query.limit + 1
-        if whole:  # the page is complete in hand: one plain response
-            async for _ in rows:  # the end of the result: leave the connection idle
-                pass
         if whole or _not_modified(request, etag):
             await pool.putconn(conn)  # an unfinished result (a 304): the pool resets it
     except BaseException:

@@ -97,31 +97,29 @@ def _collections_html(docs: list[dict[str, Any]]) -> Response:
                 f"<th></th></tr>{rows}</table>")
 
 
-@router.get("/collections", summary="The layers of the twin", response_model=None)
-async def collections(request: Request) -> dict[str, Any] | Response:
+async def _documents(request: Request, layers: list[Layer]) -> list[dict[str, Any]]:
+    """Collection documents of ``layers``, after checking the parameters and the token."""
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
-    base = _base(request)
     token = _token(request)
     async with _pool(request).connection() as conn:
-        await _layer_state(conn, None, token)
-        docs = [_collection(layer, base, await _extent(conn, layer))
-                for layer in all_layers().values()]
+        await _layer_state(conn, layers[0] if len(layers) == 1 else None, token)
+        return [_collection(layer, _base(request), await _extent(conn, layer))
+                for layer in layers]
+
+
+@router.get("/collections", summary="The layers of the twin", response_model=None)
+async def collections(request: Request) -> dict[str, Any] | Response:
+    docs = await _documents(request, list(all_layers().values()))
     if wants_html(request):
         return _collections_html(docs)
     return {"collections": docs, "links": [
-        {"rel": "self", "type": "application/json", "href": f"{base}/collections"}]}
+        {"rel": "self", "type": "application/json", "href": f"{_base(request)}/collections"}]}
 
 
 @router.get("/collections/{layer}", summary="One layer", response_model=None)
 async def collection(request: Request, layer: str) -> dict[str, Any] | Response:
-    reject_unknown(request.query_params, {"f"})
-    check_format(request.query_params)
-    found = get_layer(layer)
-    token = _token(request)
-    async with _pool(request).connection() as conn:
-        await _layer_state(conn, found, token)
-        doc = _collection(found, _base(request), await _extent(conn, found))
+    (doc,) = await _documents(request, [get_layer(layer)])
     return _collections_html([doc]) if wants_html(request) else doc
 
 

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Engine
 
-from twin.errors import Forbidden, Unauthorized
+from twin.errors import Unauthorized
 from twin.settings import Settings
 from twin.users import User, user_for_token
 
@@ -41,15 +41,3 @@ def current_user(engine: EngineDep, token: TokenDep) -> User:
 
 
 UserDep = Annotated[User, Depends(current_user)]
-
-
-def require_role(*roles: str) -> object:
-    """A dependency refusing users whose role is not among ``roles``."""
-
-    def check(user: UserDep) -> User:
-        if user.role not in roles:
-            raise Forbidden(f"{user.role} {user.name!r} may not do this; needs "
-                            f"{' or '.join(roles)}")
-        return user
-
-    return Depends(check)

@@ -11,13 +11,22 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
+from starlette.types import ASGIApp
 
 from api import errors, openapi
+from api.fastpath import ReadFastPath
 from api.options import AllowMiddleware
 from api.routes import auth, features, landing, twin
 from twin import __version__
 from twin.db import database_urls, libpq_conninfo, make_engine
 from twin.settings import Settings
+
+
+class TwinApp(FastAPI):
+    """FastAPI, with the hot read routes dispatched ahead of its middleware (api.fastpath)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ReadFastPath(super().build_middleware_stack(), features.HOT_ROUTES)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -39,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.pool.close()
             app.state.engine.dispose()
 
-    app = FastAPI(title="Twin 数字孪生", version=__version__, lifespan=lifespan,
+    app = TwinApp(title="Twin 数字孪生", version=__version__, lifespan=lifespan,
                   openapi_url="/api", docs_url="/api.html", redoc_url=None,
                   description="A digital twin of a city subdistrict on PostGIS.")
     app.state.settings = settings

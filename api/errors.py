@@ -41,13 +41,18 @@ def _body(code: str, description: str, problems: list[dict[str, Any]] | None = N
     return body
 
 
-async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TwinError)
+def twin_error_response(exc: TwinError) -> JSONResponse:
+    """A domain error as its status and OGC exception body."""
     status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)),
                         (400, "InvalidParameterValue"))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(_body(code, exc.message, [p.as_dict() for p in exc.problems]),
                         status_code=status, headers=headers)
+
+
+async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TwinError)
+    return twin_error_response(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -65,10 +70,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
                         headers=exc.headers)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def unexpected_response(request: Request) -> JSONResponse:
+    """A 500 that says nothing of the internals; the exception being handled is logged."""
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(_body("ServerError", "the server failed; the error is logged"),
                         status_code=500)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return unexpected_response(request)
 
 
 def register(app: FastAPI) -> None:

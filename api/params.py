@@ -12,11 +12,12 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from starlette.datastructures import QueryParams
 
-from twin.cql import parse_filter, sortable_names
+from twin.cql import SqlFilter, parse_filter, sortable_names
 from twin.crs import CRS84, SUPPORTED, Crs, find_crs
 from twin.errors import InvalidInput, NotFound, Problem
 from twin.layer import Layer
@@ -27,6 +28,7 @@ from twin.reads import (
     SortKey,
     property_names,
 )
+from twin.registry import get_layer
 
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
                           "crs", "sortby", "filter", "filter-lang", "filter-crs"})
@@ -186,8 +188,14 @@ def parse_filter_params(params: QueryParams, layer: Layer
             raise bad("filter-lang", params["filter-lang"], "given without a filter",
                       "缺少过滤条件")
         return ()
-    found = parse_filter(text, params.get("filter-lang", "cql2-text"), layer)
+    found = _parsed_filter(text, params.get("filter-lang", "cql2-text"), layer.name)
     return ((found.sql, found.params),)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_filter(text: str, lang: str, layer: str) -> SqlFilter:
+    """Parsing a filter costs more than running it: map clients repeat the same few."""
+    return parse_filter(text, lang, get_layer(layer))
 
 
 def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:

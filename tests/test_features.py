@@ -162,6 +162,28 @@ def test_gzip_when_asked(client: TestClient, auth: dict[str, str]) -> None:
     assert len(gzip.compress(raw.content)) < len(raw.content)
 
 
+def test_a_streamed_page_is_gzipped_when_asked(client: TestClient,
+                                               auth: dict[str, str]) -> None:
+    page = client.get("/collections/buildings/items?limit=2000",
+                      headers={**auth, "Accept-Encoding": "gzip"})
+    assert page.headers["content-encoding"] == "gzip"
+    assert page.json()["numberReturned"] == 2000
+
+
+def test_head_gives_the_headers_of_get(client: TestClient, auth: dict[str, str]) -> None:
+    url = "/collections/waste_points/items?limit=3"
+    head, get = client.head(url, headers=auth), client.get(url, headers=auth)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["etag"] == get.headers["etag"]
+    assert client.head("/collections/nowhere/items", headers=auth).status_code == 404
+
+
+def test_read_routes_still_answer_options(client: TestClient) -> None:
+    response = client.options("/collections/buildings/items/1")
+    assert response.status_code == 204
+    assert "GET" in response.headers["allow"]
+
+
 BAD = [
     ("bbox=1,2,3", 400, "bbox"),
     ("bbox=a,b,c,d", 400, "bbox"),

@@ -100,3 +100,13 @@ def test_tiles_outside_the_matrix_are_404(client: TestClient, auth: dict[str, st
 
 def test_tiles_need_a_token(client: TestClient) -> None:
     assert client.get("/collections/buildings/tiles/WebMercatorQuad/0/0/0").status_code == 401
+
+
+def test_a_tile_is_gzipped_when_asked(client: TestClient, auth: dict[str, str],
+                                      sample_db: Database) -> None:
+    x, y = _busy_tile(sample_db, 16)
+    url = f"/collections/buildings/tiles/WebMercatorQuad/16/{x}/{y}"
+    zipped = client.get(url, headers={**auth, "Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    plain = client.get(url, headers={**auth, "Accept-Encoding": "identity"})
+    assert zipped.content == plain.content  # the client unzipped it

@@ -19,6 +19,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.deps import SIGN_IN
+from api.fastpath import Handler
 from api.html import page, wants_html
 from api.params import (
     check_format,
@@ -306,3 +307,11 @@ async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response
     if _not_modified(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(bytes(row[0] or b""), media_type=MVT, headers={"ETag": etag})
+
+
+# served by api.fastpath ahead of FastAPI's stack; the routes above declare them for OpenAPI
+HOT_ROUTES: dict[str, Handler] = {
+    "/collections/{layer}/items": items,
+    "/collections/{layer}/items/{fid}": item,
+    "/collections/{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}": tile,
+}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from twin.cql import column_sql
 from twin.crs import CRS84, Crs
 from twin.layer import Layer
+from twin.registry import get_layer
 from twin.users import ROLE_OF_BEARER_SQL
 
 # Common fields every feature carries next to the layer's attributes, as SQL over alias f.
@@ -72,7 +74,8 @@ def properties_sql(layer: Layer, chosen: tuple[str, ...] | None) -> str:
     if chosen is not None:
         return f"{head} || '}}'"
     # every attribute: the stored object's members follow the common fields
-    return f"{head} || CASE WHEN f.props = '{{}}' THEN '}}' ELSE ',' || substr(f.props::text, 2) END"
+    return (f"{head} || CASE WHEN f.props = '{{}}' THEN '}}' "
+            f"ELSE ',' || substr(f.props::text, 2) END")
 
 
 def _json_text(layer: Layer, name: str) -> str:
@@ -114,6 +117,12 @@ SELECT (SELECT ST_AsMVT(t, %(layer)s, 4096, 'geom', 'id')
 
 def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None, crs: Crs = CRS84) -> str:
     """One feature as GeoJSON text, built by PostgreSQL, its coordinates in ``crs``."""
+    return _feature_sql(layer.name, chosen, crs)
+
+
+@lru_cache(maxsize=256)
+def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> str:
+    layer = get_layer(layer_name)
     return (f"""'{{"type":"Feature","id":' || f.id || ',"geometry":' || """
             f"ST_AsGeoJSON({crs.geometry_sql('f.geom')}, {crs.precision}) || "
             f"""',"properties":' || {properties_sql(layer, chosen)} || '}}'""")

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp
 from api import errors, openapi
 from api.fastpath import ReadFastPath
 from api.options import AllowMiddleware
-from api.routes import auth, features, landing, twin
+from api.routes import auth, changes, features, landing, reports, revert, twin
 from twin import __version__
 from twin.db import database_urls, libpq_conninfo, make_engine
 from twin.settings import Settings
@@ -57,6 +57,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(twin.router)
     app.include_router(features.router)
+    app.include_router(changes.router)
+    app.include_router(revert.router)
+    app.include_router(reports.router)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)

@@ -7,6 +7,14 @@
 CREATE FUNCTION twin.context(key text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT NULLIF(current_setting('twin.' || key, true), '') $$;
 
+-- When a change happens: the transaction's start, unless the owner of schema twin (loading a
+-- generated history, `twin sample --history`) set twin.clock; the application role cannot.
+CREATE FUNCTION twin.clock() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN twin.context('clock') IS NOT NULL AND pg_has_role(session_user,
+                    (SELECT nspowner FROM pg_namespace WHERE nspname = 'twin'), 'MEMBER')
+                THEN twin.context('clock')::timestamptz ELSE now() END $$;
+
 CREATE FUNCTION twin.set_context(actor text, role text, device text DEFAULT NULL,
                                  reason text DEFAULT NULL, client_time timestamptz DEFAULT NULL,
                                  edit_id text DEFAULT NULL) RETURNS void
@@ -66,10 +74,11 @@ BEGIN
             RETURN NULL;  -- nothing changed: no new version, no change record
         END IF;
         NEW.version := OLD.version + 1;
-    ELSE
-        NEW.version := 1;
+    ELSE  -- a feature brought back (a reverted delete) continues its own numbering
+        NEW.version := coalesce((SELECT max(version) FROM twin.feature_versions
+                                  WHERE feature_id = NEW.id), 0) + 1;
     END IF;
-    NEW.valid_from := now();
+    NEW.valid_from := twin.clock();
     NEW.changed_by := coalesce(twin.context('actor'), session_user);
     RETURN NEW;
 END $$;
@@ -130,10 +139,10 @@ BEGIN
     END IF;
     IF TG_OP = 'DELETE' THEN f := OLD; ELSE f := NEW; END IF;
 
-    INSERT INTO twin.changes (client_time, actor, role, device, operation, layer, feature_id,
+    INSERT INTO twin.changes (server_time, client_time, actor, role, device, operation, layer, feature_id,
                               version_before, version_after, changed, old_values, new_values,
                               geom_changed, geom, grid_code, area_code, reason, edit_id)
-    VALUES (twin.context('client_time')::timestamptz,
+    VALUES (twin.clock(), twin.context('client_time')::timestamptz,
             coalesce(twin.context('actor'), session_user),
             coalesce(twin.context('role'), 'database'),
             twin.context('device'), lower(TG_OP), f.layer, f.id,
@@ -149,14 +158,14 @@ BEGIN
 
     IF TG_OP <> 'INSERT' THEN
         UPDATE twin.feature_versions
-           SET valid = tstzrange(lower(valid), greatest(lower(valid), now()), '[)')
+           SET valid = tstzrange(lower(valid), greatest(lower(valid), twin.clock()), '[)')
          WHERE feature_id = OLD.id AND version = OLD.version;
     END IF;
     IF TG_OP <> 'DELETE' THEN
         INSERT INTO twin.feature_versions (feature_id, version, layer, name, props, tags, geom,
                                            grid_code, area_code, valid, change_id)
         VALUES (NEW.id, NEW.version, NEW.layer, NEW.name, NEW.props, NEW.tags, NEW.geom,
-                NEW.grid_code, NEW.area_code, tstzrange(now(), NULL, '[)'), change_id);
+                NEW.grid_code, NEW.area_code, tstzrange(twin.clock(), NULL, '[)'), change_id);
     END IF;
 
     -- A grid or area that moved, appeared, vanished or was renamed: re-derive its neighbours.
@@ -174,6 +183,18 @@ CREATE TRIGGER features_before BEFORE INSERT OR UPDATE ON twin.features
     FOR EACH ROW EXECUTE FUNCTION twin.features_before();
 CREATE TRIGGER features_after AFTER INSERT OR UPDATE OR DELETE ON twin.features
     FOR EACH ROW EXECUTE FUNCTION twin.features_after();
+
+-- Listeners of the live feed (GET /changes/stream) hear of new changes when they commit; the
+-- payload is the newest id, and they read what they missed from the log itself.
+CREATE FUNCTION twin.notify_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('twin_changes', (SELECT max(id)::text FROM new_changes));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER changes_notify AFTER INSERT ON twin.changes
+    REFERENCING NEW TABLE AS new_changes
+    FOR EACH STATEMENT EXECUTE FUNCTION twin.notify_changes();
 
 -- What history must never allow.
 CREATE FUNCTION twin.refuse() RETURNS trigger

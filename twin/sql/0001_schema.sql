@@ -84,11 +84,15 @@ CREATE TABLE twin.changes (
     reason         text,
     edit_id        text
 );
+-- The feed reads in commit-safe order (tx, id): a transaction still running holds back every
+-- later one (see twin.feed), so a reader paging by cursor never skips a late commit.
+CREATE INDEX changes_feed_idx ON twin.changes (tx, id);
+CREATE INDEX changes_layer_idx ON twin.changes (layer, tx, id);
+CREATE INDEX changes_grid_idx ON twin.changes (grid_code, tx, id);
+CREATE INDEX changes_area_idx ON twin.changes (area_code, tx, id);
+CREATE INDEX changes_actor_idx ON twin.changes (actor, tx, id);
 CREATE INDEX changes_feature_idx ON twin.changes (feature_id, id);
-CREATE INDEX changes_layer_idx ON twin.changes (layer, id);
 CREATE INDEX changes_time_idx ON twin.changes (server_time);
-CREATE INDEX changes_grid_idx ON twin.changes (grid_code, id);
-CREATE INDEX changes_actor_idx ON twin.changes (actor, id);
 CREATE INDEX changes_edit_idx ON twin.changes (edit_id) WHERE edit_id IS NOT NULL;
 CREATE INDEX changes_geom_idx ON twin.changes USING gist (geom);
 

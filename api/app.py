@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from api import errors, openapi
 from api.fastpath import ReadFastPath
+from api.live import ChangeSignal
 from api.options import AllowMiddleware
 from api.routes import auth, changes, features, landing, reports, revert, twin
 from twin import __version__
@@ -39,12 +40,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = AsyncConnectionPool(libpq_conninfo(url), min_size=2, max_size=10,
                                              kwargs={"autocommit": True}, open=False)
         await app.state.pool.open()
+        app.state.signal = ChangeSignal(libpq_conninfo(url))
+        app.state.signal.start()
         # what start-up loaded (modules, registry, schemas) lives as long as the process:
         # keep it out of the garbage collector's scans, which otherwise stall requests
         gc.freeze()
         try:
             yield
         finally:
+            await app.state.signal.stop()
             await app.state.pool.close()
             app.state.engine.dispose()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
 from twin.errors import Unauthorized
@@ -18,6 +20,12 @@ _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def get_pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
+    """The async pool the read routes use (psycopg, autocommit)."""
+    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
+    return pool
 
 
 def get_settings(request: Request) -> Settings:

@@ -31,7 +31,7 @@ from twin.reads import (
 from twin.registry import get_layer
 
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
-                          "crs", "sortby", "filter", "filter-lang", "filter-crs"})
+                          "crs", "sortby", "filter", "filter-lang", "filter-crs", "asOf"})
 
 
 def bad(name: str, value: object, reason: str, reason_zh: str) -> InvalidInput:
@@ -103,16 +103,27 @@ def parse_crs(name: str, raw: str | None) -> Crs:
 _LOST_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
 
-def _instant(raw: str, whole: str) -> datetime | None:
+def _instant(raw: str, whole: str, name: str = "datetime") -> datetime | None:
     if raw in ("", ".."):
         return None
     try:
         value = datetime.fromisoformat(_LOST_PLUS.sub(r"\1+\2", raw).replace("Z", "+00:00"))
     except ValueError:
-        raise bad("datetime", whole, "an RFC 3339 time or interval (a/b, ../b, a/..)",
-                  "时间格式无效") from None
+        expected = ("an RFC 3339 time or interval (a/b, ../b, a/..)" if name == "datetime"
+                    else "an RFC 3339 time, e.g. 2026-06-30T18:00:00+08:00")
+        raise bad(name, whole, expected, "时间格式无效") from None
     if value.tzinfo is None:
-        raise bad("datetime", whole, "a time needs its offset (Z or +08:00)", "时间须带时区")
+        raise bad(name, whole, "a time needs its offset (Z or +08:00)", "时间须带时区")
+    return value
+
+
+def parse_time(name: str, raw: str | None) -> datetime | None:
+    """One RFC 3339 instant (``asOf``, ``from``, ``to``), or None when not given."""
+    if raw is None:
+        return None
+    value = _instant(raw, raw, name)
+    if value is None:
+        raise bad(name, raw, "an RFC 3339 time, e.g. 2026-06-30T18:00:00+08:00", "缺少时间")
     return value
 
 
@@ -210,7 +221,8 @@ def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
                       crs=parse_crs("crs", params.get("crs")), sort=sort,
                       after=parse_cursor(params.get("cursor"), 2 * len(sort) + 1),
                       properties=parse_properties(params.get("properties"), layer),
-                      valid_before=parse_datetime(params.get("datetime")))
+                      valid_before=parse_datetime(params.get("datetime")),
+                      as_of=parse_time("asOf", params.get("asOf")))
 
 
 def tile_numbers(z: str, x: str, y: str) -> tuple[int, int, int]:

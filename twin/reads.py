@@ -55,6 +55,7 @@ class ItemsQuery:
     # began before the asked time's end
     valid_before: datetime | None = None
     where: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
+    as_of: datetime | None = None  # the twin as it was then (from its versions)
 
 
 def property_names(layer: Layer) -> list[str]:
@@ -155,7 +156,7 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
     # page is one statement: (feature, state, role, sort keys...)
     sql = (f"SELECT {feature_sql(query.layer, query.properties, query.crs)}, "
            f"({LAYER_STATE}), {ROLE_OF_BEARER_SQL}, {', '.join(expr for expr, _ in keys)} "
-           f"FROM twin.features f WHERE {' AND '.join(where)} ORDER BY {order} "
+           f"FROM {source(query.as_of, params)} WHERE {' AND '.join(where)} ORDER BY {order} "
            f"LIMIT %(limit)s")
     return sql, params
 
@@ -179,14 +180,30 @@ def _after(keys: list[tuple[str, bool]], last: tuple[Any, ...], params: dict[str
     return "(" + " OR ".join(f"({clause})" for clause in ors) + ")"
 
 
-def one_feature_sql(layer: Layer, crs: Crs = CRS84) -> str:
+def one_feature_sql(layer: Layer, crs: Crs = CRS84, as_of: datetime | None = None
+                    ) -> tuple[str, dict[str, Any]]:
     """One feature by id with its version (the ETag), and the token's role: one round trip.
 
     The token's role comes back even when the feature does not exist, so 401 and 404 differ.
     """
+    params: dict[str, Any] = {}
     return (f"SELECT f.feature, f.version, {ROLE_OF_BEARER_SQL} FROM (SELECT 1) AS one "
             f"LEFT JOIN LATERAL (SELECT {feature_sql(layer, crs=crs)} AS feature, f.version "
-            f"FROM twin.features f WHERE f.layer = %(layer)s AND f.id = %(id)s) f ON true")
+            f"FROM {source(as_of, params)} WHERE f.layer = %(layer)s AND f.id = %(id)s) f ON true",
+            params)
+
+
+def source(as_of: datetime | None, params: dict[str, Any]) -> str:
+    """The features as alias f: the present, or the versions valid at ``as_of``.
+
+    Versions carry the same columns as features, so every query above reads either.
+    """
+    if as_of is None:
+        return "twin.features f"
+    params["as_of"] = as_of
+    return ("(SELECT feature_id AS id, layer, name, props, tags, geom, grid_code, area_code, "
+            "version, lower(valid) AS valid_from, changed_by FROM twin.feature_versions "
+            "WHERE valid @> %(as_of)s::timestamptz) f")
 
 
 # The newest change of a layer (any edit in it changes every ETag computed from this) and

@@ -16,9 +16,8 @@ import psycopg
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 
-from api.deps import SIGN_IN
+from api.deps import SIGN_IN, get_pool
 from api.fastpath import Handler
 from api.html import page, wants_html
 from api.params import (
@@ -26,6 +25,7 @@ from api.params import (
     encode_cursor,
     items_query,
     parse_crs,
+    parse_time,
     reject_unknown,
     tile_numbers,
 )
@@ -48,11 +48,6 @@ router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
 _CHUNK = 200  # rows per network write and per fetch from PostgreSQL when streaming
 _STREAM_ABOVE = 1000  # pages up to this limit are fetched whole (and the statement prepared)
-
-
-def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
-    pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
-    return pool
 
 
 def _base(request: Request) -> str:
@@ -103,7 +98,7 @@ async def _documents(request: Request, layers: list[Layer]) -> list[dict[str, An
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
     token = _token(request)
-    async with _pool(request).connection() as conn:
+    async with get_pool(request).connection() as conn:
         await _layer_state(conn, layers[0] if len(layers) == 1 else None, token)
         return [_collection(layer, _base(request), await _extent(conn, layer))
                 for layer in layers]
@@ -160,7 +155,7 @@ async def layer_queryables(request: Request, layer: str) -> Response:
     reject_unknown(request.query_params, {"f"})
     found = get_layer(layer)
     token = _token(request)
-    async with _pool(request).connection() as conn:
+    async with get_pool(request).connection() as conn:
         await _layer_state(conn, found, token)
     return Response(json.dumps(queryables(found, _base(request)), ensure_ascii=False),
                     media_type="application/schema+json")
@@ -173,7 +168,7 @@ async def items(request: Request, layer: str) -> Response:
     query = items_query(request.query_params, get_layer(layer))
     sql, params = items_sql(query)
     params["token"] = token
-    pool = _pool(request)
+    pool = get_pool(request)
     conn = await pool.getconn()
     try:
         try:
@@ -262,19 +257,22 @@ async def _take(rows: AsyncIterator[Any], n: int) -> AsyncIterator[Any]:
 @router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")
 async def item(request: Request, layer: str, fid: str) -> Response:
     token = _token(request)
-    reject_unknown(request.query_params, {"f", "crs"})
+    reject_unknown(request.query_params, {"f", "crs", "asOf"})
     check_format(request.query_params)
     crs = parse_crs("crs", request.query_params.get("crs"))
+    as_of = parse_time("asOf", request.query_params.get("asOf"))
     found = get_layer(layer)
     number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
-    async with _pool(request).connection() as conn:
-        cur = await conn.execute(one_feature_sql(found, crs), {"layer": found.name,
-                                                               "id": number, "token": token})
+    sql, params = one_feature_sql(found, crs, as_of)
+    async with get_pool(request).connection() as conn:
+        cur = await conn.execute(sql, params | {"layer": found.name, "id": number,
+                                                "token": token})
         row = await cur.fetchone()
     if row is None or row[2] is None:
         raise Unauthorized(EXPIRED)
     if row[0] is None:
-        raise NotFound(f"no feature {fid!r} in {layer}")
+        when = f" as of {as_of.isoformat()}" if as_of else ""
+        raise NotFound(f"no feature {fid!r} in {layer}{when}")
     # a strong ETag names one representation: the CRS is part of it
     etag = f'"{fid}-{row[1]}"' if crs is CRS84 else f'"{fid}-{row[1]}-{crs.srid}"'
     if _not_modified(request, etag):
@@ -297,7 +295,7 @@ async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response
     reject_unknown(request.query_params, set())
     found = get_layer(layer)
     zxy = tile_numbers(z, x, y)
-    async with _pool(request).connection() as conn:
+    async with get_pool(request).connection() as conn:
         cur = await conn.execute(tile_sql(found), {"layer": found.name, "token": token,
                                                    "z": zxy[0], "x": zxy[1], "y": zxy[2]})
         row = await cur.fetchone()

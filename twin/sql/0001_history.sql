@@ -163,9 +163,10 @@ BEGIN
     END IF;
     IF TG_OP <> 'DELETE' THEN
         INSERT INTO twin.feature_versions (feature_id, version, layer, name, props, tags, geom,
-                                           grid_code, area_code, valid, change_id)
+                                           grid_code, area_code, valid, change_id, changed_by)
         VALUES (NEW.id, NEW.version, NEW.layer, NEW.name, NEW.props, NEW.tags, NEW.geom,
-                NEW.grid_code, NEW.area_code, tstzrange(twin.clock(), NULL, '[)'), change_id);
+                NEW.grid_code, NEW.area_code, tstzrange(twin.clock(), NULL, '[)'), change_id,
+                NEW.changed_by);
     END IF;
 
     -- A grid or area that moved, appeared, vanished or was renamed: re-derive its neighbours.
@@ -222,10 +223,10 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF upper(OLD.valid) IS NOT NULL OR lower(NEW.valid) <> lower(OLD.valid)
        OR (NEW.feature_id, NEW.version, NEW.layer, NEW.name, NEW.props, NEW.tags,
-           ST_AsEWKB(NEW.geom), NEW.grid_code, NEW.area_code, NEW.change_id)
+           ST_AsEWKB(NEW.geom), NEW.grid_code, NEW.area_code, NEW.change_id, NEW.changed_by)
           IS DISTINCT FROM
           (OLD.feature_id, OLD.version, OLD.layer, OLD.name, OLD.props, OLD.tags,
-           ST_AsEWKB(OLD.geom), OLD.grid_code, OLD.area_code, OLD.change_id) THEN
+           ST_AsEWKB(OLD.geom), OLD.grid_code, OLD.area_code, OLD.change_id, OLD.changed_by) THEN
         RAISE EXCEPTION 'feature % version % is history: only its end may be set, once',
             OLD.feature_id, OLD.version USING ERRCODE = 'insufficient_privilege';
     END IF;

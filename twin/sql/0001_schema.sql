@@ -55,10 +55,13 @@ CREATE TABLE twin.feature_versions (
     area_code   text,
     valid       tstzrange NOT NULL,
     change_id   bigint NOT NULL,
+    changed_by  text,
     PRIMARY KEY (feature_id, version)
 );
 CREATE INDEX feature_versions_valid_idx ON twin.feature_versions USING gist (layer, valid);
-CREATE INDEX feature_versions_geom_idx ON twin.feature_versions USING gist (geom);
+-- "as of T in this box": versions of one feature mostly share a box, so the GiST splits them
+-- by validity next and a box at a moment touches few entries.
+CREATE INDEX feature_versions_geom_idx ON twin.feature_versions USING gist (geom, valid);
 
 -- The change log: append-only (see the triggers in 0001_history.sql).
 CREATE TABLE twin.changes (

@@ -44,6 +44,30 @@ ITEMS = [
            {"type": "string"}),
     CRS,
 ]
+TIME = {"type": "string", "format": "date-time"}
+AS_OF = _param("asOf", "RFC 3339 time: the twin as it was then (deleted features included, "
+               "later ones absent).", TIME)
+ITEMS.append(AS_OF)
+FEED = [
+    _param("order", "newest (default) or oldest first; oldest never skips a late commit.",
+           {"type": "string", "enum": ["newest", "oldest"]}),
+    _param("limit", "Changes per page.", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                          "default": DEFAULT_LIMIT}),
+    _param("cursor", "The change id to continue after (from the next link).", {"type": "string"}),
+    *(_param(name, f"Only changes with this {name}.", {"type": "string"}) for name in
+      ("layer", "micro_grid", "residential_area", "actor", "role", "operation", "feature_id")),
+    _param("from", "Changes at or after this time.", TIME),
+    _param("to", "Changes before this time.", TIME),
+    _param("bbox", "minx,miny,maxx,maxy in CRS84: changes that happened there.",
+           {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}}, "form"),
+    _param("f", "json (default) or csv (streamed).", {"type": "string",
+                                                      "enum": ["json", "csv"]}),
+]
+DIFF = [_param("from", "The earlier moment.", TIME), _param("to", "The later moment.", TIME),
+        FEED[-2], _param("micro_grid", "Instead of bbox: a micro-grid code.", {"type": "string"}),
+        _param("layer", "Only this layer.", {"type": "string"})]
+EXTRA = {"/items": ITEMS, "/items/{fid}": [CRS, AS_OF], "/changes": FEED,
+         "/changes/stream": FEED[2:-1], "/changes/diff": DIFF}
 
 
 def _downgrade(node: Any) -> Any:
@@ -91,11 +115,10 @@ def install(app: FastAPI) -> None:
                                  description=app.description, openapi_version="3.0.3")
             paths = schema.get("paths", {})
             for path, operations in paths.items():
-                for operation in operations.values():
-                    if path.endswith("/items"):
-                        operation.setdefault("parameters", []).extend(ITEMS)
-                    elif path.endswith("/items/{fid}"):
-                        operation.setdefault("parameters", []).append(CRS)
+                extra = next((v for k, v in EXTRA.items() if path.endswith(k)), [])
+                for method, operation in operations.items():
+                    if method == "get":
+                        operation.setdefault("parameters", []).extend(extra)
             app.openapi_schema = _downgrade(schema)
         return app.openapi_schema
 

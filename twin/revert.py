@@ -125,7 +125,10 @@ def _revert(conn: Connection, user: User, targets: Sequence[RowMapping],
             reason: str) -> list[Reverted]:
     """Check every target, then undo them in the given (newest first) order."""
     ids = [t["id"] for t in targets]
-    # Hold the features still there, so no edit can slip in between the check and the undo.
+    # One revert at a time (a deleted feature has no row to lock: two admins bringing it back
+    # at once would collide), and hold the features still there, so no edit can slip in
+    # between the check and the undo.
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('twin.revert'))"))
     conn.execute(text("SELECT 1 FROM twin.features WHERE id = ANY(:fids) FOR UPDATE"),
                  {"fids": [t["feature_id"] for t in targets]})
     conflicts = [c for c in conn.execute(text(_CONFLICTS), {"derived": DERIVED, "ids": ids})

@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
-.PHONY: run test lint install postgres test-tools bench
+.PHONY: run test lint install postgres test-tools bench bench-history
 
 run: install postgres
 	$(TWIN) db start
@@ -33,6 +33,9 @@ lint: install
 # (TARGETS=twin,tipg QUERIES=Q1,Q2 DURATION=10 WARMUP=3 ...).
 bench: install postgres
 	$(VENV)/bin/python -m bench
+
+bench-history: install postgres
+	$(VENV)/bin/python -m bench.history
 
 install: $(VENV)/.installed
 

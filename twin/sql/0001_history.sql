@@ -9,11 +9,19 @@ LANGUAGE sql STABLE AS $$ SELECT NULLIF(current_setting('twin.' || key, true), '
 
 -- When a change happens: the transaction's start, unless the owner of schema twin (loading a
 -- generated history, `twin sample --history`) set twin.clock; the application role cannot.
+-- PL/pgSQL, not SQL, here and below: a trigger calls these per row, and PL/pgSQL keeps their
+-- plans where an SQL function with a sub-select is planned again on every call.
 CREATE FUNCTION twin.clock() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-    SELECT CASE WHEN twin.context('clock') IS NOT NULL AND pg_has_role(session_user,
-                    (SELECT nspowner FROM pg_namespace WHERE nspname = 'twin'), 'MEMBER')
-                THEN twin.context('clock')::timestamptz ELSE now() END $$;
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    asked text := twin.context('clock');
+BEGIN
+    IF asked IS NOT NULL AND pg_has_role(session_user,
+            (SELECT nspowner FROM pg_namespace WHERE nspname = 'twin'), 'MEMBER') THEN
+        RETURN asked::timestamptz;
+    END IF;
+    RETURN now();
+END $$;
 
 CREATE FUNCTION twin.set_context(actor text, role text, device text DEFAULT NULL,
                                  reason text DEFAULT NULL, client_time timestamptz DEFAULT NULL,
@@ -31,16 +39,20 @@ END $$;
 -- The micro-grid / residential area holding a geometry's point on surface (first by code
 -- if boundaries overlap, so the answer is deterministic).
 CREATE FUNCTION twin.grid_of(g geometry) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT f.props ->> 'code' FROM twin.features f, ST_PointOnSurface(g) AS p
-    WHERE f.layer = 'micro_grids' AND ST_Intersects(f.geom, p)
-    ORDER BY f.props ->> 'code' LIMIT 1 $$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT f.props ->> 'code' FROM twin.features f, ST_PointOnSurface(g) AS p
+             WHERE f.layer = 'micro_grids' AND ST_Intersects(f.geom, p)
+             ORDER BY f.props ->> 'code' LIMIT 1);
+END $$;
 
 CREATE FUNCTION twin.area_of(g geometry) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT f.props ->> 'code' FROM twin.features f, ST_PointOnSurface(g) AS p
-    WHERE f.layer = 'residential_areas' AND ST_Intersects(f.geom, p)
-    ORDER BY f.props ->> 'code' LIMIT 1 $$;
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN (SELECT f.props ->> 'code' FROM twin.features f, ST_PointOnSurface(g) AS p
+             WHERE f.layer = 'residential_areas' AND ST_Intersects(f.geom, p)
+             ORDER BY f.props ->> 'code' LIMIT 1);
+END $$;
 
 -- A feature's fields as one flat object: what the change log compares and records.
 CREATE FUNCTION twin.fields(name text, props jsonb, tags text[], grid_code text,
@@ -105,6 +117,7 @@ END $$;
 CREATE FUNCTION twin.features_after() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
+    stamp timestamptz := twin.clock();  -- once per row: the same moment everywhere
     o jsonb;
     n jsonb;
     geom_changed boolean;
@@ -142,7 +155,7 @@ BEGIN
     INSERT INTO twin.changes (server_time, client_time, actor, role, device, operation, layer, feature_id,
                               version_before, version_after, changed, old_values, new_values,
                               geom_changed, geom, grid_code, area_code, reason, edit_id)
-    VALUES (twin.clock(), twin.context('client_time')::timestamptz,
+    VALUES (stamp, twin.context('client_time')::timestamptz,
             coalesce(twin.context('actor'), session_user),
             coalesce(twin.context('role'), 'database'),
             twin.context('device'), lower(TG_OP), f.layer, f.id,
@@ -158,14 +171,14 @@ BEGIN
 
     IF TG_OP <> 'INSERT' THEN
         UPDATE twin.feature_versions
-           SET valid = tstzrange(lower(valid), greatest(lower(valid), twin.clock()), '[)')
+           SET valid = tstzrange(lower(valid), greatest(lower(valid), stamp), '[)')
          WHERE feature_id = OLD.id AND version = OLD.version;
     END IF;
     IF TG_OP <> 'DELETE' THEN
         INSERT INTO twin.feature_versions (feature_id, version, layer, name, props, tags, geom,
                                            grid_code, area_code, valid, change_id, changed_by)
         VALUES (NEW.id, NEW.version, NEW.layer, NEW.name, NEW.props, NEW.tags, NEW.geom,
-                NEW.grid_code, NEW.area_code, tstzrange(twin.clock(), NULL, '[)'), change_id,
+                NEW.grid_code, NEW.area_code, tstzrange(stamp, NULL, '[)'), change_id,
                 NEW.changed_by);
     END IF;
 

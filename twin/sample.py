@@ -22,8 +22,10 @@ import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
@@ -137,6 +139,25 @@ class ProjectAreas:
 
 
 @dataclass(frozen=True)
+class HistorySpec:
+    """The period a generated history (``twin sample --history``) is spread over: dates
+    inclusive, in the place's time zone; most edits fall within the working hours."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    start: date
+    end: date
+    timezone: ZoneInfo
+    working_hours: tuple[Annotated[int, Field(ge=0, le=23)], Annotated[int, Field(ge=1, le=24)]]
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        if self.working_hours[0] >= self.working_hours[1]:
+            raise ValueError("working hours end before they start")
+
+
+@dataclass(frozen=True)
 class SampleSpec:
     """A parsed spec file: the place, its committees (code, name) and its counts."""
 
@@ -155,6 +176,7 @@ class SampleSpec:
     streets: StreetNames
     counts: SampleCounts
     projects: ProjectAreas
+    history: HistorySpec | None = None
 
 
 def load_spec(path: Path) -> SampleSpec:

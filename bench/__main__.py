@@ -5,7 +5,7 @@
 3. the request list (fixed seed) and the versions of everything;
 4. every server started (one worker each, loopback) and its memory checked; then query by
    query, for each target in turn, a correctness check and a wrk load with CPU sampling
-   (the floor: psycopg threads); then the servers are stopped;
+   (the floors: psycopg threads); then the servers are stopped;
 5. ``table.md`` and ``results.json`` in ``.twin/bench/results/<UTC stamp>/``.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from bench import database, floor, load, memcheck, report, servers, workload
-from bench.config import HTTP_TARGETS, Config
+from bench.config import FLOOR_TARGETS, HTTP_TARGETS, Config
 from bench.cpu import CpuSampler, tree_memory
 
 
@@ -151,21 +151,23 @@ def http_cell(run: Run, server: servers.Server, db: database.Database, req: dict
             f"other {100 * c['other_frac']:.0f} %")
 
 
-def floor_cell(run: Run, db: database.Database, req: dict[str, Any], q: str,
+def floor_cell(run: Run, target: str, db: database.Database, req: dict[str, Any], q: str,
                check_conn: psycopg.Connection[Any]) -> None:
+    """Check one query on one floor, then load it: the floors differ only in the statement."""
     cfg = run.cfg
-    out = run.results["targets"].setdefault("floor", {
+    out = run.results["targets"].setdefault(target, {
         "kind": "floor", "queries": {},
         "client": f"psycopg {psycopg.__version__} ClientCursor, {cfg.conns} threads, "
                   "one connection each"})
     spec = req["queries"][q]
-    chk = floor.check(db, spec, check_conn, cfg.check_n)
-    run.log(f"floor {q}: check {chk['verdict']}; loading {cfg.warmup}+{cfg.duration} s")
-    entry = floor.run_query(cfg, db, CpuSampler(db.postmaster_pid, db.dbname), spec)
+    sql = floor.statement(target, spec, check_conn)
+    chk = floor.check(db, spec, sql, check_conn, cfg.check_n)
+    run.log(f"{target} {q}: check {chk['verdict']}; loading {cfg.warmup}+{cfg.duration} s")
+    entry = floor.run_query(cfg, db, CpuSampler(db.postmaster_pid, db.dbname), spec, sql)
     entry["check"] = chk
     out["queries"][q] = entry
     c = entry["cpu"]
-    run.log(f"floor {q}: {entry['rps']} q/s, p50 {entry['p50_ms']} ms, p99 "
+    run.log(f"{target} {q}: {entry['rps']} q/s, p50 {entry['p50_ms']} ms, p99 "
             f"{entry['p99_ms']} ms, {entry['bytes_per_req'] / 1024:.1f} KB, db CPU "
             f"{c['db_ms_per_req']} ms/q, client {c['client_ms_per_req']} ms/q")
 
@@ -184,8 +186,8 @@ def measure_all(run: Run, db: database.Database, req: dict[str, Any]) -> None:
         with db.connect() as check_conn:
             for q in cfg.queries:
                 for t in cfg.targets:
-                    if t == "floor":
-                        floor_cell(run, db, req, q, check_conn)
+                    if t in FLOOR_TARGETS:
+                        floor_cell(run, t, db, req, q, check_conn)
                     elif t in running:
                         try:
                             http_cell(run, running[t], db, req, q, check_conn)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY_ORDER = ("Q1", "Q2", "Q3", "Q3b", "Q4", "Q5")
-TARGET_ORDER = ("twin", "tipg", "pygeoapi", "floor")
+TARGET_ORDER = ("twin", "tipg", "pygeoapi", "floor", "floor-ref")
 HTTP_TARGETS = ("twin", "tipg", "pygeoapi")
+FLOOR_TARGETS = ("floor", "floor-ref")  # SQL alone, read by psycopg (bench/floor.py)
 
 
 def _env(name: str, default: str) -> str:

@@ -45,17 +45,18 @@ def _twin(db: str, *args: str) -> None:
 
 
 def _prepare(db: str, scale: int, changes: int) -> str:
-    """The database with at least ``changes`` changes beyond the sample's own inserts."""
+    """The database with at least ``changes`` edits after the sample's own load (loaded and
+    edited in one command when new, so the load is stamped at the period's start)."""
     _twin(db, "db", "start")
     _twin(db, "db", "migrate")
-    _twin(db, "sample", "--scale", str(scale), "--if-empty")
     conninfo = libpq_conninfo(database_urls(Settings(db_name=db)).admin)
+    edits = "SELECT count(*) FROM twin.changes WHERE device IS DISTINCT FROM 'twin sample'"
     with psycopg.connect(conninfo) as conn:
-        have = conn.execute("SELECT count(*) FROM twin.changes WHERE operation <> 'insert' "
-                            "OR role <> 'database'").fetchone()
-    missing = changes - int(have[0] if have else 0)
-    if missing > 0:
-        _twin(db, "sample", "--scale", str(scale), "--if-empty", "--history", str(missing))
+        have = (conn.execute(edits).fetchone() or (0,))[0]
+    if changes > have:
+        print(f"writing {changes - have:,} changes: about 700-900 a second", flush=True)
+        _twin(db, "sample", "--scale", str(scale), "--if-empty", "--history",
+              str(changes - have))
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE twin.changes")
         conn.execute("VACUUM ANALYZE twin.feature_versions")
@@ -105,7 +106,8 @@ def _facts(conninfo: str) -> dict[str, Any]:
             "changes": one("SELECT count(*) FROM twin.changes"),
             "versions": one("SELECT count(*) FROM twin.feature_versions"),
             "features": one("SELECT count(*) FROM twin.features"),
-            "first": one("SELECT min(server_time) FROM twin.changes WHERE role <> 'database'"),
+            "first": one("SELECT min(server_time) FROM twin.changes "
+                         "WHERE device IS DISTINCT FROM 'twin sample'"),
             "last": one("SELECT max(server_time) FROM twin.changes"),
             "changes_bytes": one("SELECT pg_total_relation_size('twin.changes')"),
             "versions_bytes": one("SELECT pg_total_relation_size('twin.feature_versions')"),

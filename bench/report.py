@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.config import QUERY_ORDER, TARGET_ORDER
+from bench.config import FLOOR_TARGETS, QUERY_ORDER, TARGET_ORDER
 
 DASH = "–"
 
@@ -73,13 +73,13 @@ def main_table(results: dict[str, Any]) -> list[str]:
                 f"| {q} | {t} | {e['rps']:.1f} | {e['p50_ms']:.1f} | {e['p99_ms']:.1f} | "
                 f"{cpu['server_ms_per_req']:.2f} | {cpu['db_ms_per_req']:.2f} | "
                 f"{e['bytes_per_req'] / 1024:.1f} | {n_feats} | {e['requests']} | "
-                f"{one if t != 'floor' else DASH} | {other} | {errors} | "
+                f"{DASH if t in FLOOR_TARGETS else one} | {other} | {errors} | "
                 f"{chk.get('verdict', DASH)} |")
     return lines
 
 
 def ratio_table(results: dict[str, Any]) -> list[str]:
-    others = [t for t in ("tipg", "pygeoapi", "floor") if t in results.get("targets", {})]
+    others = [t for t in TARGET_ORDER if t != "twin" and t in results.get("targets", {})]
     if "twin" not in results.get("targets", {}) or not others:
         return []
     head = ["query", "Twin req/s"] + [f"Twin/{t} req/s" for t in others] + [

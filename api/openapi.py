@@ -115,7 +115,9 @@ def install(app: FastAPI) -> None:
                                  description=app.description, openapi_version="3.0.3")
             paths = schema.get("paths", {})
             for path, operations in paths.items():
-                extra = next((v for k, v in EXTRA.items() if path.endswith(k)), [])
+                extra = next((v for k, v in EXTRA.items()
+                              if path.endswith(k) and path.startswith(("/collections",
+                                                                       "/changes"))), [])
                 for method, operation in operations.items():
                     if method == "get":
                         operation.setdefault("parameters", []).extend(extra)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote
 
 import typer
@@ -24,6 +24,9 @@ from twin.cluster import local_cluster
 from twin.db import check_connection, database_urls, make_engine
 from twin.errors import TwinError
 from twin.settings import Settings
+
+if TYPE_CHECKING:
+    from twin.reports import Counts
 
 app = typer.Typer(help="Twin: a digital twin of a city subdistrict on PostGIS.",
                   no_args_is_help=True, add_completion=False)
@@ -141,21 +144,30 @@ def db_migrate() -> None:
     settings = _settings()
     with _domain_errors():
         engine = _admin_engine(settings)
-        migrate(engine, None if settings.database_url else settings.app_role)
+        migrate(engine, None if settings.database_url else settings.app_role,
+                settings.time_zone)
         out.print("schema up to date; layers registered")
 
 
 @app.command()
 def sample(
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: the spec's).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed of the sample and its history (default: the spec's).")] = None,
     scale: Annotated[int, typer.Option(min=1, max=200,
                                        help="N times larger, for benchmarks.")] = 1,
+    history: Annotated[int, typer.Option(
+        min=0, help="Then append N generated changes (grid workers' and staff's edits over the "
+                    "period of the spec's history table) through the history triggers; needs "
+                    "the schema owner's connection.")] = 0,
     spec: Annotated[Path, typer.Option(help="The subdistrict's sample spec.")] = Path(
         "data/nanmatou.toml"),
-    if_empty: Annotated[bool, typer.Option("--if-empty",
-                                           help="Do nothing when the twin has features.")] = False,
+    if_empty: Annotated[bool, typer.Option(
+        "--if-empty", help="Load nothing when the twin has features (--history still "
+                           "appends).")] = False,
 ) -> None:
-    """Generate the (synthetic) sample twin and load it into an empty database."""
+    """Generate the (synthetic) sample twin and load it into an empty database; --history N
+    then appends N generated changes."""
+    from twin.history_sample import history_window, stamped_engine, write_history
     from twin.load import feature_count, load_sample
     from twin.sample import generate, load_spec
     from twin.users import hash_password
@@ -165,18 +177,36 @@ def sample(
         engine = _app_engine(settings)
         with engine.connect() as conn:
             existing = feature_count(conn)
-        if existing and if_empty:
+        loading = not (existing and if_empty)
+        if not loading:
             out.print(f"the twin already holds {existing} features; sample not loaded")
-            return
-        started = time.perf_counter()
-        with _bars() as stage:
-            bar = stage("generating", scale)
-            twin = generate(load_spec(spec), seed=seed, scale=scale,
-                            progress=lambda _label, n: bar(n))
-            load_sample(engine, twin, actor=os.environ.get("USER", "twin"),
-                        password_hash=hash_password(settings.demo_password), progress=stage)
-        out.print(f"loaded {len(twin.features)} features (seed {twin.seed}, scale {scale}) in "
-                  f"{time.perf_counter() - started:.1f} s")
+            if not history:
+                return
+        the_spec = load_spec(spec)
+        window = history_window(_admin_engine(settings), the_spec) if history else None
+        if loading:
+            started = time.perf_counter()
+            # A sample that a history follows is stamped at the history's start: the
+            # twin's time only moves forward.
+            target = engine if window is None else stamped_engine(
+                database_urls(settings).admin, window.start)
+            with _bars() as stage:
+                bar = stage("generating", scale)
+                twin = generate(the_spec, seed=seed, scale=scale,
+                                progress=lambda _label, n: bar(n))
+                load_sample(target, twin, actor=os.environ.get("USER", "twin"),
+                            password_hash=hash_password(settings.demo_password), progress=stage)
+            out.print(f"loaded {len(twin.features)} features (seed {twin.seed}, scale {scale}) "
+                      f"in {time.perf_counter() - started:.1f} s")
+        if window is not None:
+            history_seed = the_spec.seed if seed is None else seed
+            with _bars() as stage:
+                run = write_history(database_urls(settings).admin, history, history_seed, window,
+                                    progress=stage("history", history))
+            out.print(f"wrote {run.changes} changes (seed {history_seed}) in {run.seconds:.1f} s, "
+                      f"{run.changes / run.seconds:,.0f} changes/s, from "
+                      f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} "
+                      f"({window.period.timezone})")
 
 
 @user_app.command("add")
@@ -251,6 +281,54 @@ def stats_command(
     out.print(f"changes logged: {result['changes']}   content hash: {result['content_hash']}")
 
 
+_REPORT_GROUP = {"layer": "图层 layer", "grid": "微网格 micro-grid",
+                 "area": "居民区 residential area", "actor": "操作人 actor"}
+
+
+def _count_cells(counts: Counts) -> list[str]:
+    return [f"{n:,}" for n in (counts.inserts, counts.updates, counts.deletes,
+                               counts.transitions, counts.changes)]
+
+
+@app.command("report")
+def report_command(
+    start: Annotated[str, typer.Option("--from", help="Start (inclusive), RFC 3339 with its "
+                                       "offset, e.g. 2026-01-01T00:00:00+08:00.")],
+    end: Annotated[str, typer.Option("--to", help="End (exclusive), RFC 3339.")],
+    by: Annotated[str, typer.Option(help="Group by layer, grid, area or actor.")] = "layer",
+    layer: Annotated[str | None, typer.Option(help="Count this layer only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Inserts, updates, deletes and status transitions per group in [from, to)."""
+    from api.params import parse_time
+    from twin.reports import change_report, report_query
+
+    settings = _settings()
+    with _domain_errors():
+        query = report_query(parse_time("from", start), parse_time("to", end), by, layer)
+        report = change_report(_app_engine(settings), query)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict(), ensure_ascii=False))
+        return
+    table = Table(title=f"变更报告 Changes {start} .. {end}")
+    table.add_column(_REPORT_GROUP[query.by], no_wrap=True)
+    for header in ("新增\ninserts", "修改\nupdates", "删除\ndeletes", "状态变化\ntransitions",
+                   "合计\nchanges"):
+        table.add_column(header, justify="right")
+    for key, counts in report.groups.items():
+        table.add_row(key or "-", *_count_cells(counts))
+    table.add_section()
+    table.add_row("合计 total", *_count_cells(report.total), style="bold")
+    out.print(table)
+    if report.transitions:
+        moves = Table("图层 layer", "从 from", "到 to", title="状态变化 Status transitions")
+        moves.add_column("次数 count", justify="right")
+        for move in report.transitions:
+            moves.add_row(move.layer, move.label(move.state_from), move.label(move.state_to),
+                          f"{move.n:,}")
+        out.print(moves)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default TWIN_HOST (127.0.0.1).")] = None,
@@ -270,8 +348,9 @@ def serve(
         engine = _app_engine(settings)
         _print_welcome(settings, engine)
         engine.dispose()
+    # live streams never end by themselves: give them 5 s to see the server going, then close
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info")
+                log_level="info", timeout_graceful_shutdown=5)
 
 
 def _print_welcome(settings: Settings, engine: Engine) -> None:
@@ -304,3 +383,37 @@ def map_command(
         html = standalone_map(engine, settings)
     out_file.write_text(html, encoding="utf-8")
     out.print(f"wrote {out_file} ({len(html.encode()) / 1e6:.1f} MB)")
+
+
+@app.command("export")
+def export_command(
+    layer: Annotated[str, typer.Argument(help="The layer, e.g. buildings.")],
+    file: Annotated[Path, typer.Argument(help="A .gpkg, .geojson or .json file.")],
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The layer as it was then: an RFC 3339 time with its offset.")] = None,
+) -> None:
+    """Write one layer to a GeoPackage or GeoJSON file (EPSG:4326), now or as it was.
+
+    The format follows FILE's suffix; the as-of time is kept in the file.
+
+    A GeoPackage's layer is named LAYER; other layers in it are kept, so exports can share one.
+
+    Examples:
+
+        twin export buildings buildings.gpkg
+
+        twin export streets streets.geojson --as-of 2026-06-30T18:00:00+08:00
+    """
+    from twin.export import export_layer, export_target
+
+    settings = _settings()
+    with _domain_errors():
+        target = export_target(layer, file, as_of)
+        done = export_layer(_app_engine(settings), target)
+    if done.before_history:
+        began = (f"begins at {done.history_begins.isoformat()}" if done.history_begins
+                 else "is empty")
+        out.print(f"note: the twin's history {began}; the file holds the layer's columns and "
+                  "no features")
+    when = as_of if as_of else f"now ({done.as_of.isoformat()})"
+    out.print(f"wrote {done.features} {layer} features to {file}, as of {when}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
 
 
 class Settings(BaseSettings):
@@ -43,6 +46,20 @@ class Settings(BaseSettings):
     basemap: Literal["none", "osm", "tianditu"] = "none"
     tianditu_key: str | None = None
     map_review_number: str | None = None
+    time_zone: str = Field(
+        default=DEFAULT_TIME_ZONE,
+        description="The subdistrict's IANA time zone: change reports count its calendar days.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """A typo would otherwise surface only at `twin db migrate`, inside PostgreSQL."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; e.g. Asia/Shanghai") from None
+        return value
 
     @field_validator("data_dir")
     @classmethod

@@ -1,7 +1,33 @@
-"""(being written)"""
+"""Period reports of changes: what each micro-grid, area, actor or layer did in [from, to)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from api.deps import EngineDep, UserDep
+from api.params import parse_time, reject_unknown
+from twin.reports import change_report, report_query
 
 router = APIRouter(tags=["history"])
+
+REPORT_PARAMS = frozenset({"from", "to", "by", "layer"})
+
+
+@router.get("/reports/changes", summary="Inserts, updates, deletes and status transitions "
+            "per micro-grid, area, actor or layer in a period")
+def changes_report(
+    request: Request,
+    engine: EngineDep,
+    user: UserDep,
+    start: Annotated[str | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
+    end: Annotated[str | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
+    by: Annotated[str | None, Query(description="layer (default), grid, area or actor")] = None,
+    layer: Annotated[str | None, Query(description="only this layer")] = None,
+) -> dict[str, Any]:
+    """A worker counts the changes of their own micro-grids only; everyone else all of them."""
+    reject_unknown(request.query_params, REPORT_PARAMS)
+    query = report_query(parse_time("from", start), parse_time("to", end), by, layer,
+                         grids=user.grids if user.role == "worker" else None)
+    return change_report(engine, query).as_dict()

@@ -232,7 +232,7 @@ def test_a_features_history_and_its_deletion(client: TestClient, auth: dict[str,
     _edit(sample_db, "DELETE FROM twin.features WHERE id = :id", {"id": fid}, reason="拆除")
     body = client.get(f"/collections/waste_points/items/{fid}/history", headers=auth).json()
     assert body["deleted"] is True
-    versions = body["versions"]
+    versions = body["versions"][::-1]  # newest first
     assert [v["version"] for v in versions] == [1, 2, 3]
     assert versions[1]["change"]["new"] == {"state": "full"}
     assert versions[1]["change"]["reason"] == "满溢"
@@ -241,6 +241,12 @@ def test_a_features_history_and_its_deletion(client: TestClient, auth: dict[str,
     assert versions[0]["valid_to"] == versions[1]["valid_from"]
     assert versions[2]["valid_to"] is not None  # closed by the delete
     assert body["deletions"][0]["reason"] == "拆除"
+    paged = [v["version"] for page in _pages(
+        client, auth, f"/collections/waste_points/items/{fid}/history?limit=1")
+        for v in page["versions"]]
+    assert paged == [3, 2, 1]
+    assert client.get(f"/collections/waste_points/items/{fid}/history?cursor=x",
+                      headers=auth).status_code == 400
     # the deleted feature is found through the feed
     found = client.get(f"/changes?operation=delete&layer=waste_points&feature_id={fid}",
                        headers=auth).json()
@@ -281,7 +287,7 @@ def test_time_travel_across_insert_update_delete_and_reinsert(
             assert item.json()["properties"]["name"] == name and names[new_id] == name
     history = client.get(f"/collections/waste_points/items/{new_id}/history",
                          headers=auth).json()
-    assert [v["version"] for v in history["versions"]] == [1, 2, 3]  # numbering goes on
+    assert [v["version"] for v in history["versions"]] == [3, 2, 1]  # numbering goes on
     assert history["deleted"] is False and len(history["deletions"]) == 1
     bad = client.get("/collections/waste_points/items?asOf=soon", headers=auth)
     assert bad.status_code == 400 and "asOf" in bad.json()["description"]

@@ -101,36 +101,41 @@ def changes_sql(query: ChangeQuery, columns: str, with_cursor: bool = True
 
 
 def history_sql() -> str:
-    """Every version of one feature (its GeoJSON, valid from/to) with the change that made it
-    and the fields that change touched, then the change that deleted it, if any: one JSON
-    document. Parameters: layer, id, and grids (a worker's grids, or NULL for everyone)."""
+    """A page of a feature's versions, newest first (its GeoJSON, valid from/to, the change
+    that made it and the fields that change touched), and the changes that deleted it: one
+    JSON document, then whether older versions remain. Parameters: layer, id, before (a
+    version number, or NULL for the newest), limit, and grids (a worker's, or NULL)."""
     return f"""
-WITH versions AS (
-    SELECT v.version, lower(v.valid) AS valid_from, upper(v.valid) AS valid_to,
-           json_build_object('type', 'Feature', 'id', v.feature_id,
-                             'geometry', ST_AsGeoJSON(v.geom, 7)::json,
-                             'properties', twin.fields(v.name, v.props, v.tags, v.grid_code,
-                                                       v.area_code)) AS feature,
-           v.change_id, v.grid_code
-      FROM twin.feature_versions v
+WITH page AS (
+    SELECT v.* FROM twin.feature_versions v
      WHERE v.feature_id = %(id)s AND v.layer = %(layer)s
-), changes AS (
-    SELECT c.* FROM twin.changes c WHERE c.feature_id = %(id)s AND c.layer = %(layer)s
-)
+       AND v.version < coalesce(%(before)s::int, 2147483647)
+     ORDER BY v.version DESC LIMIT %(limit)s + 1
+), shown AS (SELECT * FROM page ORDER BY version DESC LIMIT %(limit)s)
 SELECT CASE WHEN %(grids)s::text[] IS NULL OR EXISTS (
-                 SELECT 1 FROM changes c WHERE c.grid_code = ANY(%(grids)s::text[]))
+                 SELECT 1 FROM twin.changes c WHERE c.feature_id = %(id)s
+                    AND c.layer = %(layer)s AND c.grid_code = ANY(%(grids)s::text[]))
             THEN json_build_object(
     'layer', %(layer)s, 'id', %(id)s,
-    'deleted', EXISTS (SELECT 1 FROM twin.features f
-                        WHERE f.layer = %(layer)s AND f.id = %(id)s) IS FALSE,
-    'versions', (SELECT json_agg(json_build_object(
-                     'version', v.version, 'valid_from', v.valid_from, 'valid_to', v.valid_to,
-                     'feature', v.feature, 'change', {CHANGE_JSON}) ORDER BY v.version)
-                   FROM versions v JOIN changes c ON c.id = v.change_id),
+    'deleted', NOT EXISTS (SELECT 1 FROM twin.features f
+                            WHERE f.layer = %(layer)s AND f.id = %(id)s),
+    'versions', (SELECT coalesce(json_agg(json_build_object(
+                     'version', v.version, 'valid_from', lower(v.valid),
+                     'valid_to', upper(v.valid),
+                     'feature', json_build_object(
+                         'type', 'Feature', 'id', v.feature_id,
+                         'geometry', ST_AsGeoJSON(v.geom, 7)::json,
+                         'properties', twin.fields(v.name, v.props, v.tags, v.grid_code,
+                                                   v.area_code)),
+                     'change', {CHANGE_JSON}) ORDER BY v.version DESC), '[]')
+                   FROM shown v JOIN twin.changes c ON c.id = v.change_id),
     'deletions', (SELECT coalesce(json_agg({CHANGE_JSON} ORDER BY c.id), '[]')
-                    FROM changes c WHERE c.operation = 'delete'))::text
+                    FROM twin.changes c WHERE c.feature_id = %(id)s AND c.layer = %(layer)s
+                     AND c.operation = 'delete'))::text
        END,
-       EXISTS (SELECT 1 FROM changes)"""
+       EXISTS (SELECT 1 FROM twin.changes c WHERE c.feature_id = %(id)s
+                  AND c.layer = %(layer)s),
+       (SELECT min(version) FROM shown), (SELECT count(*) FROM page) > %(limit)s"""
 
 
 def diff_sql(by_grid: bool) -> str:

@@ -178,20 +178,33 @@ async def stream(request: Request, user: UserDep) -> StreamingResponse:
             summary="Every version of a feature: who, when, why, and what changed",
             response_class=Response)
 async def history(request: Request, layer: str, fid: str, user: UserDep) -> Response:
-    reject_unknown(request.query_params, {"f"})
+    """Newest version first, ``limit`` at a time (default 100); the ``next`` link carries the
+    version to continue below, so a feature edited thousands of times still answers fast."""
+    params = request.query_params
+    reject_unknown(params, {"f", "limit", "cursor"})
     found = get_layer(layer)
     number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
+    before = params.get("cursor")
+    if before is not None and not (before.isdigit() and len(before) <= 9):
+        raise bad("cursor", before, "use the next link the previous page gave", "翻页游标无效")
+    limit = parse_limit(params.get("limit"))
     scope = _scope(user)
     async with get_pool(request).connection() as conn:
         row = await (await conn.execute(history_sql(), {
-            "layer": found.name, "id": number,
+            "layer": found.name, "id": number, "limit": limit,
+            "before": int(before) if before else None,
             "grids": list(scope) if scope is not None else None})).fetchone()
     if row is None or not row[1]:
         raise NotFound(f"feature {fid!r} of {layer} has no history: it never existed")
     if row[0] is None:
         raise Forbidden(f"feature {fid} of {layer} was never in your micro-grids "
                         f"({', '.join(user.grids) or 'none'})")
-    return Response(row[0], media_type="application/json")
+    links = [{"rel": "self", "type": "application/json", "href": str(request.url)}]
+    if row[3]:
+        links.append({"rel": "next", "type": "application/json", "href": str(
+            request.url.replace_query_params(**(dict(params) | {"cursor": str(row[2])})))})
+    return Response(f'{row[0][:-1]},"links":{json.dumps(links)}}}',
+                    media_type="application/json")
 
 
 @router.get("/changes/diff", summary="What changed between two moments in a box or micro-grid",

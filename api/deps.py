@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from twin.errors import Unauthorized
 from twin.settings import Settings
-from twin.users import User, user_for_token
+from twin.users import USER_OF_BEARER_SQL, User, token_digest, user_of_row
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
@@ -41,11 +41,14 @@ TokenDep = Annotated[str | None, Depends(_bearer)]
 SIGN_IN = "sign in first: POST /auth/token gives a bearer token"
 
 
-def current_user(engine: EngineDep, token: TokenDep) -> User:
-    """The user of the request's bearer token; 401 without a live one."""
+async def current_user(request: Request, token: TokenDep) -> User:
+    """The user of the request's bearer token (one query on the async pool); 401 without a
+    live one."""
     if not token:
         raise Unauthorized(SIGN_IN)
-    return user_for_token(engine, token)
+    async with get_pool(request).connection() as conn:
+        cur = await conn.execute(USER_OF_BEARER_SQL, {"token": token_digest(token)})
+        return user_of_row(await cur.fetchone())
 
 
 UserDep = Annotated[User, Depends(current_user)]

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -160,16 +160,21 @@ def issue_token(engine: Engine, user: User, minutes: int) -> tuple[str, datetime
     return token, expires
 
 
-def user_for_token(engine: Engine, token: str) -> User:
-    """The user a live token belongs to; expired, revoked or unknown tokens are refused."""
-    with engine.connect() as conn:
-        user_id = conn.execute(
-            text("SELECT t.user_id FROM twin.tokens t JOIN twin.users u ON u.id = t.user_id "
-                 "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now() "
-                 "AND u.active"), {"h": token_digest(token)}).scalar()
-        if user_id is None:
-            raise Unauthorized(EXPIRED)
-        return _load(conn, user_id)
+# The live token's user, role and micro-grids, by the token's digest (psycopg parameters).
+USER_OF_BEARER_SQL = """
+SELECT u.id, u.name, u.role, coalesce(array_agg(g.grid_code ORDER BY g.grid_code)
+       FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids
+  FROM twin.tokens t JOIN twin.users u ON u.id = t.user_id
+  LEFT JOIN twin.user_grids g ON g.user_id = u.id
+ WHERE t.token_hash = %(token)s AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active
+ GROUP BY u.id"""
+
+
+def user_of_row(row: Sequence[Any] | None) -> User:
+    """The user of a USER_OF_BEARER_SQL row; no row: the token is not live (401)."""
+    if row is None:
+        raise Unauthorized(EXPIRED)
+    return User(id=row[0], name=row[1], role=row[2], grids=tuple(row[3]))
 
 
 def revoke_token(engine: Engine, token: str) -> None:

@@ -240,7 +240,7 @@ def test_a_features_history_and_its_deletion(client: TestClient, auth: dict[str,
     assert "checked" in versions[2]["feature"]["properties"]["tags"]
     assert versions[0]["valid_to"] == versions[1]["valid_from"]
     assert versions[2]["valid_to"] is not None  # closed by the delete
-    assert body["deletions"][0]["reason"] == "拆除"
+    assert body["deleted_by"]["reason"] == "拆除"
     paged = [v["version"] for page in _pages(
         client, auth, f"/collections/waste_points/items/{fid}/history?limit=1")
         for v in page["versions"]]
@@ -288,7 +288,7 @@ def test_time_travel_across_insert_update_delete_and_reinsert(
     history = client.get(f"/collections/waste_points/items/{new_id}/history",
                          headers=auth).json()
     assert [v["version"] for v in history["versions"]] == [3, 2, 1]  # numbering goes on
-    assert history["deleted"] is False and len(history["deletions"]) == 1
+    assert history["deleted"] is False and history["deleted_by"] is None
     bad = client.get("/collections/waste_points/items?asOf=soon", headers=auth)
     assert bad.status_code == 400 and "asOf" in bad.json()["description"]
 

@@ -103,7 +103,8 @@ def changes_sql(query: ChangeQuery, columns: str, with_cursor: bool = True
 def history_sql() -> str:
     """A page of a feature's versions, newest first (its GeoJSON, valid from/to, the change
     that made it and the fields that change touched), and the changes that deleted it: one
-    JSON document, then whether older versions remain. Parameters: layer, id, before (a
+    JSON document, then whether older versions remain. Earlier deletions (a feature taken
+    away and brought back) show as gaps between versions and in the feed. Parameters: layer, id, before (a
     version number, or NULL for the newest), limit, and grids (a worker's, or NULL)."""
     return f"""
 WITH page AS (
@@ -129,9 +130,11 @@ SELECT CASE WHEN %(grids)s::text[] IS NULL OR EXISTS (
                                                    v.area_code)),
                      'change', {CHANGE_JSON}) ORDER BY v.version DESC), '[]')
                    FROM shown v JOIN twin.changes c ON c.id = v.change_id),
-    'deletions', (SELECT coalesce(json_agg({CHANGE_JSON} ORDER BY c.id), '[]')
-                    FROM twin.changes c WHERE c.feature_id = %(id)s AND c.layer = %(layer)s
-                     AND c.operation = 'delete'))::text
+    'deleted_by', (SELECT {CHANGE_JSON} FROM twin.changes c
+                    WHERE c.feature_id = %(id)s AND c.layer = %(layer)s
+                      AND NOT EXISTS (SELECT 1 FROM twin.features f
+                                       WHERE f.layer = %(layer)s AND f.id = %(id)s)
+                    ORDER BY c.id DESC LIMIT 1))::text
        END,
        EXISTS (SELECT 1 FROM twin.changes c WHERE c.feature_id = %(id)s
                   AND c.layer = %(layer)s),

@@ -102,10 +102,11 @@ def changes_sql(query: ChangeQuery, columns: str, with_cursor: bool = True
 
 def history_sql() -> str:
     """A page of a feature's versions, newest first (its GeoJSON, valid from/to, the change
-    that made it and the fields that change touched), and the changes that deleted it: one
-    JSON document, then whether older versions remain. Earlier deletions (a feature taken
-    away and brought back) show as gaps between versions and in the feed. Parameters: layer, id, before (a
-    version number, or NULL for the newest), limit, and grids (a worker's, or NULL)."""
+    that made it and the fields that change touched), and the change that deleted it if it is
+    gone: one JSON document, then whether older versions remain. Earlier deletions (a feature
+    taken away and brought back) show as gaps between versions and in the feed. Parameters:
+    layer, id, before (a version number, or NULL for the newest), limit, and grids (a
+    worker's, or NULL for everyone)."""
     return f"""
 WITH page AS (
     SELECT v.* FROM twin.feature_versions v

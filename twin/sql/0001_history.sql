@@ -38,19 +38,11 @@ END $$;
 
 -- The micro-grid / residential area holding a geometry's point on surface (first by code
 -- if boundaries overlap, so the answer is deterministic).
-CREATE FUNCTION twin.grid_of(g geometry) RETURNS text
+CREATE FUNCTION twin.code_at(region_layer text, g geometry) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (SELECT f.props ->> 'code' FROM twin.features f, ST_PointOnSurface(g) AS p
-             WHERE f.layer = 'micro_grids' AND ST_Intersects(f.geom, p)
-             ORDER BY f.props ->> 'code' LIMIT 1);
-END $$;
-
-CREATE FUNCTION twin.area_of(g geometry) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN (SELECT f.props ->> 'code' FROM twin.features f, ST_PointOnSurface(g) AS p
-             WHERE f.layer = 'residential_areas' AND ST_Intersects(f.geom, p)
+             WHERE f.layer = region_layer AND ST_Intersects(f.geom, p)
              ORDER BY f.props ->> 'code' LIMIT 1);
 END $$;
 
@@ -73,10 +65,10 @@ BEGIN
         NEW.grid_code := CASE NEW.layer
             WHEN 'micro_grids' THEN NEW.props ->> 'code'
             WHEN 'residential_areas' THEN NULL
-            ELSE twin.grid_of(NEW.geom) END;
+            ELSE twin.code_at('micro_grids', NEW.geom) END;
         NEW.area_code := CASE NEW.layer
             WHEN 'residential_areas' THEN NEW.props ->> 'code'
-            ELSE twin.area_of(NEW.geom) END;
+            ELSE twin.code_at('residential_areas', NEW.geom) END;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         IF NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.props = OLD.props

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -29,6 +28,7 @@ from twin.reads import (
     property_names,
 )
 from twin.registry import get_layer
+from twin.times import instant, parse_time
 
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
                           "crs", "sortby", "filter", "filter-lang", "filter-crs", "asOf"})
@@ -99,32 +99,12 @@ def parse_crs(name: str, raw: str | None) -> Crs:
     return crs
 
 
-# An unencoded "+08:00" arrives as " 08:00": take it as the offset it was meant to be.
-_LOST_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
-
-
-def _instant(raw: str, whole: str, name: str = "datetime") -> datetime | None:
+def _instant(raw: str, whole: str) -> datetime | None:
+    """One end of a ``datetime`` interval; ``..`` or nothing is open."""
     if raw in ("", ".."):
         return None
-    try:
-        value = datetime.fromisoformat(_LOST_PLUS.sub(r"\1+\2", raw).replace("Z", "+00:00"))
-    except ValueError:
-        expected = ("an RFC 3339 time or interval (a/b, ../b, a/..)" if name == "datetime"
-                    else "an RFC 3339 time, e.g. 2026-06-30T18:00:00+08:00")
-        raise bad(name, whole, expected, "时间格式无效") from None
-    if value.tzinfo is None:
-        raise bad(name, whole, "a time needs its offset (Z or +08:00)", "时间须带时区")
-    return value
-
-
-def parse_time(name: str, raw: str | None) -> datetime | None:
-    """One RFC 3339 instant (``asOf``, ``from``, ``to``), or None when not given."""
-    if raw is None:
-        return None
-    value = _instant(raw, raw, name)
-    if value is None:
-        raise bad(name, raw, "an RFC 3339 time, e.g. 2026-06-30T18:00:00+08:00", "缺少时间")
-    return value
+    return instant(raw, "datetime", whole,
+                   expected="is not an RFC 3339 time or interval (a/b, ../b, a/..)")
 
 
 def parse_datetime(raw: str | None) -> datetime | None:

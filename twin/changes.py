@@ -59,6 +59,9 @@ _EQUAL = {"layer": "layer", "micro_grid": "grid_code", "residential_area": "area
           "actor": "actor", "role": "role", "operation": "operation", "feature_id": "feature_id"}
 
 CURSOR_SQL = "SELECT tx::text::bigint, id FROM twin.changes WHERE id = %(id)s"
+# Where a reader starting "from now" stands: after the newest change every reader can see.
+NEWEST_CURSOR_SQL = (f"SELECT c.tx::text::bigint, c.id FROM twin.changes c WHERE {HORIZON} "
+                     "ORDER BY c.tx DESC, c.id DESC LIMIT 1")
 
 
 def changes_sql(query: ChangeQuery, columns: str, with_cursor: bool = True

@@ -300,8 +300,8 @@ def report_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Inserts, updates, deletes and status transitions per group in [from, to)."""
-    from api.params import parse_time
     from twin.reports import change_report, report_query
+    from twin.times import parse_time
 
     settings = _settings()
     with _domain_errors():

@@ -26,6 +26,7 @@ from twin.errors import InvalidInput
 from twin.layer import Layer
 from twin.reads import COMMON_COLUMNS, source
 from twin.registry import get_layer
+from twin.times import parse_time
 
 # GDAL driver by file suffix.
 DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON"}
@@ -69,19 +70,7 @@ def export_target(layer_name: str, path: Path, as_of: str | None) -> ExportTarge
         raise InvalidInput(f"cannot export to {path}: its suffix {path.suffix or '(none)'} "
                            f"is not one of {', '.join(DRIVERS)}")
     return ExportTarget(get_layer(layer_name), path, driver,
-                        None if as_of is None else parse_as_of(as_of))
-
-
-def parse_as_of(raw: str) -> datetime:
-    """An RFC 3339 time; the offset is required, since a bare local time is ambiguous."""
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise InvalidInput(f"--as-of {raw!r} is not an RFC 3339 time with an offset, "
-                           "e.g. 2026-06-30T18:00:00+08:00")
-    return value
+                        parse_time("--as-of", as_of))
 
 
 def export_layer(engine: Engine, target: ExportTarget) -> Exported:

@@ -19,12 +19,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.deps import UserDep, get_pool
 from api.live import ChangeSignal
-from api.params import bad, parse_bbox, parse_limit, parse_time, reject_unknown
+from api.params import bad, parse_bbox, parse_limit, reject_unknown
 from twin.changes import (
     CHANGE_JSON,
     CSV_COLUMNS,
     CURSOR_SQL,
-    HORIZON,
+    NEWEST_CURSOR_SQL,
     ChangeQuery,
     changes_sql,
     diff_sql,
@@ -33,6 +33,7 @@ from twin.changes import (
 from twin.crs import CRS84
 from twin.errors import Forbidden, NotFound
 from twin.registry import all_layers, get_layer
+from twin.times import parse_time
 from twin.users import ROLES, User
 
 router = APIRouter(tags=["history"])
@@ -148,9 +149,7 @@ async def stream(request: Request, user: UserDep) -> StreamingResponse:
     async with pool.connection() as conn:
         after = await _cursor(conn, resume, "Last-Event-ID")
         if after is None:  # from now on: after the newest change every reader can see
-            row = await (await conn.execute(
-                f"SELECT c.tx::text::bigint, c.id FROM twin.changes c WHERE {HORIZON} "
-                "ORDER BY c.tx DESC, c.id DESC LIMIT 1")).fetchone()
+            row = await (await conn.execute(NEWEST_CURSOR_SQL)).fetchone()
             after = (int(row[0]), int(row[1])) if row else None
 
     async def events() -> AsyncIterator[str]:

@@ -25,7 +25,6 @@ from api.params import (
     encode_cursor,
     items_query,
     parse_crs,
-    parse_time,
     reject_unknown,
     tile_numbers,
 )
@@ -42,6 +41,7 @@ from twin.reads import (
     tile_sql,
 )
 from twin.registry import all_layers, get_layer
+from twin.times import parse_time
 from twin.users import EXPIRED, token_digest
 
 router = APIRouter(tags=["features"])

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from api.deps import EngineDep, UserDep
-from api.params import parse_time, reject_unknown
+from api.params import reject_unknown
 from twin.reports import change_report, report_query
+from twin.times import parse_time
 
 router = APIRouter(tags=["history"])
 

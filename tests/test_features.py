@@ -151,6 +151,25 @@ def test_a_page_etag_changes_when_the_layer_changes(client: TestClient, auth: di
     assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 200
 
 
+def test_a_page_etag_changes_when_an_older_write_commits_late(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    """Change ids are taken in write order but seen in commit order: a write that took a
+    lower id and commits after a newer one must still change the page's ETag."""
+    url = "/collections/waste_points/items?limit=5"
+    edit = text("UPDATE twin.features SET name = :name WHERE id = (SELECT min(id) + :k "
+                "FROM twin.features WHERE layer = 'waste_points')")
+    with sample_db.app.connect() as slow:
+        slow.execute(edit, {"name": "slow", "k": 0})  # takes a change id, commits later
+        with sample_db.app.begin() as fast:
+            fast.execute(edit, {"name": "fast", "k": 1})
+        etag = client.get(url, headers=auth).headers["ETag"]
+        assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
+        slow.commit()
+    after = client.get(url, headers={**auth, "If-None-Match": etag})
+    assert after.status_code == 200
+    assert "slow" in [f["properties"]["name"] for f in after.json()["features"]]
+
+
 def test_gzip_when_asked(client: TestClient, auth: dict[str, str]) -> None:
     response = client.get("/collections/buildings/items?limit=500",
                           headers={**auth, "Accept-Encoding": "gzip"})

@@ -130,8 +130,35 @@ def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> s
 
 
 def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
-    """Rows of (feature text, id) for one page, plus one row more to know a next page exists."""
-    params: dict[str, Any] = {"layer": query.layer.name, "limit": query.limit + 1}
+    """Rows of (feature text, layer state, token's role, sort keys...) for one page, plus one
+    row more to know a next page exists: for pages streamed as PostgreSQL sends them."""
+    params: dict[str, Any] = {}
+    # the layer's state and the token's role ride along (computed once, as InitPlans), so a
+    # page is one statement
+    return _select(query, params, f", ({LAYER_STATE}), {ROLE_OF_BEARER_SQL}"), params
+
+
+def page_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
+    """One row for a whole page: (the features' texts joined by commas, rows found (a next
+    page exists when that exceeds the limit), layer state, token's role, the page's last
+    sort keys...). Python then touches one value, not a row per feature."""
+    params: dict[str, Any] = {}
+    keys = [f"k{i}" for i in range(len(sort_keys(query)))]
+    order = ", ".join(f"{k} {'DESC' if desc else 'ASC'}"
+                      for k, (_, desc) in zip(keys, sort_keys(query), strict=True))
+    inner = _select(query, params, "")
+    return (f"WITH page AS ({inner}) "
+            f"SELECT (SELECT string_agg(feature, ',' ORDER BY {order}) FROM "
+            f"(SELECT * FROM page ORDER BY {order} LIMIT %(page)s) p), "
+            f"(SELECT count(*) FROM page), ({LAYER_STATE}), {ROLE_OF_BEARER_SQL}, "
+            f"{', '.join(f'last.{k}' for k in keys)} FROM (SELECT 1) one LEFT JOIN LATERAL "
+            f"(SELECT * FROM page ORDER BY {order} OFFSET %(page)s - 1 LIMIT 1) last ON true",
+            params | {"page": query.limit})
+
+
+def _select(query: ItemsQuery, params: dict[str, Any], extra: str) -> str:
+    """SELECT feature{extra}, k0, k1... (the sort keys) of the page and one row more."""
+    params.update({"layer": query.layer.name, "limit": query.limit + 1})
     where = ["f.layer = %(layer)s"]
     if query.bbox is not None:
         # the envelope is built once and compared with &&, so the GiST index is used
@@ -152,13 +179,10 @@ def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
         where.append(f"({clause})")
         params.update(values)
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
-    # the layer's state and the token's role ride along (computed once, as InitPlans), so a
-    # page is one statement: (feature, state, role, sort keys...)
-    sql = (f"SELECT {feature_sql(query.layer, query.properties, query.crs)}, "
-           f"({LAYER_STATE}), {ROLE_OF_BEARER_SQL}, {', '.join(expr for expr, _ in keys)} "
-           f"FROM {source(query.as_of, params)} WHERE {' AND '.join(where)} ORDER BY {order} "
-           f"LIMIT %(limit)s")
-    return sql, params
+    columns = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(keys))
+    return (f"SELECT {feature_sql(query.layer, query.properties, query.crs)} AS feature{extra}, "
+            f"{columns} FROM {source(query.as_of, params)} WHERE {' AND '.join(where)} "
+            f"ORDER BY {order} LIMIT %(limit)s")
 
 
 def sort_keys(query: ItemsQuery) -> list[tuple[str, bool]]:
@@ -206,9 +230,14 @@ def source(as_of: datetime | None, params: dict[str, Any]) -> str:
             "WHERE valid @> %(as_of)s::timestamptz) f")
 
 
-# The newest change of a layer (any edit in it changes every ETag computed from this) and
-# the role of the request's token, in one round trip.
-LAYER_STATE = "SELECT coalesce(max(id), 0) FROM twin.changes WHERE layer = %(layer)s"
+# The state of a layer, which every ETag computed from it follows: its newest change, and
+# while any write transaction is in flight (one could still commit a change with a lower id)
+# the oldest of them too, so no page is called unchanged before that settles. With the token's
+# role, in one round trip.
+LAYER_STATE = """
+SELECT (SELECT coalesce(max(id), 0) FROM twin.changes WHERE layer = %(layer)s)::text
+       || CASE WHEN EXISTS (SELECT FROM pg_snapshot_xip(pg_current_snapshot()))
+               THEN '.' || pg_snapshot_xmin(pg_current_snapshot()) ELSE '' END"""
 LAYER_STATE_SQL = f"SELECT ({LAYER_STATE}), {ROLE_OF_BEARER_SQL}"
 
 EXTENT_SQL = """

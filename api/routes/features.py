@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from html import escape
 from typing import Any
 
@@ -35,9 +36,11 @@ from twin.layer import Layer
 from twin.reads import (
     EXTENT_SQL,
     LAYER_STATE_SQL,
+    ItemsQuery,
     extent_bbox,
     items_sql,
     one_feature_sql,
+    page_sql,
     tile_sql,
 )
 from twin.registry import all_layers, get_layer
@@ -47,7 +50,7 @@ from twin.users import EXPIRED, token_digest
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
 _CHUNK = 200  # rows per network write and per fetch from PostgreSQL when streaming
-_STREAM_ABOVE = 1000  # pages up to this limit are fetched whole (and the statement prepared)
+_STREAM_ABOVE = 1000  # smaller pages come as one row (and the statement is prepared)
 
 
 def _base(request: Request) -> str:
@@ -128,15 +131,15 @@ def _token(request: Request) -> str:
 
 
 async def _state_and_role(conn: AsyncConnection[Any], layer: Layer | None, token: str
-                          ) -> tuple[int, str | None]:
+                          ) -> tuple[str, str | None]:
     """The layer's newest change id and the role of the token's user (None: not live)."""
     cur = await conn.execute(LAYER_STATE_SQL, {"layer": layer.name if layer else "",
                                                "token": token})
     row = await cur.fetchone()
-    return (int(row[0]), row[1]) if row else (0, None)
+    return (row[0], row[1]) if row else ("", None)
 
 
-async def _layer_state(conn: AsyncConnection[Any], layer: Layer | None, token: str) -> int:
+async def _layer_state(conn: AsyncConnection[Any], layer: Layer | None, token: str) -> str:
     """The layer's newest change id, after checking the token (401 if it is not live)."""
     state, role = await _state_and_role(conn, layer, token)
     if role is None:
@@ -166,31 +169,60 @@ async def layer_queryables(request: Request, layer: str) -> Response:
 async def items(request: Request, layer: str) -> Response:
     token = _token(request)
     query = items_query(request.query_params, get_layer(layer))
+    if query.limit >= _STREAM_ABOVE:
+        return await _streamed(request, query, token)
+    sql, params = page_sql(query)
+    async with get_pool(request).connection() as conn:
+        with _evaluation_errors():
+            cur = await conn.execute(sql, params | {"token": token})
+            features, found, state, role, *last = await cur.fetchone() or (None, 0, "", None)
+    if role is None:
+        raise Unauthorized(EXPIRED)
+    etag = _items_etag(request, query, state)
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    more: list[Any] | None = last if found > query.limit else None
+    return Response(_HEAD + (features or "").encode() + _tail(request, min(found, query.limit),
+                                                              more),
+                    media_type=GEOJSON, headers=_items_headers(query, etag))
+
+
+@contextmanager
+def _evaluation_errors() -> Iterator[None]:
+    """A filter PostgreSQL cannot evaluate (a bad cast, say) is the client's error: 400."""
+    try:
+        yield
+    except psycopg.DataError as exc:
+        raise InvalidInput(f"the query could not be evaluated: {exc}",
+                           [Problem("filter", None, str(exc))]) from None
+
+
+def _items_etag(request: Request, query: ItemsQuery, state: str) -> str:
+    """A page's strong ETag: the layer's newest change and the exact query."""
+    digest = hashlib.sha1(str(request.query_params).encode(),
+                          usedforsecurity=False).hexdigest()[:16]
+    return f'"{query.layer.name}-{state}-{digest}"'
+
+
+def _items_headers(query: ItemsQuery, etag: str) -> dict[str, str]:
+    return {"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"}
+
+
+async def _streamed(request: Request, query: ItemsQuery, token: str) -> Response:
+    """A large page as PostgreSQL sends it, a chunk of rows at a time: memory stays flat."""
     sql, params = items_sql(query)
-    params["token"] = token
     pool = get_pool(request)
     conn = await pool.getconn()
     try:
-        try:
-            if query.limit < _STREAM_ABOVE:  # prepared after a few uses, fetched at once
-                cur = await conn.execute(sql, params)
-                first = await cur.fetchall()
-                whole = True
-            else:  # a large page streams, so memory stays flat
-                rows = conn.cursor().stream(sql, params, size=_CHUNK)
-                first = [row async for row in _take(rows, _CHUNK)]
-                whole = len(first) < _CHUNK  # the stream ended: the connection is idle
-        except psycopg.DataError as exc:
-            raise InvalidInput(f"the query could not be evaluated: {exc}",
-                               [Problem("filter", None, str(exc))]) from None
+        with _evaluation_errors():
+            rows = conn.cursor().stream(sql, params | {"token": token}, size=_CHUNK)
+            first = [row async for row in _take(rows, _CHUNK)]
+        whole = len(first) < _CHUNK  # the stream ended: the connection is idle
         state, role = (first[0][1], first[0][2]) if first else await _state_and_role(
             conn, query.layer, token)  # an empty page still checks the token
         if role is None:
             raise Unauthorized(EXPIRED)
-        digest = hashlib.sha1(str(request.query_params).encode(),
-                              usedforsecurity=False).hexdigest()[:16]
-        etag = f'"{query.layer.name}-{state}-{digest}"'
-        headers = {"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"}
+        etag = _items_etag(request, query, state)
         if whole or _not_modified(request, etag):
             await pool.putconn(conn)  # an unfinished result (a 304): the pool resets it
     except BaseException:
@@ -198,11 +230,9 @@ async def items(request: Request, layer: str) -> Response:
         raise
     if _not_modified(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
-    if whole:
-        page = first[:query.limit]
-        more = page[-1] if len(first) > query.limit else None
-        return Response(_HEAD + _join(page) + _tail(request, len(page), more),
-                        media_type=GEOJSON, headers=headers)
+    if whole:  # fewer rows than a chunk: all of them are here (and the page is not full)
+        return Response(_HEAD + _join(first) + _tail(request, len(first), None),
+                        media_type=GEOJSON, headers=_items_headers(query, etag))
 
     async def body() -> AsyncIterator[bytes]:
         """The first rows, then the rest as PostgreSQL sends them, then count and links."""
@@ -211,7 +241,7 @@ async def items(request: Request, layer: str) -> Response:
             count, last, more, batch = len(first), first[-1], None, []
             async for row in rows:
                 if count == query.limit:
-                    more = last  # the row past the page: there is a next page
+                    more = last[3:]  # the row past the page: there is a next page
                     continue
                 batch.append(row)
                 count, last = count + 1, row
@@ -224,7 +254,7 @@ async def items(request: Request, layer: str) -> Response:
         finally:
             await pool.putconn(conn)
 
-    return StreamingResponse(body(), media_type=GEOJSON, headers=headers)
+    return StreamingResponse(body(), media_type=GEOJSON, headers=_items_headers(query, etag))
 
 
 _HEAD = b'{"type":"FeatureCollection","features":['
@@ -234,11 +264,12 @@ def _join(rows: list[Any]) -> bytes:
     return ",".join(row[0] for row in rows).encode()
 
 
-def _tail(request: Request, count: int, more: Any) -> bytes:
-    """The end of a page: how many, and links; ``more`` is the last row when a next exists."""
+def _tail(request: Request, count: int, more: Sequence[Any] | None) -> bytes:
+    """The end of a page: how many, and links; ``more`` is the sort keys of the page's last
+    feature when a next page exists."""
     links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
     if more is not None:
-        following = dict(request.query_params) | {"cursor": encode_cursor(more[3:])}
+        following = dict(request.query_params) | {"cursor": encode_cursor(more)}
         links.append({"rel": "next", "type": GEOJSON,
                       "href": str(request.url.replace_query_params(**following))})
     return b"]," + json.dumps({"numberReturned": count, "links": links},

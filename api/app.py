@@ -17,7 +17,19 @@ from api import errors, openapi
 from api.fastpath import ReadFastPath
 from api.live import ChangeSignal
 from api.options import AllowMiddleware
-from api.routes import auth, changes, features, landing, reports, revert, twin
+from api.routes import (
+    auth,
+    changes,
+    edits,
+    features,
+    field,
+    landing,
+    photos,
+    reports,
+    revert,
+    sync,
+    twin,
+)
 from twin import __version__
 from twin.db import database_urls, libpq_conninfo, make_engine
 from twin.settings import Settings
@@ -61,9 +73,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(twin.router)
     app.include_router(features.router)
+    app.include_router(edits.router)
+    app.include_router(sync.router)
     app.include_router(changes.router)
     app.include_router(revert.router)
     app.include_router(reports.router)
+    app.include_router(photos.router)
+    app.include_router(field.router)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)

@@ -16,8 +16,13 @@ from twin.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    TooLarge,
     TwinError,
     Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
 )
 
 log = logging.getLogger("twin.api")
@@ -28,6 +33,11 @@ STATUS: dict[type[TwinError], tuple[int, str]] = {
     Forbidden: (403, "Forbidden"),
     NotFound: (404, "NotFound"),
     Conflict: (409, "Conflict"),
+    PreconditionFailed: (412, "PreconditionFailed"),
+    TooLarge: (413, "PayloadTooLarge"),
+    UnsupportedMediaType: (415, "UnsupportedMediaType"),
+    Unprocessable: (422, "InvalidValue"),
+    PreconditionRequired: (428, "PreconditionRequired"),
     DatabaseUnavailable: (503, "DatabaseUnavailable"),
 }
 
@@ -46,8 +56,10 @@ def twin_error_response(exc: TwinError) -> JSONResponse:
     status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)),
                         (400, "InvalidParameterValue"))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(_body(code, exc.message, [p.as_dict() for p in exc.problems]),
-                        status_code=status, headers=headers)
+    body = _body(code, exc.message, [p.as_dict() for p in exc.problems])
+    if isinstance(exc, PreconditionFailed):
+        body.update(exc.current)  # what to base the next attempt on
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _twin_error(request: Request, exc: Exception) -> JSONResponse:

@@ -47,4 +47,6 @@ LAYER = Layer(
         "out_of_service": "停用 out of service",
     },
     tile_attributes=("site_type", "state"),
+    edit_roles=("worker", "planner", "commander", "admin"),
+    max_gps_error_m=20.0,
 )

@@ -28,4 +28,5 @@ LAYER = Layer(
     style=Style(color="#ff7f00", fill_color="#fdbf6f", weight=1.0, fill_opacity=0.05),
     tile_attributes=("code",),
     group="areas",
+    edit_roles=("admin",),
 )

@@ -32,4 +32,5 @@ LAYER = Layer(
     style=Style(color="#6a3d9a", fill_color="#cab2d6", weight=2.5, fill_opacity=0.08),
     tile_attributes=("code", "committee"),
     group="areas",
+    edit_roles=("admin",),
 )

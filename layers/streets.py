@@ -28,4 +28,5 @@ LAYER = Layer(
     tags=TagVocabulary(keys=COMMON_KEYS, labels=("单行道", "步行街")),
     style=Style(color="#444444", weight=2.0),
     tile_attributes=("road_class",),
+    edit_roles=("worker", "planner", "commander", "admin"),
 )

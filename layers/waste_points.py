@@ -42,4 +42,5 @@ LAYER = Layer(
         "closed": "关闭 closed",
     },
     tile_attributes=("state", "off_hour"),
+    max_gps_error_m=20.0,
 )

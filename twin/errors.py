@@ -51,5 +51,29 @@ class Conflict(TwinError):
     """The twin changed since the caller last saw it."""
 
 
+class Unprocessable(TwinError):
+    """The request is well formed but what it asks for breaks the twin's rules (a feature's
+    model, geometry or place)."""
+
+
+class TooLarge(TwinError):
+    """The request carries more than the twin accepts (a photo over its size cap)."""
+
+
+class UnsupportedMediaType(TwinError):
+    """The content is not of a type the twin stores (a photo that is not JPEG or PNG)."""
+
+
+@dataclass
+class PreconditionFailed(TwinError):
+    """An edit was based on a version that is no longer current."""
+
+    current: dict[str, Any] = field(default_factory=dict)  # the current version and ETag
+
+
+class PreconditionRequired(TwinError):
+    """An edit of an existing feature did not say which version it was based on."""
+
+
 class DatabaseUnavailable(TwinError):
     """PostgreSQL cannot be reached."""

@@ -69,6 +69,11 @@ class Layer:
     state_labels: dict[str, str] = field(default_factory=dict)
     tile_attributes: tuple[str, ...] = ()
     group: str = "twin"
+    # Who may edit it (workers only inside their own micro-grids); planners edit the layers
+    # that planning changes.
+    edit_roles: tuple[str, ...] = ("worker", "commander", "admin")
+    # A position from a GPS fix less accurate than this (metres) is refused; None: no check.
+    max_gps_error_m: float | None = None
 
     @property
     def title(self) -> str:

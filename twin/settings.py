@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default=DEFAULT_TIME_ZONE,
         description="The subdistrict's IANA time zone: change reports count its calendar days.",
     )
+    photo_max_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1,
+        description="Largest photo an edit may carry, in bytes: a tablet photo, not a raw scan.",
+    )
 
     @field_validator("time_zone")
     @classmethod

@@ -1,0 +1,190 @@
+"""Offline sync for tablets: the outbox in (``POST /sync``), the scope out (``GET /sync/scope``),
+conflicts to settle (``/conflicts``) and every received edit for admins (``GET /edits``).
+
+A batch is applied edit by edit, in order, each in its own transaction: one bad edit never
+holds back the others, and every edit gets a result (applied, merged, duplicate, conflict or
+rejected) and is kept in ``twin.edits``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.deps import EngineDep, UserDep, get_pool
+from api.params import reject_unknown
+from api.routes.edits import read_json
+from twin.edits import (
+    Edit,
+    Outcome,
+    list_conflicts,
+    received_edits,
+    resolve_conflict,
+    submit,
+)
+from twin.errors import Forbidden, InvalidInput, Problem, Unprocessable
+from twin.scope import DEFAULT_BUFFER_M, MAX_BUFFER_M, Scope, editable_layers, read_scope
+from twin.users import User
+
+router = APIRouter(tags=["sync"])
+MAX_EDITS = 500
+MAX_BATCH = 8 * 1024 * 1024
+
+
+class Change(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    old: Any = None
+    new: Any = None
+
+
+class SyncEdit(BaseModel):
+    """One edit of a tablet's outbox (the sync batch of DESIGN.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    edit_id: str = Field(min_length=1, max_length=200)
+    device_id: str | None = Field(default=None, max_length=200)
+    device_seq: int | None = Field(default=None, ge=0)
+    layer: str = Field(max_length=64)
+    feature_id: int | None = None
+    op: Literal["create", "update", "delete"]
+    base_version: int | None = Field(default=None, ge=1)
+    changes: dict[str, Change] = Field(default_factory=dict)
+    reason: str | None = Field(default=None, max_length=500)
+    device_time: datetime | None = None
+    accuracy_m: float | None = None
+
+    def edit(self) -> Edit:
+        return Edit(self.layer, self.op, {k: c.new for k, c in self.changes.items()},
+                    self.feature_id, self.base_version,
+                    {k: c.old for k, c in self.changes.items()}, self.edit_id, self.device_id,
+                    self.device_seq, self.device_time, self.reason, self.accuracy_m)
+
+
+def _malformed(raw: Any, exc: ValidationError) -> dict[str, Any]:
+    """The result of an edit that is not one: rejected, naming each bad member."""
+    problems = [Problem(".".join(str(p) for p in e["loc"]) or "edit", e.get("input"), e["msg"],
+                        "同步条目格式错误").as_dict() for e in exc.errors(include_url=False)]
+    edit_id = raw.get("edit_id") if isinstance(raw, dict) else None
+    return {"edit_id": edit_id, "status": "rejected", "version": None, "feature": None,
+            "problems": problems, "error": "Unprocessable", "message": "not a sync edit"}
+
+
+def _apply_batch(engine: Any, user: User, edits: list[Any]) -> list[dict[str, Any]]:
+    results = []
+    for raw in edits:
+        try:
+            edit = SyncEdit.model_validate(raw)
+        except ValidationError as exc:
+            results.append(_malformed(raw, exc))
+            continue
+        outcome: Outcome = submit(engine, user, edit.edit(), merge=True)
+        results.append(outcome.result(edit.edit_id))
+    return results
+
+
+@router.post("/sync", summary="A tablet's outbox: one result per edit, in order")
+async def sync(request: Request, engine: EngineDep, user: UserDep) -> dict[str, Any]:
+    reject_unknown(request.query_params, set())
+    body = await read_json(request, MAX_BATCH)
+    edits = body.get("edits") if isinstance(body, dict) else None
+    if not isinstance(edits, list) or len(edits) > MAX_EDITS:
+        raise Unprocessable(f"the body is {{\"edits\": [...]}} with at most {MAX_EDITS} edits",
+                            [Problem("edits", None if edits is None else len(edits),
+                                     f"a list of at most {MAX_EDITS} edits",
+                                     f"edits 须为不超过 {MAX_EDITS} 条的列表")])
+    return {"results": await run_in_threadpool(_apply_batch, engine, user, edits)}
+
+
+def _scope_grids(user: User, asked: str | None) -> tuple[str, ...]:
+    """A worker's own micro-grids (or some of them); others name the grids they want."""
+    wanted = tuple(code for code in (asked or "").split(",") if code)
+    if user.role == "worker":
+        foreign = [code for code in wanted if code not in user.grids]
+        if foreign:
+            raise Forbidden(f"{user.name} answers for {', '.join(user.grids)} only",
+                            [Problem("grids", code, "not one of your micro-grids",
+                                     "不是您负责的微网格") for code in foreign])
+        return wanted or user.grids
+    if not wanted:
+        raise InvalidInput("grids= names the micro-grids to take (a tablet never takes the "
+                           "whole twin)", [Problem("grids", None, "required for this role",
+                                                   "请指定微网格")])
+    return wanted
+
+
+@router.get("/sync/scope", summary="The features of my micro-grids (and a buffer) with their "
+            "versions, or what changed since a cursor")
+async def scope(
+    request: Request,
+    user: UserDep,
+    since: Annotated[str | None, Query(description="the cursor of the previous answer")] = None,
+    grids: Annotated[str | None, Query(description="micro-grid codes, comma-separated "
+                                       "(a worker: default all of theirs)")] = None,
+    buffer: Annotated[str | None, Query(description=f"metres around the grids "
+                                        f"(default {DEFAULT_BUFFER_M:g})")] = None,
+) -> Response:
+    reject_unknown(request.query_params, {"since", "grids", "buffer"})
+    cursor = None
+    if since is not None:
+        if not since.isdigit() or len(since) > 18:
+            raise InvalidInput(f"since={since}: not a cursor", [Problem(
+                "since", since, "the cursor of a previous answer", "无效的游标")])
+        cursor = int(since)
+    metres = DEFAULT_BUFFER_M
+    if buffer is not None:
+        try:
+            metres = float(buffer)
+        except ValueError:
+            metres = -1
+        if not 0 <= metres <= MAX_BUFFER_M:
+            raise InvalidInput(f"buffer={buffer}: 0 to {MAX_BUFFER_M:g} metres", [Problem(
+                "buffer", buffer, f"a number of metres from 0 to {MAX_BUFFER_M:g}",
+                "缓冲距离无效")])
+    wanted = Scope(_scope_grids(user, grids), editable_layers(user.role), metres)
+    async with get_pool(request).connection() as conn:
+        found = await read_scope(conn, wanted, cursor)
+    body = (f'{{"cursor":"{found["cursor"]}","grids":{{"type":"FeatureCollection","features":'
+            f'[{found["grids"]}]}},"features":{{"type":"FeatureCollection","features":'
+            f'[{found["features"]}]}},"deleted":{found["deleted"]}}}')
+    return Response(body, media_type="application/json")
+
+
+@router.get("/conflicts", summary="Edits held because the server changed the same fields: "
+            "mine (a worker) or everyone's (an admin)")
+def conflicts(request: Request, engine: EngineDep, user: UserDep,
+              status: Literal["open", "resolved", "all"] = "open") -> dict[str, Any]:
+    reject_unknown(request.query_params, {"status"})
+    return {"conflicts": list_conflicts(engine, user, status)}
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    choose: Literal["server", "mine"] | None = None
+    values: dict[str, Any] | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+
+@router.post("/conflicts/{conflict_id}/resolve",
+             summary="Keep the server's side, apply mine, or apply new values")
+def resolve(conflict_id: int, resolution: Resolution, engine: EngineDep,
+            user: UserDep) -> dict[str, Any]:
+    if (resolution.choose is None) == (resolution.values is None):
+        raise Unprocessable("give either choose (server or mine) or values", [Problem(
+            "choose", resolution.choose, "exactly one of choose and values",
+            "choose 与 values 须且仅须给出其一")])
+    return resolve_conflict(engine, user, conflict_id, resolution.choose, resolution.values,
+                            resolution.reason)
+
+
+@router.get("/edits", summary="Every edit received, with its outcome: an admin sees all "
+            "(rejected and refused ones too), anyone else their own")
+def received(request: Request, engine: EngineDep, user: UserDep,
+             status: Literal["applied", "merged", "conflict", "rejected"] | None = None,
+             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    reject_unknown(request.query_params, {"status", "limit"})
+    return {"edits": received_edits(engine, user, status, limit)}

@@ -235,3 +235,21 @@ def test_scope_is_my_grid_then_what_changed(client: TestClient, sample_db: Datab
     assert client.get("/sync/scope?grids=nope", headers=auth).status_code == 403
     assert client.get("/sync/scope", headers=login(client, "planner")).status_code == 400
     assert client.get("/sync/scope?since=abc", headers=auth).status_code == 400
+
+
+def test_a_synced_edit_carries_photos_into_the_feature_and_its_history(
+        client: TestClient, sample_db: Database, spot: dict[str, Any]) -> None:
+    from tests.test_photos import jpeg, sha
+
+    auth = login(client, spot["worker"])
+    photo = jpeg(b"overflowing bins")
+    assert client.put(f"/photos/{sha(photo)}", headers={**auth, "Content-Type": "image/jpeg"},
+                      content=photo).status_code == 201
+    fid, version = spot["ids"][0], spot["versions"][0]
+    (result,) = _sync(client, auth, _edit(fid, version, state="full", photos=[sha(photo)]))
+    assert result["status"] == "applied"
+    assert result["feature"]["properties"]["photos"] == [sha(photo)]
+    history = client.get(f"/collections/waste_points/items/{fid}/history", headers=auth).json()
+    assert history["versions"][0]["change"]["new"]["photos"] == [sha(photo)]
+    (unknown,) = _sync(client, auth, _edit(fid, version + 1, photos=["f" * 64]))
+    assert unknown["status"] == "rejected" and unknown["problems"][0]["field"] == "photos"

@@ -14,7 +14,7 @@ from twin.layer import Layer
 AREA_LAYERS = ("residential_areas", "micro_grids")
 # Fields every feature has (see twin.fields() in SQL): no layer attribute may take these names.
 COMMON_FIELDS = frozenset({"id", "name", "tags", "geometry", "micro_grid", "residential_area",
-                           "version", "updated", "changed_by"})
+                           "version", "updated", "changed_by", "photos"})
 
 
 @cache

@@ -129,35 +129,25 @@ def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> s
             f"""',"properties":' || {properties_sql(layer, chosen)} || '}}'""")
 
 
-def items_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
-    """Rows of (feature text, layer state, token's role, sort keys...) for one page, plus one
-    row more to know a next page exists: for pages streamed as PostgreSQL sends them."""
-    params: dict[str, Any] = {}
-    # the layer's state and the token's role ride along (computed once, as InitPlans), so a
-    # page is one statement
-    return _select(query, params, f", ({LAYER_STATE}), {ROLE_OF_BEARER_SQL}"), params
+def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
+    """A page as rows of up to ``chunk`` features each: (their texts joined by commas, rows
+    found (a next page exists when that exceeds the limit), layer state, token's role, the
+    chunk's last sort keys...). Python handles a value per chunk, not a row per feature, and
+    a large page still streams a chunk at a time. An empty page has no rows."""
+    params: dict[str, Any] = {"page": query.limit, "chunk": chunk}
+    keys = len(sort_keys(query))
+    last = "".join(f", (array_agg(k{i} ORDER BY n DESC))[1]" for i in range(keys))
+    # the CTE keeps the page's order; row_number() numbers rows as they come out of it
+    return (f"WITH page AS MATERIALIZED ({_select(query, params)}), "
+            f"numbered AS (SELECT *, row_number() OVER () AS n FROM page) "
+            f"SELECT string_agg(feature, ',' ORDER BY n), (SELECT count(*) FROM page), "
+            f"({LAYER_STATE}), {ROLE_OF_BEARER_SQL}{last} FROM numbered "
+            f"WHERE n <= %(page)s GROUP BY (n - 1) / %(chunk)s ORDER BY (n - 1) / %(chunk)s",
+            params)
 
 
-def page_sql(query: ItemsQuery) -> tuple[str, dict[str, Any]]:
-    """One row for a whole page: (the features' texts joined by commas, rows found (a next
-    page exists when that exceeds the limit), layer state, token's role, the page's last
-    sort keys...). Python then touches one value, not a row per feature."""
-    params: dict[str, Any] = {}
-    keys = [f"k{i}" for i in range(len(sort_keys(query)))]
-    order = ", ".join(f"{k} {'DESC' if desc else 'ASC'}"
-                      for k, (_, desc) in zip(keys, sort_keys(query), strict=True))
-    inner = _select(query, params, "")
-    return (f"WITH page AS ({inner}) "
-            f"SELECT (SELECT string_agg(feature, ',' ORDER BY {order}) FROM "
-            f"(SELECT * FROM page ORDER BY {order} LIMIT %(page)s) p), "
-            f"(SELECT count(*) FROM page), ({LAYER_STATE}), {ROLE_OF_BEARER_SQL}, "
-            f"{', '.join(f'last.{k}' for k in keys)} FROM (SELECT 1) one LEFT JOIN LATERAL "
-            f"(SELECT * FROM page ORDER BY {order} OFFSET %(page)s - 1 LIMIT 1) last ON true",
-            params | {"page": query.limit})
-
-
-def _select(query: ItemsQuery, params: dict[str, Any], extra: str) -> str:
-    """SELECT feature{extra}, k0, k1... (the sort keys) of the page and one row more."""
+def _select(query: ItemsQuery, params: dict[str, Any]) -> str:
+    """SELECT feature, k0, k1... (the sort keys) of the page and one row more."""
     params.update({"layer": query.layer.name, "limit": query.limit + 1})
     where = ["f.layer = %(layer)s"]
     if query.bbox is not None:
@@ -180,7 +170,7 @@ def _select(query: ItemsQuery, params: dict[str, Any], extra: str) -> str:
         params.update(values)
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
     columns = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(keys))
-    return (f"SELECT {feature_sql(query.layer, query.properties, query.crs)} AS feature{extra}, "
+    return (f"SELECT {feature_sql(query.layer, query.properties, query.crs)} AS feature, "
             f"{columns} FROM {source(query.as_of, params)} WHERE {' AND '.join(where)} "
             f"ORDER BY {order} LIMIT %(limit)s")
 

@@ -38,7 +38,6 @@ from twin.reads import (
     LAYER_STATE_SQL,
     ItemsQuery,
     extent_bbox,
-    items_sql,
     one_feature_sql,
     page_sql,
     tile_sql,
@@ -49,8 +48,8 @@ from twin.users import EXPIRED, token_digest
 
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
-_CHUNK = 200  # rows per network write and per fetch from PostgreSQL when streaming
-_STREAM_ABOVE = 1000  # smaller pages come as one row (and the statement is prepared)
+_CHUNK = 500  # features per row from PostgreSQL (and per network write when streaming)
+_STREAM_ABOVE = 1000  # smaller pages are fetched whole (and the statement is prepared)
 
 
 def _base(request: Request) -> str:
@@ -167,24 +166,59 @@ async def layer_queryables(request: Request, layer: str) -> Response:
 @router.get("/collections/{layer}/items", summary="Features of a layer, a page at a time",
             response_class=StreamingResponse)
 async def items(request: Request, layer: str) -> Response:
+    """Small pages are fetched whole (their statement prepared after a few uses); larger ones
+    stream a chunk at a time, so memory stays flat whatever the limit."""
     token = _token(request)
     query = items_query(request.query_params, get_layer(layer))
-    if query.limit >= _STREAM_ABOVE:
-        return await _streamed(request, query, token)
-    sql, params = page_sql(query)
-    async with get_pool(request).connection() as conn:
+    sql, params = page_sql(query, _CHUNK)
+    params["token"] = token
+    pool = get_pool(request)
+    conn = await pool.getconn()
+    rows: AsyncIterator[Any] | None = None
+    try:
         with _evaluation_errors():
-            cur = await conn.execute(sql, params | {"token": token})
-            features, found, state, role, *last = await cur.fetchone() or (None, 0, "", None)
-    if role is None:
-        raise Unauthorized(EXPIRED)
+            if query.limit < _STREAM_ABOVE:
+                chunks = await (await conn.execute(sql, params)).fetchall()
+            else:
+                rows = conn.cursor().stream(sql, params, size=1)
+                first = await anext(rows, None)
+                chunks = [first] if first is not None else []
+        if chunks:
+            state, role = chunks[0][2], chunks[0][3]
+        else:  # an empty page has no rows: the token is checked on its own
+            rows = None
+            state, role = await _state_and_role(conn, query.layer, token)
+        if role is None:
+            raise Unauthorized(EXPIRED)
+    except BaseException:
+        await pool.putconn(conn)
+        raise
     etag = _items_etag(request, query, state)
-    if _not_modified(request, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    more: list[Any] | None = last if found > query.limit else None
-    return Response(_HEAD + (features or "").encode() + _tail(request, min(found, query.limit),
-                                                              more),
-                    media_type=GEOJSON, headers=_items_headers(query, etag))
+    headers = {"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"}
+    found = chunks[0][1] if chunks else 0
+    count = min(found, query.limit)
+    if rows is None or _not_modified(request, etag):
+        await pool.putconn(conn)  # an unfinished stream (a 304): the pool resets it
+        if _not_modified(request, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+        more = chunks[-1][4:] if found > query.limit else None
+        return Response(_HEAD + ",".join(c[0] for c in chunks).encode()
+                        + _tail(request, count, more), media_type=GEOJSON, headers=headers)
+    stream = rows
+
+    async def body() -> AsyncIterator[bytes]:
+        """The first chunk, the others as PostgreSQL sends them, then count and links."""
+        try:
+            yield _HEAD + chunks[0][0].encode()
+            last = chunks[0]
+            async for chunk in stream:
+                yield b"," + chunk[0].encode()
+                last = chunk
+            yield _tail(request, count, last[4:] if found > query.limit else None)
+        finally:
+            await pool.putconn(conn)
+
+    return StreamingResponse(body(), media_type=GEOJSON, headers=headers)
 
 
 @contextmanager
@@ -204,64 +238,7 @@ def _items_etag(request: Request, query: ItemsQuery, state: str) -> str:
     return f'"{query.layer.name}-{state}-{digest}"'
 
 
-def _items_headers(query: ItemsQuery, etag: str) -> dict[str, str]:
-    return {"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"}
-
-
-async def _streamed(request: Request, query: ItemsQuery, token: str) -> Response:
-    """A large page as PostgreSQL sends it, a chunk of rows at a time: memory stays flat."""
-    sql, params = items_sql(query)
-    pool = get_pool(request)
-    conn = await pool.getconn()
-    try:
-        with _evaluation_errors():
-            rows = conn.cursor().stream(sql, params | {"token": token}, size=_CHUNK)
-            first = [row async for row in _take(rows, _CHUNK)]
-        whole = len(first) < _CHUNK  # the stream ended: the connection is idle
-        state, role = (first[0][1], first[0][2]) if first else await _state_and_role(
-            conn, query.layer, token)  # an empty page still checks the token
-        if role is None:
-            raise Unauthorized(EXPIRED)
-        etag = _items_etag(request, query, state)
-        if whole or _not_modified(request, etag):
-            await pool.putconn(conn)  # an unfinished result (a 304): the pool resets it
-    except BaseException:
-        await pool.putconn(conn)
-        raise
-    if _not_modified(request, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    if whole:  # fewer rows than a chunk: all of them are here (and the page is not full)
-        return Response(_HEAD + _join(first) + _tail(request, len(first), None),
-                        media_type=GEOJSON, headers=_items_headers(query, etag))
-
-    async def body() -> AsyncIterator[bytes]:
-        """The first rows, then the rest as PostgreSQL sends them, then count and links."""
-        try:
-            yield _HEAD + _join(first)
-            count, last, more, batch = len(first), first[-1], None, []
-            async for row in rows:
-                if count == query.limit:
-                    more = last[3:]  # the row past the page: there is a next page
-                    continue
-                batch.append(row)
-                count, last = count + 1, row
-                if len(batch) == _CHUNK:
-                    yield b"," + _join(batch)
-                    batch = []
-            if batch:
-                yield b"," + _join(batch)
-            yield _tail(request, count, more)
-        finally:
-            await pool.putconn(conn)
-
-    return StreamingResponse(body(), media_type=GEOJSON, headers=_items_headers(query, etag))
-
-
 _HEAD = b'{"type":"FeatureCollection","features":['
-
-
-def _join(rows: list[Any]) -> bytes:
-    return ",".join(row[0] for row in rows).encode()
 
 
 def _tail(request: Request, count: int, more: Sequence[Any] | None) -> bytes:
@@ -274,15 +251,6 @@ def _tail(request: Request, count: int, more: Sequence[Any] | None) -> bytes:
                       "href": str(request.url.replace_query_params(**following))})
     return b"]," + json.dumps({"numberReturned": count, "links": links},
                               ensure_ascii=False)[1:].encode()
-
-
-async def _take(rows: AsyncIterator[Any], n: int) -> AsyncIterator[Any]:
-    """The first ``n`` rows of a stream, leaving the rest in it."""
-    for _ in range(n):
-        row = await anext(rows, None)
-        if row is None:
-            return
-        yield row
 
 
 @router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")

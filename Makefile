@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
-.PHONY: run test lint install postgres test-tools bench bench-history
+.PHONY: run test lint install postgres test-tools bench bench-history soak
 
 run: install postgres
 	$(TWIN) db start
@@ -36,6 +36,12 @@ bench: install postgres
 
 bench-history: install postgres
 	$(VENV)/bin/python -m bench.history
+
+# Offline-sync soak test (never part of `make test`): every worker's tablet and a few
+# supervisors' over a link that drops, then an audit of the log; ~3 min. Knobs: SOAK_TABLETS,
+# SOAK_EDITS, SOAK_DROP, SOAK_KEEP_DB=1 ... (bench/README.md).
+soak: install postgres
+	$(VENV)/bin/python -m bench.soak
 
 install: $(VENV)/.installed
 

@@ -33,12 +33,15 @@ def spot(sample_db: Database) -> dict[str, Any]:
     return {"grid": grid, "ids": rows[0], "versions": rows[1], "worker": f"worker-{grid}"}
 
 
-def _edit(fid: int | None, base: int | None, op: str = "update", **changes: Any
-          ) -> dict[str, Any]:
+def _edit(fid: int | None, base: int | None, op: str = "update", old: dict[str, Any] | None = None,
+          **changes: Any) -> dict[str, Any]:
+    """A sync edit; ``old`` holds the values the device saw where the test says so."""
+    seen = old or {}
     edit = {"edit_id": str(uuid.uuid4()), "device_id": "tablet-1", "device_seq": 1,
             "layer": "waste_points", "op": op, "reason": "巡查 patrol",
             "device_time": "2026-11-26T09:00:00+08:00",
-            "changes": {k: {"old": None, "new": v} for k, v in changes.items()}}
+            "changes": {k: {"new": v} | ({"old": seen[k]} if k in seen else {})
+                        for k, v in changes.items()}}
     if fid is not None:
         edit |= {"feature_id": fid, "base_version": base}
     return edit
@@ -140,6 +143,37 @@ def test_resolve_with_new_values_or_by_keeping_the_server(
     assert bad.status_code == 422
     assert client.post("/conflicts/999999/resolve", headers=auth,
                        json={"choose": "server"}).status_code == 404
+
+
+def test_a_rebased_edit_still_conflicts_with_a_change_it_never_saw(
+        client: TestClient, sample_db: Database, spot: dict[str, Any]) -> None:
+    """A tablet moved its outbox onto the version a merged answer gave, which holds another
+    user's change it never showed: its old value still says what it saw (found by the soak
+    test: this overwrote the other change silently)."""
+    fid, version = spot["ids"][0], spot["versions"][0]
+    seen = _props(sample_db, fid)
+    _server_edit(client, fid, version, state="damaged")
+    auth = login(client, spot["worker"])
+    bins = seen["bins"] % 50 + 1
+    (first,) = _sync(client, auth, _edit(fid, version, old={"bins": seen["bins"]}, bins=bins))
+    assert first["status"] == "merged"
+    (rebased,) = _sync(client, auth, _edit(fid, first["version"],
+                                           old={"state": seen["state"]}, state="full"))
+    assert rebased["status"] == "conflict"
+    assert _props(sample_db, fid)["state"] == "damaged"
+
+
+def test_my_own_earlier_edits_are_no_conflict(client: TestClient, sample_db: Database,
+                                              spot: dict[str, Any]) -> None:
+    """Two edits made offline on the same version: the second saw the first's value."""
+    fid, version = spot["ids"][0], spot["versions"][0]
+    seen = _props(sample_db, fid)
+    auth = login(client, spot["worker"])
+    (one, two) = _sync(client, auth, _edit(fid, version, old={"state": seen["state"]},
+                                           state="full"),
+                       _edit(fid, version, old={"state": "full"}, state="ok"))
+    assert (one["status"], two["status"]) == ("applied", "merged")
+    assert _props(sample_db, fid)["state"] == "ok"
 
 
 def test_delete_against_an_update_conflicts(client: TestClient, sample_db: Database,

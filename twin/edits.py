@@ -231,23 +231,26 @@ def _apply(conn: Connection, user: User, edit: Edit, edit_id: str, merge: bool
                 "feature_id", None, "required unless op is create", "修改已有要素须给出要素编号")])
         if current is None:
             return _missing(conn, layer, edit, merge), None
-    status: Status = "applied"
-    if current is not None and edit.base_version != current.version:
-        if not merge:
-            raise PreconditionFailed(
-                f"feature {current.id} is at version {current.version}, not "
-                f"{edit.base_version}: read it again and redo the edit on it",
-                [Problem("If-Match", etag(current.id, edit.base_version or 0),
-                         f"stale: the current version is {current.version}",
-                         f"版本已过期,当前版本为 {current.version}")],
-                {"current_version": current.version, "etag": etag(current.id, current.version)})
-        clash = _clashes(conn, layer, edit, current)
+    stale = current is not None and edit.base_version != current.version
+    if stale and not merge:
+        assert current is not None
+        raise PreconditionFailed(
+            f"feature {current.id} is at version {current.version}, not "
+            f"{edit.base_version}: read it again and redo the edit on it",
+            [Problem("If-Match", etag(current.id, edit.base_version or 0),
+                     f"stale: the current version is {current.version}",
+                     f"版本已过期,当前版本为 {current.version}")],
+            {"current_version": current.version, "etag": etag(current.id, current.version)})
+    # a synced edit is merged even on the current version: the values it says it saw must be
+    # the server's (a tablet may have moved it onto a version it never showed)
+    if current is not None and (stale or edit.old):
+        clash = _clashes(conn, user, layer, edit, current)
         if clash:
             return Outcome("conflict", current.version, current.feature, [
                 Problem(name, sides["mine"], "changed on the server since your version",
                         "该字段在服务器上已被他人修改") for name, sides in clash.items()],
                 extra={"fields": clash}), current.grid
-        status = "merged"
+    status: Status = "merged" if stale else "applied"
     fields = None if edit.op == "delete" else _validated(conn, layer, edit, current)
     _check_place(conn, user, layer, current, fields)
     set_context(conn, EditContext(actor=user.name, role=user.role, device=edit.device,
@@ -278,11 +281,14 @@ def _missing(conn: Connection, layer: Layer, edit: Edit, merge: bool) -> Outcome
     raise NotFound(f"feature {edit.feature_id} of {layer.name} was deleted", [problem])
 
 
-def _clashes(conn: Connection, layer: Layer, edit: Edit, current: Current
+def _clashes(conn: Connection, user: User, layer: Layer, edit: Edit, current: Current
              ) -> dict[str, dict[str, Any]]:
-    """Three-way merge: the fields this edit sets that others changed differently since its
-    base version, each with the base, mine and the server's value. A delete clashes with any
-    change since its base."""
+    """Three-way merge, field by field: a field this edit sets clashes unless the server
+    already holds the edit's new value, when another user changed it after the edit's base
+    version, or when the server's value is not the one the device says it saw (``old``: a
+    tablet may have moved its outbox onto a version it never showed). The user's own earlier
+    edits never clash. Each clash names the base, mine and the server's value; a delete
+    clashes with every field another user changed since its base."""
     base = conn.execute(text("""
         SELECT v.change_id, v.name, v.props, v.tags, ST_AsGeoJSON(v.geom, 9)
           FROM twin.feature_versions v
@@ -292,18 +298,23 @@ def _clashes(conn: Connection, layer: Layer, edit: Edit, current: Current
         raise InvalidInput(f"feature {current.id} has no version {edit.base_version}", [Problem(
             "base_version", edit.base_version, f"unknown; the current version is "
             f"{current.version}", f"无此版本,当前版本为 {current.version}")])
-    changed = set(conn.execute(text("""
+    theirs = set(conn.execute(text("""
         SELECT DISTINCT f FROM twin.changes c, unnest(c.changed) AS f
-         WHERE c.layer = :l AND c.feature_id = :id AND c.id > :since"""),
-        {"l": layer.name, "id": current.id, "since": base[0]}).scalars()) - DERIVED
+         WHERE c.layer = :l AND c.feature_id = :id AND c.id > :since AND c.actor <> :me"""),
+        {"l": layer.name, "id": current.id, "since": base[0], "me": user.name}).scalars())
     base_fields = {**base[2], "name": base[1], "tags": list(base[3]),
                    "geometry": json.loads(base[4])}
-    mine = edit.new if edit.op != "delete" else dict.fromkeys(changed)
-    return {name: {"base": base_fields.get(name), "mine": value,
-                   "server": current.fields.get(name)}
-            for name, value in mine.items()
-            if name in changed and (edit.op == "delete"
-                                    or not _same(name, value, current.fields.get(name)))}
+    if edit.op == "delete":
+        return {name: {"base": base_fields.get(name), "mine": None,
+                       "server": current.fields.get(name)} for name in sorted(theirs - DERIVED)}
+    clash = {}
+    for name, mine in edit.new.items():
+        server = current.fields.get(name)
+        unseen = name in edit.old and not _same(name, server, edit.old[name])
+        if (name in theirs or unseen) and not _same(name, server, mine):
+            clash[name] = {"base": edit.old.get(name, base_fields.get(name)), "mine": mine,
+                           "server": server}
+    return clash
 
 
 def _same(name: str, a: Any, b: Any) -> bool:

@@ -59,9 +59,11 @@ class SyncEdit(BaseModel):
     accuracy_m: float | None = None
 
     def edit(self) -> Edit:
+        # an "old" value given (null included) is what the device saw; absent: unknown
         return Edit(self.layer, self.op, {k: c.new for k, c in self.changes.items()},
                     self.feature_id, self.base_version,
-                    {k: c.old for k, c in self.changes.items()}, self.edit_id, self.device_id,
+                    {k: c.old for k, c in self.changes.items() if "old" in c.model_fields_set},
+                    self.edit_id, self.device_id,
                     self.device_seq, self.device_time, self.reason, self.accuracy_m)
 
 

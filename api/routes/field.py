@@ -1,0 +1,49 @@
+"""The grid worker's tablet page ``/field`` and the service worker that keeps it usable offline.
+
+The page needs no token to load: it signs in itself and keeps its edits in IndexedDB. What
+it cannot ask the API for while offline (each layer's title, geometry type and colours) is
+written into the page from the layer registry.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from html import escape
+from importlib.resources import files
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+
+from twin.registry import all_layers
+
+router = APIRouter(tags=["field"])
+
+_STATIC = files("twin") / "static" / "field"
+TITLE = "网格员 Twin Field"
+
+
+@cache
+def _layers_json() -> str:
+    layers = {name: {"title": layer.title, "geometry_type": layer.geometry_type,
+                     "group": layer.group, "color": layer.style.color,
+                     "by_state": layer.style.by_state, "state_field": layer.state_field}
+              for name, layer in all_layers().items()}
+    # "<" escaped so that no title can close the script element it is written into
+    return json.dumps(layers, ensure_ascii=False).replace("<", "\\u003c")
+
+
+@router.get("/field", response_class=HTMLResponse, summary="The grid worker's tablet page")
+def field_page() -> HTMLResponse:
+    html = (_STATIC / "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(html.replace("{{title}}", escape(TITLE))
+                        .replace("{{layers}}", _layers_json()),
+                        headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/field/sw.js", summary="The field page's service worker (offline page shell)")
+def service_worker() -> Response:
+    # Served here rather than under /static so that it may control /field itself.
+    return Response((_STATIC / "sw.js").read_text(encoding="utf-8"),
+                    media_type="text/javascript",
+                    headers={"Service-Worker-Allowed": "/field", "Cache-Control": "no-cache"})

@@ -4,7 +4,8 @@
     HISTORY_SCALE=20 HISTORY_CHANGES=10000000 .venv/bin/python -m bench.history
 
 The database (``twin_history`` or ``twin_history<scale>``) is made once in Twin's own cluster
-with ``twin sample --scale S --history N``; later runs reuse it. A Twin server on a free port
+with ``twin sample --scale S --history N --jobs J`` (``HISTORY_JOBS``, default one per CPU);
+later runs reuse it. A Twin server on a free port
 answers; each measure is single-client latency over real HTTP, and the table quotes medians
 and p90 against the issue's goals. Results: ``.twin/bench/history/<stamp>.json``.
 """
@@ -28,11 +29,13 @@ import httpx
 import psycopg
 
 from twin.db import database_urls, libpq_conninfo
+from twin.history_sample import default_jobs
 from twin.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TWIN = ROOT / ".venv" / "bin" / "twin"
 RUNS = int(os.environ.get("HISTORY_RUNS", "40"))
+JOBS = int(os.environ.get("HISTORY_JOBS", default_jobs()))
 
 
 def _env(db: str) -> dict[str, str]:
@@ -54,9 +57,10 @@ def _prepare(db: str, scale: int, changes: int) -> str:
     with psycopg.connect(conninfo) as conn:
         have = (conn.execute(edits).fetchone() or (0,))[0]
     if changes > have:
-        print(f"writing {changes - have:,} changes: about 700-900 a second", flush=True)
+        print(f"writing {changes - have:,} changes with {JOBS} connections: about RATE a "
+              "second on 2 CPUs", flush=True)
         _twin(db, "sample", "--scale", str(scale), "--if-empty", "--history",
-              str(changes - have))
+              str(changes - have), "--jobs", str(JOBS))
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE twin.changes")
         conn.execute("VACUUM ANALYZE twin.feature_versions")

@@ -4,7 +4,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import text
@@ -20,6 +20,11 @@ LOADED = "sample twin loaded%"  # the reason of the sample's own insert records
 # What a history is compared by: every change's feature, version and new values, in order.
 DIGEST = ("SELECT md5(string_agg(concat_ws('|', feature_id, version_after, changed::text, "
           "new_values::text), E'\\n' ORDER BY feature_id, id)) FROM twin.changes")
+# ... and when shares of it were written at once: what each generated change did, by whom,
+# whatever the ids of added features and the order the shares' transactions committed in.
+CONTENT = ("SELECT md5(string_agg(c, E'\\n' ORDER BY c)) FROM (SELECT concat_ws('|', actor, "
+           "reason, version_after, changed::text, new_values::text) AS c FROM twin.changes "
+           "WHERE reason NOT LIKE 'sample twin loaded%') generated")
 
 
 def _as_owner(db: Database) -> dict[str, str]:
@@ -27,13 +32,21 @@ def _as_owner(db: Database) -> dict[str, str]:
     return {**db.env(), "TWIN_DATABASE_URL": db.admin_url}
 
 
-@pytest.fixture(scope="module")
-def history(server: Server, empty_template: str) -> Iterator[tuple[Database, str]]:
-    """A sample loaded by `twin sample --history`, and what the command printed."""
+class History(NamedTuple):
+    db: Database
+    printed: str  # what the command printed
+    jobs: int
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["one job", "three jobs"])
+def history(request: pytest.FixtureRequest, server: Server,
+            empty_template: str) -> Iterator[History]:
+    """A sample loaded by `twin sample --history`, written by one connection or three."""
     db = server.create(f"twin_test_{uuid.uuid4().hex[:10]}", template=empty_template)
-    done = run_twin("sample", "--seed", str(SEED), "--history", str(HISTORY), env=_as_owner(db))
+    done = run_twin("sample", "--seed", str(SEED), "--history", str(HISTORY), "--jobs",
+                    str(request.param), env=_as_owner(db))
     assert done.returncode == 0, done.stderr
-    yield db, done.stdout
+    yield History(db, done.stdout, request.param)
     server.drop(db)
 
 
@@ -47,9 +60,8 @@ def _one(db: Database, sql: str, **params: Any) -> Any:
         return conn.execute(text(sql), params).scalar_one()
 
 
-def test_history_appends_exactly_n_changes(history: tuple[Database, str],
-                                           sample_db: Database) -> None:
-    db, printed = history
+def test_history_appends_exactly_n_changes(history: History, sample_db: Database) -> None:
+    db, printed, _ = history
     loaded, generated = _rows(db, "SELECT count(*) FILTER (WHERE reason LIKE :r), "
                                   "count(*) FILTER (WHERE reason NOT LIKE :r) FROM twin.changes",
                               r=LOADED)[0]
@@ -58,9 +70,8 @@ def test_history_appends_exactly_n_changes(history: tuple[Database, str],
     assert re.search(rf"wrote {HISTORY} changes .* changes/s", printed), printed
 
 
-def test_history_lies_in_the_spec_period_mostly_in_working_hours(
-        history: tuple[Database, str]) -> None:
-    db, _ = history
+def test_history_lies_in_the_spec_period_mostly_in_working_hours(history: History) -> None:
+    db, _, jobs = history
     period = load_spec(SPEC).history
     assert period is not None
     start = datetime.combine(period.start, datetime.min.time(), period.timezone)
@@ -68,20 +79,25 @@ def test_history_lies_in_the_spec_period_mostly_in_working_hours(
     # the sample is stamped at the start of the period, so the history comes after it
     assert {t for (t,) in _rows(db, "SELECT DISTINCT server_time FROM twin.changes "
                                     "WHERE reason LIKE :r", r=LOADED)} == {start}
-    times = _rows(db, "SELECT server_time, client_time FROM twin.changes "
+    times = _rows(db, "SELECT server_time, client_time, feature_id FROM twin.changes "
                       "WHERE reason NOT LIKE :r ORDER BY id", r=LOADED)
-    assert all(start < server < end for server, _ in times)
-    assert [server for server, _ in times] == sorted(server for server, _ in times)
+    assert all(start < server < end for server, _, _ in times)
+    # one connection writes in time order; shares interleave, each feature's edits in order
+    streams: dict[int, list[datetime]] = {}
+    for server, _, feature in times:
+        streams.setdefault(feature if jobs > 1 else 0, []).append(server)
+    assert all(stream == sorted(stream) for stream in streams.values())
     first, last = period.working_hours
-    working = [first <= server.astimezone(period.timezone).hour < last for server, _ in times]
+    working = [first <= server.astimezone(period.timezone).hour < last
+               for server, _, _ in times]
     assert sum(working) > 0.9 * len(times)
-    lags = [(server - client).total_seconds() for server, client in times]
+    lags = [(server - client).total_seconds() for server, client, _ in times]
     assert all(0 < lag <= 1800 for lag in lags)
     assert any(lag > 60 for lag in lags)  # some tablets were offline for minutes
 
 
-def test_workers_edit_only_in_their_own_grids(history: tuple[Database, str]) -> None:
-    db, _ = history
+def test_workers_edit_only_in_their_own_grids(history: History) -> None:
+    db = history.db
     changes = _rows(db, """
         SELECT c.role, c.actor, c.device, c.grid_code, c.operation, c.layer, c.edit_id,
                EXISTS (SELECT FROM twin.users u JOIN twin.user_grids g ON g.user_id = u.id
@@ -98,9 +114,8 @@ def test_workers_edit_only_in_their_own_grids(history: tuple[Database, str]) -> 
     assert not {"micro_grids", "residential_areas"} & {c.layer for c in changes}
 
 
-def test_every_feature_is_its_newest_version_which_alone_is_open(
-        history: tuple[Database, str]) -> None:
-    db, _ = history
+def test_every_feature_is_its_newest_version_which_alone_is_open(history: History) -> None:
+    db = history.db
     assert _one(db, """
         SELECT count(*) FROM twin.features f
           LEFT JOIN twin.feature_versions v ON v.feature_id = f.id AND upper_inf(v.valid)
@@ -121,8 +136,8 @@ def test_every_feature_is_its_newest_version_which_alone_is_open(
 
 
 def test_points_are_added_removed_and_brought_back_with_their_own_id(
-        history: tuple[Database, str]) -> None:
-    db, _ = history
+        history: History) -> None:
+    db = history.db
     assert _one(db, "SELECT count(*) FROM twin.changes WHERE operation = 'insert' "
                     "AND version_after = 1 AND reason NOT LIKE :r", r=LOADED) > 0
     restored = _rows(db, "SELECT feature_id, version_after FROM twin.changes "
@@ -135,8 +150,8 @@ def test_points_are_added_removed_and_brought_back_with_their_own_id(
         assert before == version - 1
 
 
-def test_history_values_fit_the_layers(history: tuple[Database, str]) -> None:
-    db, _ = history
+def test_history_values_fit_the_layers(history: History) -> None:
+    db = history.db
     versions = _rows(db, """
         SELECT v.layer, v.props, v.tags FROM twin.feature_versions v
           JOIN twin.changes c ON c.id = v.change_id WHERE c.reason NOT LIKE :r""", r=LOADED)
@@ -147,16 +162,16 @@ def test_history_values_fit_the_layers(history: tuple[Database, str]) -> None:
         assert layers[layer].tags.problems(tags) == []
 
 
-def test_the_same_seed_gives_the_same_history(history: tuple[Database, str],
-                                              sample_db: Database) -> None:
-    db, _ = history
+def test_the_same_seed_gives_the_same_history(history: History, sample_db: Database) -> None:
+    db, _, jobs = history
     loaded_at = _one(sample_db, "SELECT max(server_time) FROM twin.changes")
     # the same sample, loaded earlier today: the history is appended to it
     done = run_twin("sample", "--seed", str(SEED), "--if-empty", "--history", str(HISTORY),
-                    env=_as_owner(sample_db))
+                    "--jobs", str(jobs), env=_as_owner(sample_db))
     assert done.returncode == 0, done.stderr
     assert "sample not loaded" in done.stdout
-    assert _one(sample_db, DIGEST) == _one(db, DIGEST)
+    digest = DIGEST if jobs == 1 else CONTENT
+    assert _one(sample_db, digest) == _one(db, digest)
     # time only moves forward: this twin's history begins the day after its sample was loaded
     assert _one(sample_db, "SELECT min(server_time) FROM twin.changes WHERE reason NOT LIKE :r",
                 r=LOADED) > loaded_at

@@ -164,10 +164,16 @@ def sample(
     if_empty: Annotated[bool, typer.Option(
         "--if-empty", help="Load nothing when the twin has features (--history still "
                            "appends).")] = False,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Connections writing the history at once, each in its own micro-grids "
+                    "(default: one per CPU, up to 8). --jobs 1 gives the same history for "
+                    "the same seed, ids included; with more, the ids of added features and "
+                    "the order of the log may differ from run to run.")] = None,
 ) -> None:
     """Generate the (synthetic) sample twin and load it into an empty database; --history N
-    then appends N generated changes."""
-    from twin.history_sample import history_window, stamped_engine, write_history
+    then appends N generated changes, written by --jobs connections at once (only --jobs 1
+    repeats a history exactly, ids of added features included)."""
+    from twin.history_sample import default_jobs, history_window, stamped_engine, write_history
     from twin.load import feature_count, load_sample
     from twin.sample import generate, load_spec
     from twin.users import hash_password
@@ -202,7 +208,8 @@ def sample(
             history_seed = the_spec.seed if seed is None else seed
             with _bars() as stage:
                 run = write_history(database_urls(settings).admin, history, history_seed, window,
-                                    progress=stage("history", history))
+                                    progress=stage("history", history),
+                                    jobs=jobs or default_jobs())
             out.print(f"wrote {run.changes} changes (seed {history_seed}) in {run.seconds:.1f} s, "
                       f"{run.changes / run.seconds:,.0f} changes/s, from "
                       f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} "

@@ -15,25 +15,36 @@ and write the log exactly as they do for the API. What is generated:
   ``twin.clock`` (only the owner of schema ``twin`` may move it); tablets report a device
   time a little behind the server, offline ones minutes behind.
 
-Micro-grids and residential areas are never edited: that would reassign their features. The
-same seed, N and starting twin give the same changes, feature ids included.
+Micro-grids and residential areas are never edited: that would reassign their features.
+
+PostgreSQL's triggers do most of the work, one backend per connection, so several
+connections (``jobs``) write shares of the history at once, each in its own micro-grids (see
+``_shares``). With one, the same seed, N and starting twin give the same changes, feature ids
+included; with more, each share's changes are the same, but the ids of added features and the
+order of the log depend on how the shares' transactions interleave.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate
+from functools import cache
+from itertools import accumulate, takewhile
 from random import Random
 from typing import Any, ClassVar
 
 import numpy as np
 import psycopg
 import shapely
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -87,32 +98,41 @@ class _Edit:
         return (self.props, self.tags, self.xy, self.alive) != (f.props, f.tags, f.xy, f.alive)
 
 
-class _World:
-    """The twin while a history is planned: features by micro-grid and layer, the grids'
-    shapes (to keep points in their grid), and new ids from the twin's own sequence."""
+class _Grids:
+    """The micro-grids' shapes, read once and shared (read-only) by every share's world: a
+    point must land in its grid and no other, whichever share moves it."""
 
-    def __init__(self, rng: Random, features: Sequence[_Feature], grids: Mapping[str, Any],
-                 new_id: Callable[[], int]) -> None:
-        self.rng = rng
-        self.new_id = new_id
+    def __init__(self, grids: Mapping[str, Any]) -> None:
         self.codes = list(grids)
         self.tree = shapely.STRtree(list(grids.values()))
         self.shapes = dict(grids)
-        self.features: dict[str | None, dict[str, list[_Feature]]] = {}
-        for f in features:
-            self.features.setdefault(f.grid, {}).setdefault(f.layer, []).append(f)
 
     def inside(self, grid: str, xy: Point) -> bool:
         """Whether a point lies in this grid and no other, so the trigger derives this grid."""
         hits = self.tree.query(shapely.Point(xy), predicate="intersects")
         return len(hits) == 1 and self.codes[hits[0]] == grid
 
+
+class _World:
+    """The twin (or one share of it) while a history is planned: features by micro-grid and
+    layer, the grids' shapes (to keep points in their grid), and new ids from the twin's own
+    sequence."""
+
+    def __init__(self, rng: Random, features: Sequence[_Feature], grids: _Grids,
+                 new_id: Callable[[], int]) -> None:
+        self.rng = rng
+        self.new_id = new_id
+        self.grids = grids
+        self.features: dict[str | None, dict[str, list[_Feature]]] = {}
+        for f in features:
+            self.features.setdefault(f.grid, {}).setdefault(f.layer, []).append(f)
+
     def point_in(self, grid: str) -> Point | None:
         """A random point of the grid (rounded as the sample's are), or None for a sliver."""
-        minx, miny, maxx, maxy = self.shapes[grid].bounds
+        minx, miny, maxx, maxy = self.grids.shapes[grid].bounds
         for _ in range(50):
             xy = (round(self.rng.uniform(minx, maxx), 7), round(self.rng.uniform(miny, maxy), 7))
-            if self.inside(grid, xy):
+            if self.grids.inside(grid, xy):
                 return xy
         return None
 
@@ -228,7 +248,7 @@ class Move(Kind):
             return None
         for _ in range(5):
             xy = world.moved(f.xy, world.rng.uniform(*self.metres))
-            if world.inside(f.grid, xy):
+            if world.grids.inside(f.grid, xy):
                 return _Edit(f, f.props, f.tags, xy)
         return None
 
@@ -552,41 +572,50 @@ def _plan(world: _World, actors: Mapping[str, Sequence[_Actor]], calendar: _Cale
 # ---------------------------------------------------------------------------------------
 # Reading the twin, writing the history
 
-# One statement per transaction besides the context: a kind's edits as arrays, unnested and
-# joined on the layer's partition by primary key (a constant layer prunes the others).
+# One statement per transaction besides the context: a kind's edits as arrays (sent in
+# binary, which spares escaping every JSON text into an array literal), unnested and joined
+# on the layer's partition by primary key. The layer is a literal, not a parameter: then the
+# planner prunes the other partitions once and a prepared statement keeps its generic plan,
+# where a parameter had it planned afresh for every transaction.
 _SQL = {
     "attrs": """
         UPDATE twin.features f
            SET props = u.props, tags = ARRAY(SELECT jsonb_array_elements_text(u.tags))
-          FROM unnest(%(ids)s::bigint[], %(props)s::jsonb[], %(tags)s::jsonb[])
+          FROM unnest(%(ids)b::bigint[], %(props)b::jsonb[], %(tags)b::jsonb[])
                AS u(id, props, tags)
-         WHERE f.layer = %(layer)s AND f.id = u.id""",
+         WHERE f.layer = {layer} AND f.id = u.id""",
     "move": """
         UPDATE twin.features f SET geom = ST_SetSRID(ST_MakePoint(u.x, u.y), 4326)
-          FROM unnest(%(ids)s::bigint[], %(x)s::float8[], %(y)s::float8[]) AS u(id, x, y)
-         WHERE f.layer = %(layer)s AND f.id = u.id""",
+          FROM unnest(%(ids)b::bigint[], %(x)b::float8[], %(y)b::float8[]) AS u(id, x, y)
+         WHERE f.layer = {layer} AND f.id = u.id""",
     "create": """
         INSERT INTO twin.features (id, layer, props, tags, geom)
-        SELECT u.id, %(layer)s, u.props, ARRAY(SELECT jsonb_array_elements_text(u.tags)),
+        SELECT u.id, {layer}, u.props, ARRAY(SELECT jsonb_array_elements_text(u.tags)),
                ST_SetSRID(ST_MakePoint(u.x, u.y), 4326)
-          FROM unnest(%(ids)s::bigint[], %(props)s::jsonb[], %(tags)s::jsonb[],
-                      %(x)s::float8[], %(y)s::float8[]) AS u(id, props, tags, x, y)""",
-    "delete": "DELETE FROM twin.features WHERE layer = %(layer)s AND id = ANY(%(ids)s)",
+          FROM unnest(%(ids)b::bigint[], %(props)b::jsonb[], %(tags)b::jsonb[],
+                      %(x)b::float8[], %(y)b::float8[]) AS u(id, props, tags, x, y)""",
+    "delete": "DELETE FROM twin.features WHERE layer = {layer} AND id = ANY(%(ids)b)",
     # brought back as its last version was: the before trigger continues its numbering
     "restore": """
         INSERT INTO twin.features (id, layer, name, props, tags, geom)
         SELECT DISTINCT ON (v.feature_id) v.feature_id, v.layer, v.name, v.props, v.tags, v.geom
           FROM twin.feature_versions v
-         WHERE v.feature_id = ANY(%(ids)s)
+         WHERE v.feature_id = ANY(%(ids)b)
          ORDER BY v.feature_id, v.version DESC""",
 }
 _CONTEXT = ("SELECT set_config('twin.clock', %s, true), "
             "twin.set_context(%s, %s, %s, %s, %s, %s)")
 
 
+@cache
+def _statement(op: str, layer: str) -> str:
+    """The statement of a kind of edit (``op``) of one layer."""
+    return sql.SQL(_SQL[op]).format(layer=sql.Literal(layer)).as_string()
+
+
 def _params(tx: _Transaction) -> dict[str, Any]:
     edits = tx.edits
-    return {"layer": tx.kind.layer, "ids": [e.feature.id for e in edits],
+    return {"ids": [e.feature.id for e in edits],
             "props": [Jsonb(e.props) for e in edits], "tags": [Jsonb(list(e.tags)) for e in edits],
             "x": [e.xy[0] if e.xy else None for e in edits],
             "y": [e.xy[1] if e.xy else None for e in edits]}
@@ -598,33 +627,54 @@ def _send(cur: psycopg.Cursor[Any], tx: _Transaction) -> None:
     cur.execute("BEGIN")
     cur.execute(_CONTEXT, (tx.at.isoformat(), a.name, a.role, a.device, tx.kind.reason,
                            tx.client_time, tx.edit_id))
-    cur.execute(_SQL[tx.kind.op], _params(tx))
+    cur.execute(_statement(tx.kind.op, tx.kind.layer), _params(tx))
     cur.execute("COMMIT")
 
 
-def _read_world(conn: psycopg.Connection[Any], rng: Random) -> _World:
-    """The features of the layers that have kinds of edit, and the micro-grids."""
+def _connect(conninfo: str) -> psycopg.Connection[Any]:
+    """A connection that writes generated transactions."""
+    conn = psycopg.connect(conninfo, autocommit=True, prepare_threshold=0)
+    # Commits need not wait for their WAL flush: a crash could lose the last generated
+    # transactions, never consistency, and hundreds of thousands of flushes are saved.
+    conn.execute("SET synchronous_commit = off")
+    # The edits' statements are prepared once per layer (see _SQL), and their generic plans
+    # are as good as any; left to choose, PostgreSQL would plan them anew for every small
+    # array they are given, as it guesses 100 elements for an array it cannot see.
+    conn.execute("SET plan_cache_mode = force_generic_plan")
+    return conn
+
+
+def _read_features(conn: psycopg.Connection[Any]) -> list[_Feature]:
+    """The features of the layers that have kinds of edit."""
     rows = conn.execute("""
         SELECT id, layer, grid_code, props, tags,
                CASE WHEN GeometryType(geom) = 'POINT' THEN ST_X(geom) END,
                CASE WHEN GeometryType(geom) = 'POINT' THEN ST_Y(geom) END
           FROM twin.features WHERE layer = ANY(%s) ORDER BY id""",
                         (sorted({k.layer for k in KINDS}),)).fetchall()
-    features = [_Feature(fid, layer, grid, props, tuple(tags), None if x is None else (x, y))
-                for fid, layer, grid, props, tags, x, y in rows]
+    return [_Feature(fid, layer, grid, props, tuple(tags), None if x is None else (x, y))
+            for fid, layer, grid, props, tags, x, y in rows]
+
+
+def _read_grids(conn: psycopg.Connection[Any]) -> _Grids:
+    """The micro-grids' shapes by code."""
     grids = conn.execute("SELECT props ->> 'code', ST_AsBinary(geom) FROM twin.features "
                          "WHERE layer = 'micro_grids' ORDER BY 1").fetchall()
+    return _Grids({code: shapely.from_wkb(wkb) for code, wkb in grids})
+
+
+def _new_ids(conn: psycopg.Connection[Any]) -> Callable[[], int]:
+    """New feature ids from twin.feature_id_seq, taken a hundred at a time."""
     reserved: list[int] = []
 
     def new_id() -> int:
-        """The next id of twin.feature_id_seq, taken a hundred at a time."""
         if not reserved:
             reserved.extend(r[0] for r in conn.execute(
                 "SELECT nextval('twin.feature_id_seq') FROM generate_series(1, 100)"))
             reserved.reverse()
         return reserved.pop()
 
-    return _World(rng, features, {code: shapely.from_wkb(wkb) for code, wkb in grids}, new_id)
+    return new_id
 
 
 def _read_actors(conn: psycopg.Connection[Any]) -> dict[str, list[_Actor]]:
@@ -642,6 +692,89 @@ def _read_actors(conn: psycopg.Connection[Any]) -> dict[str, list[_Actor]]:
 
 
 @dataclass(frozen=True)
+class _Share:
+    """What one connection writes: ``n`` changes of its features by its actors, drawn from
+    its own random stream."""
+
+    rng: Random
+    features: list[_Feature]
+    actors: dict[str, list[_Actor]]
+    n: int
+
+    def plan(self, conn: psycopg.Connection[Any], grids: _Grids,
+             calendar: _Calendar) -> Iterator[_Transaction]:
+        return _plan(_World(self.rng, self.features, grids, _new_ids(conn)), self.actors,
+                     calendar, self.n)
+
+
+def _shares(features: Sequence[_Feature], actors: Mapping[str, Sequence[_Actor]],
+            seed: int, n: int, jobs: int) -> list[_Share]:
+    """The history split into ``jobs`` shares of the micro-grids (dealt round in code order),
+    so that their connections never lock the same row, and so never wait for each other nor
+    deadlock: not the same feature, as every edit keeps a feature in its grid and those
+    outside every grid (grid NULL) are share 0's alone, nor the same row of
+    twin.change_counts, whose key holds the grid. A share's workers are those of its grids;
+    commanders, planners and admins edit in every share, in its grids only. Each share has
+    its own random stream and an equal part of ``n``; one share is the whole history, drawn
+    from the seed as it always was."""
+    held = sorted({f.grid for f in features if f.grid is not None})  # every share edits some
+    k = max(1, min(jobs, len(held)))
+    share_of: dict[str | None, int] = {code: i % k for i, code in enumerate(held)}
+
+    def share(g: int) -> _Share:
+        rng = Random(seed if k == 1 else f"{seed} share {g} of {k}")  # noqa: S311 -- reproducible
+        mine = {role: [a for a in group if role != WORKER or share_of.get(a.grid, 0) == g]
+                for role, group in actors.items()}
+        return _Share(rng, [f for f in features if share_of.get(f.grid, 0) == g], mine,
+                      n // k + (g < n % k))
+
+    return [share(g) for g in range(k)]
+
+
+def _write(conn: psycopg.Connection[Any], plan: Iterable[_Transaction],
+           advance: Callable[[int], None]) -> None:
+    """Send the transactions through one pipeline: the server works through them while the
+    next are planned and sent, instead of waiting for a round trip per statement."""
+    with conn.pipeline() as pipeline, conn.cursor() as cur:
+        queued = 0
+        for i, tx in enumerate(plan, 1):
+            _send(cur, tx)
+            queued += len(tx.edits)
+            if i % _BATCH == 0:
+                pipeline.sync()  # waits for the server to catch up; errors surface here
+                advance(queued)
+                queued = 0
+        pipeline.sync()
+        advance(queued)
+
+
+def _write_shares(conninfo: str, shares: Sequence[_Share], grids: _Grids, calendar: _Calendar,
+                  advance: Callable[[int], None]) -> None:
+    """Each share on its own connection, in its own thread: psycopg lets go of the GIL while
+    it waits for the server, which is where the time goes. Progress is reported from here;
+    a share that fails stops the others at their next transaction, and its error is raised."""
+    done: queue.SimpleQueue[int] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def write(share: _Share) -> None:
+        with _connect(conninfo) as conn:
+            _write(conn, takewhile(lambda _: not stop.is_set(),
+                                   share.plan(conn, grids, calendar)), done.put)
+
+    with ThreadPoolExecutor(len(shares)) as pool:
+        pending = {pool.submit(write, share) for share in shares}
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+                while not done.empty():
+                    advance(done.get())
+                for future in finished:
+                    future.result()
+        finally:
+            stop.set()
+
+
+@dataclass(frozen=True)
 class HistoryRun:
     """What a run wrote: change records counted in the log, and the wall time it took."""
 
@@ -649,38 +782,34 @@ class HistoryRun:
     seconds: float
 
 
+def default_jobs() -> int:
+    """One connection per CPU, up to 8: the server's backends do most of the work."""
+    return min(os.cpu_count() or 1, 8)
+
+
 def write_history(url: str, n: int, seed: int, window: Window,
-                  progress: Callable[[int], None] | None = None) -> HistoryRun:
+                  progress: Callable[[int], None] | None = None, jobs: int = 1) -> HistoryRun:
     """Append ``n`` generated changes to the twin at ``url`` (the schema owner's), spread
-    over ``window``; ``progress(k)`` is called as each k changes are committed."""
+    over ``window``, by ``jobs`` connections at once; ``progress(k)`` is called (from this
+    thread) as each k changes are committed. Only one job repeats a history exactly, ids of
+    added features included: see the module's docstring."""
     started = time.perf_counter()
-    rng = Random(seed)  # noqa: S311 -- reproducible on purpose, not a secret
-    with psycopg.connect(libpq_conninfo(url), autocommit=True, prepare_threshold=0) as conn:
-        # Commits need not wait for their WAL flush: a crash could lose the last generated
-        # transactions, never consistency, and hundreds of thousands of flushes are saved.
-        conn.execute("SET synchronous_commit = off")
-        world = _read_world(conn, rng)
-        plan = _plan(world, _read_actors(conn), _Calendar(window), n)
+    advance = progress or (lambda _: None)
+    conninfo = libpq_conninfo(url)
+    with _connect(conninfo) as conn:
+        grids = _read_grids(conn)
+        shares = _shares(_read_features(conn), _read_actors(conn), seed, n, jobs)
+        calendar = _Calendar(window)
         before = _scalar(conn, "SELECT coalesce(max(id), 0) FROM twin.changes")
-        # One pipeline: the server works through the transactions while the next are planned
-        # and sent, instead of waiting for a round trip per statement.
-        advance = progress or (lambda _: None)
-        with conn.pipeline() as pipeline, conn.cursor() as cur:
-            queued = 0
-            for i, tx in enumerate(plan, 1):
-                _send(cur, tx)
-                queued += len(tx.edits)
-                if i % _BATCH == 0:
-                    pipeline.sync()  # waits for the server to catch up; errors surface here
-                    advance(queued)
-                    queued = 0
-            pipeline.sync()
-            advance(queued)
+        if len(shares) == 1:
+            _write(conn, shares[0].plan(conn, grids, calendar), advance)
+        else:
+            _write_shares(conninfo, shares, grids, calendar, advance)
         written = _scalar(conn, "SELECT count(*) FROM twin.changes WHERE id > %s", before)
     return HistoryRun(int(written), time.perf_counter() - started)
 
 
-def _scalar(conn: psycopg.Connection[Any], sql: str, *params: Any) -> Any:
-    row = conn.execute(sql, params).fetchone()
+def _scalar(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
+    row = conn.execute(query, params).fetchone()
     assert row is not None  # an aggregate always answers a row
     return row[0]

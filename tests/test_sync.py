@@ -287,3 +287,12 @@ def test_a_synced_edit_carries_photos_into_the_feature_and_its_history(
     assert history["versions"][0]["change"]["new"]["photos"] == [sha(photo)]
     (unknown,) = _sync(client, auth, _edit(fid, version + 1, photos=["f" * 64]))
     assert unknown["status"] == "rejected" and unknown["problems"][0]["field"] == "photos"
+
+
+def test_a_device_time_without_offset_is_rejected(client: TestClient,
+                                                  spot: dict[str, Any]) -> None:
+    edit = _edit(spot["ids"][0], spot["versions"][0], state="full")
+    (result,) = _sync(client, login(client, spot["worker"]),
+                      edit | {"device_time": "2026-11-26T09:00:00"})
+    assert result["status"] == "rejected"
+    assert result["problems"][0]["field"] == "device_time"

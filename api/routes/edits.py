@@ -94,7 +94,7 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
     if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
         problems.append(Problem("reason", reason, "text of at most 500 characters",
                                 "原因须为不超过500字的文本"))
-    when = None
+    when: datetime | None = None
     if members.get("device_time") is not None:
         try:
             when = instant(str(members["device_time"]), "device_time")
@@ -115,7 +115,7 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
         raise InvalidInput("Idempotency-Key must have 1 to 200 characters", [Problem(
             "Idempotency-Key", key, "1 to 200 characters", "幂等键长度须为1至200")])
     return Edit(layer, op, fields, fid, base, edit_id=key, device=device,
-                device_time=when if isinstance(when, datetime) else None, reason=reason,
+                device_time=when, reason=reason,
                 accuracy_m=float(accuracy) if accuracy is not None else None)
 
 

@@ -8,13 +8,12 @@ rejected) and is kept in ``twin.edits``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import EngineDep, UserDep, get_pool
 from api.params import reject_unknown
@@ -55,7 +54,7 @@ class SyncEdit(BaseModel):
     base_version: int | None = Field(default=None, ge=1)
     changes: dict[str, Change] = Field(default_factory=dict)
     reason: str | None = Field(default=None, max_length=500)
-    device_time: datetime | None = None
+    device_time: AwareDatetime | None = None  # RFC 3339 with its offset
     accuracy_m: float | None = None
 
     def edit(self) -> Edit:

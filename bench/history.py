@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +26,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from bench.twin_server import serve_twin
 from twin.db import database_urls, libpq_conninfo
 from twin.history_sample import default_jobs
 from twin.settings import Settings
@@ -65,25 +64,6 @@ def _prepare(db: str, scale: int, changes: int) -> str:
         conn.execute("VACUUM ANALYZE twin.changes")
         conn.execute("VACUUM ANALYZE twin.feature_versions")
     return conninfo
-
-
-def _serve(db: str) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    code = ("import uvicorn; from api.app import create_app; from twin.settings import Settings;"
-            f"uvicorn.run(create_app(Settings()), host='127.0.0.1', port={port}, "
-            "access_log=False, log_level='warning')")
-    server = subprocess.Popen([sys.executable, "-c", code], env=_env(db), cwd=ROOT)  # noqa: S603
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            httpx.get(f"{url}/conformance", timeout=1)
-            return server, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the Twin server did not start")
 
 
 def _time(http: httpx.Client, paths: list[str]) -> dict[str, float]:
@@ -186,7 +166,7 @@ def main() -> int:
     db = os.environ.get("HISTORY_DB", "twin_history" + ("" if scale == 1 else str(scale)))
     conninfo = _prepare(db, scale, changes)
     facts = _facts(conninfo)
-    server, url = _serve(db)
+    server, url = serve_twin(_env(db))
     try:
         results = measure(url, facts)
     finally:

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from shapely import union_all
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
+from bench.twin_server import serve_twin
 from twin.db import database_urls, libpq_conninfo, make_engine
 from twin.layer import Layer
 from twin.registry import all_layers
@@ -590,29 +590,6 @@ def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[Us
         engine.dispose()
 
 
-def _serve(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """One Twin server, one uvicorn worker, on a free port; its log (5xx tracebacks) to
-    ``log``."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    code = ("import uvicorn; from api.app import create_app; from twin.settings import Settings;"
-            f"uvicorn.run(create_app(Settings()), host='127.0.0.1', port={port}, workers=1, "
-            "access_log=False, log_level='warning')")
-    with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "-c", code], env=_env(), cwd=ROOT,  # noqa: S603
-                                  stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(f"{url}/conformance", timeout=1)
-            return server, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit(f"the Twin server did not start: see {log}")
-
-
 # ---------------------------------------------------------------------------------------
 # The run
 
@@ -795,7 +772,7 @@ def main() -> int:
     began = time.perf_counter()
     _prepare()
     workers, supervisors = _accounts(rng)
-    server, url = _serve(OUT / f"{stamp}.server.log")
+    server, url = serve_twin(_env(), OUT / f"{stamp}.server.log")
     try:
         print(f"{len(workers)} worker tablets and {len(supervisors)} supervisors' tablets, "
               f"{EDITS} edits each (supervisors {3 * EDITS}), drops {DROP:.0%} each way",

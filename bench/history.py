@@ -5,9 +5,9 @@
 
 The database (``twin_history`` or ``twin_history<scale>``) is made once in Twin's own cluster
 with ``twin sample --scale S --history N --jobs J`` (``HISTORY_JOBS``, default one per CPU);
-later runs reuse it. A Twin server on a free port
-answers; each measure is single-client latency over real HTTP, and the table quotes medians
-and p90 against the issue's goals. Results: ``.twin/bench/history/<stamp>.json``.
+later runs reuse it. A Twin server on a free port answers; each measure is single-client
+latency over real HTTP, and the table quotes medians and p90 against the issue's goals.
+Results: ``.twin/bench/history/<stamp>.json``.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def _prepare(db: str, scale: int, changes: int) -> str:
     with psycopg.connect(conninfo) as conn:
         have = (conn.execute(edits).fetchone() or (0,))[0]
     if changes > have:
-        print(f"writing {changes - have:,} changes with {JOBS} connections: about RATE a "
-              "second on 2 CPUs", flush=True)
+        print(f"writing {changes - have:,} changes with {JOBS} connections: about 3,000 a "
+              "second with 2 on 2 CPUs", flush=True)
         _twin(db, "sample", "--scale", str(scale), "--if-empty", "--history",
               str(changes - have), "--jobs", str(JOBS))
     with psycopg.connect(conninfo, autocommit=True) as conn:

@@ -172,27 +172,29 @@ async def create(request: Request, layer: str, engine: EngineDep, user: UserDep)
                          request)
 
 
-@router.put("/collections/{layer}/items/{fid}", summary="Replace a feature (If-Match required)")
-async def replace(request: Request, layer: str, fid: str, engine: EngineDep,
-                  user: UserDep) -> Response:
+async def _change(request: Request, layer: str, fid: str, op: Op, engine: Any,
+                  user: Any) -> Response:
+    """PUT and PATCH: the same checks; PUT replaces the whole feature, so needs a geometry."""
     reject_unknown(request.query_params, set())
     get_layer(layer)
     number, base = _base_version(request, fid)
-    fields, members = _fields(await read_json(request, MAX_BODY), need_geometry=True)
-    return await _submit(engine, user, _edit(layer, "replace", fields, members, request,
-                                             number, base), request)
+    fields, members = _fields(await read_json(request, MAX_BODY),
+                              need_geometry=op == "replace")
+    return await _submit(engine, user, _edit(layer, op, fields, members, request, number,
+                                             base), request)
+
+
+@router.put("/collections/{layer}/items/{fid}", summary="Replace a feature (If-Match required)")
+async def replace(request: Request, layer: str, fid: str, engine: EngineDep,
+                  user: UserDep) -> Response:
+    return await _change(request, layer, fid, "replace", engine, user)
 
 
 @router.patch("/collections/{layer}/items/{fid}",
               summary="Change some attributes and/or the geometry (If-Match required)")
 async def update(request: Request, layer: str, fid: str, engine: EngineDep,
                  user: UserDep) -> Response:
-    reject_unknown(request.query_params, set())
-    get_layer(layer)
-    number, base = _base_version(request, fid)
-    fields, members = _fields(await read_json(request, MAX_BODY), need_geometry=False)
-    return await _submit(engine, user, _edit(layer, "update", fields, members, request,
-                                             number, base), request)
+    return await _change(request, layer, fid, "update", engine, user)
 
 
 @router.delete("/collections/{layer}/items/{fid}", summary="Delete a feature (If-Match "

@@ -10,9 +10,17 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
+from api.live import ChangeSignal
 from twin.errors import Unauthorized
 from twin.settings import Settings
-from twin.users import USER_OF_BEARER_SQL, User, token_digest, user_of_row
+from twin.users import (
+    BEARER_ROLE_SQL,
+    EXPIRED,
+    USER_OF_BEARER_SQL,
+    User,
+    token_digest,
+    user_of_row,
+)
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
@@ -52,3 +60,18 @@ async def current_user(request: Request, token: TokenDep) -> User:
 
 
 UserDep = Annotated[User, Depends(current_user)]
+
+
+async def token_role(request: Request, conn: AsyncConnection[Any], digest: str) -> str:
+    """The role of a bearer token's user (by the token's digest): remembered by this process
+    (api.live) or asked of ``conn`` once; 401 unless the token is live."""
+    signal: ChangeSignal = request.app.state.signal
+    role = signal.role_of(digest)
+    if role is None:
+        checkpoint = signal.checkpoint()
+        row = await (await conn.execute(BEARER_ROLE_SQL, {"token": digest})).fetchone()
+        if row is None:
+            raise Unauthorized(EXPIRED)
+        role = str(row[0])
+        signal.remember(checkpoint, digest, role, row[1])
+    return role

@@ -1,8 +1,15 @@
-"""One LISTEN connection per server process, waking the live streams when changes commit.
+"""One LISTEN connection per server process: it wakes the live streams when changes commit,
+and it is what lets the process trust the token roles it remembers.
 
 PostgreSQL sends ``twin_changes`` at each commit that wrote to the log (a trigger on
 twin.changes). Streams never trust the notification's content: woken, they read the log from
 their own cursor, so a lost notification costs at most one poll interval, never a change.
+
+``twin_tokens`` comes at each commit that could end a token or change its user's role
+(migration 0008); the process then forgets every role it remembered. Roles are remembered only
+while the connection listens, so a message missed while it was away cannot leave a revoked
+token accepted: after a reconnect the memory starts empty. A revocation is seen as soon as the
+message arrives (a revocation through this process at once, see ``forget_tokens``).
 """
 
 from __future__ import annotations
@@ -10,20 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 import psycopg
 
 log = logging.getLogger("twin.api")
 CHANNEL = "twin_changes"
+TOKENS = "twin_tokens"
+_MAX_TOKENS = 10_000  # remembered at once; beyond that the memory starts again
 
 
 class ChangeSignal:
-    """Wakes every waiter when a change commits; reconnects when the database goes away."""
+    """Wakes every waiter when a change commits; remembers token roles while it listens;
+    reconnects when the database goes away."""
 
     def __init__(self, conninfo: str) -> None:
         self._conninfo = conninfo
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._listening = False
+        self._roles: dict[str, tuple[str, datetime]] = {}
+        self._forgotten = 0  # bumped at each forgetting: a check that straddles one is not kept
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen())
@@ -43,6 +57,29 @@ class ChangeSignal:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
+    def role_of(self, digest: str) -> str | None:
+        """The remembered role of a live token (None: ask the database)."""
+        known = self._roles.get(digest)
+        if known is None or known[1] <= datetime.now(UTC):
+            return None
+        return known[0]
+
+    def checkpoint(self) -> int:
+        """Take this before asking the database about a token, and give it to ``remember``."""
+        return self._forgotten
+
+    def remember(self, checkpoint: int, digest: str, role: str, expires: datetime) -> None:
+        """Keep a role the database gave, unless tokens changed since ``checkpoint``."""
+        if not self._listening or checkpoint != self._forgotten:
+            return
+        if len(self._roles) >= _MAX_TOKENS:
+            self._roles.clear()
+        self._roles[digest] = (role, expires)
+
+    def forget_tokens(self) -> None:
+        self._roles.clear()
+        self._forgotten += 1
+
     def _wake(self) -> None:
         event, self._event = self._event, asyncio.Event()
         event.set()
@@ -50,13 +87,26 @@ class ChangeSignal:
     async def _listen(self) -> None:
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(
-                        self._conninfo, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self._wake()  # anything committed while we were away
-                    async for _ in conn.notifies():
-                        self._wake()
+                await self._listen_once()
             except psycopg.OperationalError as exc:
                 log.warning("change listener lost the database (%s); retrying", exc)
                 self._wake()
                 await asyncio.sleep(1)
+
+    async def _listen_once(self) -> None:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True) as conn:
+                await conn.execute(f"LISTEN {CHANNEL}")
+                await conn.execute(f"LISTEN {TOKENS}")
+                self.forget_tokens()
+                self._listening = True
+                self._wake()  # anything committed while we were away
+                async for notice in conn.notifies():
+                    if notice.channel == TOKENS:
+                        self.forget_tokens()
+                    else:
+                        self._wake()
+        finally:  # not listening: nothing remembered can be trusted
+            self._listening = False
+            self.forget_tokens()

@@ -1,5 +1,8 @@
 """Signing in: tokens expire and can be revoked; every request but the public ones needs one."""
 
+import time
+
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -67,8 +70,42 @@ def test_missing_form_fields_are_400_naming_the_field(client: TestClient) -> Non
 
 def test_logout_revokes_the_token(client: TestClient) -> None:
     headers = login(client, "admin")
+    assert client.get(READ, headers=headers).status_code == 200  # the server remembers it
     assert client.post("/auth/logout", headers=headers).status_code == 204
     assert client.get("/auth/me", headers=headers).status_code == 401
+    assert client.get(READ, headers=headers).status_code == 401  # forgotten at once
+
+
+READ = "/collections/waste_points/items?limit=1"
+
+
+def _refused_soon(client: TestClient, headers: dict[str, str]) -> bool:
+    """Whether the read route refuses the token within 5 s (it hears of the change from
+    PostgreSQL's twin_tokens notification, a few milliseconds after the commit)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if client.get(READ, headers=headers).status_code == 401:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE twin.tokens SET revoked_at = now()",
+    "UPDATE twin.tokens SET expires_at = now() - interval '1 second'",
+    "DELETE FROM twin.tokens",
+    "UPDATE twin.users SET active = false WHERE name = 'commander'",
+])
+def test_a_remembered_token_is_refused_once_changed_elsewhere(
+        client: TestClient, sample_db: Database, change: str) -> None:
+    """The read routes remember a checked token; a change made by another process (the CLI,
+    SQL) reaches them through PostgreSQL and they refuse it."""
+    headers = login(client, "commander")
+    for _ in range(3):
+        assert client.get(READ, headers=headers).status_code == 200
+    with sample_db.admin.begin() as conn:
+        conn.execute(text(change))
+    assert _refused_soon(client, headers)
 
 
 def test_an_expired_token_is_refused(client: TestClient, sample_db: Database) -> None:

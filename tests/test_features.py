@@ -140,15 +140,24 @@ def test_one_feature_with_etag_and_304(client: TestClient, auth: dict[str, str],
     assert again.json()["properties"]["state"] == "blocked"
 
 
-def test_a_page_etag_changes_when_the_layer_changes(client: TestClient, auth: dict[str, str],
-                                                    sample_db: Database) -> None:
+def test_a_page_etag_follows_the_features_on_the_page(client: TestClient, auth: dict[str, str],
+                                                      sample_db: Database) -> None:
+    """The ETag digests the page's (id, version): an edit elsewhere in the layer keeps it
+    (304), an edit of a feature on the page changes it."""
     url = "/collections/waste_points/items?limit=5"
     etag = client.get(url, headers=auth).headers["ETag"]
     assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
+    edit = ("UPDATE twin.features SET name = 'moved' WHERE id = (SELECT {}(id) "
+            "FROM twin.features WHERE layer = 'waste_points')")
     with sample_db.app.begin() as conn:
-        conn.execute(text("UPDATE twin.features SET name = 'moved' WHERE id = (SELECT max(id) "
-                          "FROM twin.features WHERE layer = 'waste_points')"))
-    assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 200
+        conn.execute(text(edit.format("max")))
+    assert client.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
+    with sample_db.app.begin() as conn:
+        conn.execute(text(edit.format("min")))
+    changed = client.get(url, headers={**auth, "If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != etag
+    assert changed.json()["features"][0]["properties"]["name"] == "moved"
 
 
 def test_a_page_etag_changes_when_an_older_write_commits_late(

@@ -16,7 +16,6 @@ from twin.cql import column_sql
 from twin.crs import CRS84, Crs
 from twin.layer import Layer
 from twin.registry import get_layer
-from twin.users import ROLE_OF_BEARER_SQL
 
 # Common fields every feature carries next to the layer's attributes, as SQL over alias f.
 COMMON_COLUMNS: dict[str, str] = {
@@ -94,7 +93,7 @@ def _attribute(layer: Layer, name: str) -> str:
 
 
 def tile_sql(layer: Layer) -> str:
-    """A Mapbox vector tile of the layer, its content digest (the ETag) and the token's role.
+    """A Mapbox vector tile of the layer and its content digest (the ETag).
 
     The tile envelope is transformed to WGS-84 for the && test, not the column, so the GiST
     index is used; the digest of (id, version) changes when a feature in the tile changes,
@@ -112,8 +111,7 @@ q AS (
 SELECT (SELECT ST_AsMVT(t, %(layer)s, 4096, 'geom', 'id')
         FROM (SELECT id, name, geom{"".join(f", {n}" for n in layer.tile_attributes)}
               FROM q WHERE geom IS NOT NULL) AS t),
-       (SELECT md5(coalesce(string_agg(id || '.' || version, ',' ORDER BY id), '')) FROM q),
-       {ROLE_OF_BEARER_SQL}"""
+       (SELECT md5(coalesce(string_agg(id || '.' || version, ',' ORDER BY id), '')) FROM q)"""
 
 
 def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None, crs: Crs = CRS84) -> str:
@@ -131,23 +129,38 @@ def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> s
 
 def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
     """A page as rows of up to ``chunk`` features each: (their texts joined by commas, rows
-    found (a next page exists when that exceeds the limit), layer state, token's role, the
-    chunk's last sort keys...). Python handles a value per chunk, not a row per feature, and
-    a large page still streams a chunk at a time. An empty page has no rows."""
+    found (a next page exists when that exceeds the limit), the page's digest, the chunk's
+    last sort keys...). Python handles a value per chunk, not a row per feature, and a large
+    page still streams a chunk at a time.
+
+    The digest of the (id, version) of every row found is the page's ETag: it changes exactly
+    when the page would, whenever and in whatever order writers commit. A page of at most one
+    chunk is one row (an empty page too); a larger one numbers its rows once in a CTE and
+    groups them (an empty page has no rows).
+    """
     params: dict[str, Any] = {"page": query.limit, "chunk": chunk}
     keys = len(sort_keys(query))
+    rows = _select(query, params)
+    digest = "md5(string_agg(id || '.' || v, ',' ORDER BY n))"
+    if query.limit <= chunk:
+        last = "".join(f", (array_agg(k{i} ORDER BY n DESC) FILTER (WHERE n <= %(page)s))[1]"
+                       for i in range(keys))
+        # row_number() numbers the rows as they come out of the ordered subquery
+        return (f"SELECT string_agg(feature, ',' ORDER BY n) FILTER (WHERE n <= %(page)s), "
+                f"count(*), {digest}{last} FROM (SELECT *, row_number() OVER () AS n "
+                f"FROM ({rows}) AS r) AS numbered", params)
     last = "".join(f", (array_agg(k{i} ORDER BY n DESC))[1]" for i in range(keys))
-    # the CTE keeps the page's order; row_number() numbers rows as they come out of it
-    return (f"WITH page AS MATERIALIZED ({_select(query, params)}), "
-            f"numbered AS (SELECT *, row_number() OVER () AS n FROM page) "
-            f"SELECT string_agg(feature, ',' ORDER BY n), (SELECT count(*) FROM page), "
-            f"({LAYER_STATE}), {ROLE_OF_BEARER_SQL}{last} FROM numbered "
+    return (f"WITH numbered AS MATERIALIZED (SELECT *, row_number() OVER () AS n "
+            f"FROM ({rows}) AS r) "
+            f"SELECT string_agg(feature, ',' ORDER BY n), (SELECT count(*) FROM numbered), "
+            f"(SELECT {digest} FROM numbered){last} FROM numbered "
             f"WHERE n <= %(page)s GROUP BY (n - 1) / %(chunk)s ORDER BY (n - 1) / %(chunk)s",
             params)
 
 
 def _select(query: ItemsQuery, params: dict[str, Any]) -> str:
-    """SELECT feature, k0, k1... (the sort keys) of the page and one row more."""
+    """SELECT feature, id, v (its version), k0, k1... (the sort keys) of the page and one
+    row more."""
     params.update({"layer": query.layer.name, "limit": query.limit + 1})
     where = ["f.layer = %(layer)s"]
     if query.bbox is not None:
@@ -171,7 +184,8 @@ def _select(query: ItemsQuery, params: dict[str, Any]) -> str:
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
     columns = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(keys))
     return (f"SELECT {feature_sql(query.layer, query.properties, query.crs)} AS feature, "
-            f"{columns} FROM {source(query.as_of, params)} WHERE {' AND '.join(where)} "
+            f"f.id, f.version AS v, {columns} FROM {source(query.as_of, params)} "
+            f"WHERE {' AND '.join(where)} "
             f"ORDER BY {order} LIMIT %(limit)s")
 
 
@@ -196,15 +210,10 @@ def _after(keys: list[tuple[str, bool]], last: tuple[Any, ...], params: dict[str
 
 def one_feature_sql(layer: Layer, crs: Crs = CRS84, as_of: datetime | None = None
                     ) -> tuple[str, dict[str, Any]]:
-    """One feature by id with its version (the ETag), and the token's role: one round trip.
-
-    The token's role comes back even when the feature does not exist, so 401 and 404 differ.
-    """
+    """One feature by id with its version (the ETag)."""
     params: dict[str, Any] = {}
-    return (f"SELECT f.feature, f.version, {ROLE_OF_BEARER_SQL} FROM (SELECT 1) AS one "
-            f"LEFT JOIN LATERAL (SELECT {feature_sql(layer, crs=crs)} AS feature, f.version "
-            f"FROM {source(as_of, params)} WHERE f.layer = %(layer)s AND f.id = %(id)s) f ON true",
-            params)
+    return (f"SELECT {feature_sql(layer, crs=crs)}, f.version FROM {source(as_of, params)} "
+            "WHERE f.layer = %(layer)s AND f.id = %(id)s", params)
 
 
 def source(as_of: datetime | None, params: dict[str, Any]) -> str:
@@ -219,16 +228,6 @@ def source(as_of: datetime | None, params: dict[str, Any]) -> str:
             "version, lower(valid) AS valid_from, changed_by FROM twin.feature_versions "
             "WHERE valid @> %(as_of)s::timestamptz) f")
 
-
-# The state of a layer, which every ETag computed from it follows: its newest change, and
-# while any write transaction is in flight (one could still commit a change with a lower id)
-# the oldest of them too, so no page is called unchanged before that settles. With the token's
-# role, in one round trip.
-LAYER_STATE = """
-SELECT (SELECT coalesce(max(id), 0) FROM twin.changes WHERE layer = %(layer)s)::text
-       || CASE WHEN EXISTS (SELECT FROM pg_snapshot_xip(pg_current_snapshot()))
-               THEN '.' || pg_snapshot_xmin(pg_current_snapshot()) ELSE '' END"""
-LAYER_STATE_SQL = f"SELECT ({LAYER_STATE}), {ROLE_OF_BEARER_SQL}"
 
 EXTENT_SQL = """
 SELECT coalesce(ST_EstimatedExtent('twin', %(table)s, 'geom')::box2d,

@@ -141,11 +141,11 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-# The role of a live token's user, as a scalar subquery: the read path checks the token in
-# the same statement as its first query, so authentication costs no extra round trip.
-ROLE_OF_BEARER_SQL = ("(SELECT u.role FROM twin.tokens t JOIN twin.users u ON u.id = t.user_id "
-                  "WHERE t.token_hash = %(token)s AND t.revoked_at IS NULL "
-                  "AND t.expires_at > now() AND u.active)")
+# The role of a live token's user and when the token ends: what a server remembers of a token
+# it has checked (api.live), so that its read routes ask PostgreSQL for the data alone.
+BEARER_ROLE_SQL = ("SELECT u.role, t.expires_at FROM twin.tokens t JOIN twin.users u "
+                  "ON u.id = t.user_id WHERE t.token_hash = %(token)s "
+                  "AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active")
 EXPIRED = "the token is unknown, expired or revoked; get a new one from POST /auth/token"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.deps import EngineDep, SettingsDep, TokenDep, UserDep
@@ -29,7 +29,8 @@ def me(user: UserDep) -> dict[str, Any]:
 
 
 @router.post("/logout", status_code=204, summary="Revoke the token of this request")
-def logout(user: UserDep, token: TokenDep, engine: EngineDep) -> Response:
+def logout(request: Request, user: UserDep, token: TokenDep, engine: EngineDep) -> Response:
     assert token is not None  # current_user has refused requests without one
     revoke_token(engine, token)
+    request.app.state.signal.forget_tokens()  # others hear of it from PostgreSQL
     return Response(status_code=204)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 
-from api.deps import SIGN_IN, get_pool
+from api.deps import SIGN_IN, get_pool, token_role
 from api.fastpath import Handler
 from api.html import page, wants_html
 from api.params import (
@@ -35,7 +35,6 @@ from twin.errors import InvalidInput, NotFound, Problem, Unauthorized
 from twin.layer import Layer
 from twin.reads import (
     EXTENT_SQL,
-    LAYER_STATE_SQL,
     ItemsQuery,
     extent_bbox,
     one_feature_sql,
@@ -44,7 +43,7 @@ from twin.reads import (
 )
 from twin.registry import all_layers, get_layer
 from twin.times import parse_time
-from twin.users import EXPIRED, token_digest
+from twin.users import token_digest
 
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
@@ -101,7 +100,7 @@ async def _documents(request: Request, layers: list[Layer]) -> list[dict[str, An
     check_format(request.query_params)
     token = _token(request)
     async with get_pool(request).connection() as conn:
-        await _layer_state(conn, layers[0] if len(layers) == 1 else None, token)
+        await token_role(request, conn, token)
         return [_collection(layer, _base(request), await _extent(conn, layer))
                 for layer in layers]
 
@@ -122,28 +121,11 @@ async def collection(request: Request, layer: str) -> dict[str, Any] | Response:
 
 
 def _token(request: Request) -> str:
-    """The bearer token's digest; its validity is checked with the request's first query."""
+    """The bearer token's digest (``token_role`` checks that it is live)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized(SIGN_IN)
     return str(token_digest(token.strip()))
-
-
-async def _state_and_role(conn: AsyncConnection[Any], layer: Layer | None, token: str
-                          ) -> tuple[str, str | None]:
-    """The layer's newest change id and the role of the token's user (None: not live)."""
-    cur = await conn.execute(LAYER_STATE_SQL, {"layer": layer.name if layer else "",
-                                               "token": token})
-    row = await cur.fetchone()
-    return (row[0], row[1]) if row else ("", None)
-
-
-async def _layer_state(conn: AsyncConnection[Any], layer: Layer | None, token: str) -> str:
-    """The layer's newest change id, after checking the token (401 if it is not live)."""
-    state, role = await _state_and_role(conn, layer, token)
-    if role is None:
-        raise Unauthorized(EXPIRED)
-    return state
 
 
 def _not_modified(request: Request, etag: str) -> bool:
@@ -158,7 +140,7 @@ async def layer_queryables(request: Request, layer: str) -> Response:
     found = get_layer(layer)
     token = _token(request)
     async with get_pool(request).connection() as conn:
-        await _layer_state(conn, found, token)
+        await token_role(request, conn, token)
     return Response(json.dumps(queryables(found, _base(request)), ensure_ascii=False),
                     media_type="application/schema+json")
 
@@ -166,59 +148,67 @@ async def layer_queryables(request: Request, layer: str) -> Response:
 @router.get("/collections/{layer}/items", summary="Features of a layer, a page at a time",
             response_class=StreamingResponse)
 async def items(request: Request, layer: str) -> Response:
-    """Small pages are fetched whole (their statement prepared after a few uses); larger ones
-    stream a chunk at a time, so memory stays flat whatever the limit."""
+    """A page of up to one chunk is one row, fetched whole (its statement prepared after a
+    few uses); a larger one streams a chunk at a time, so memory stays flat whatever the
+    limit."""
     token = _token(request)
     query = items_query(request.query_params, get_layer(layer))
     sql, params = page_sql(query, _CHUNK)
-    params["token"] = token
+    if query.limit <= _CHUNK:
+        async with get_pool(request).connection() as conn:
+            await token_role(request, conn, token)
+            with _evaluation_errors():
+                row = await (await conn.execute(sql, params)).fetchone()
+        assert row is not None  # an aggregate without GROUP BY: always one row
+        text, found, digest, *last = row
+        etag = _items_etag(request, query, digest)
+        if _not_modified(request, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+        more = last if found > query.limit else None
+        return Response(_HEAD + (text or "").encode()
+                        + _tail(request, min(found, query.limit), more), media_type=GEOJSON,
+                        headers={"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"})
+    return await _stream(request, query, sql, params, token)
+
+
+async def _stream(request: Request, query: ItemsQuery, sql: str, params: dict[str, Any],
+                  token: str) -> Response:
+    """A large page: the first chunk read before answering (it carries the ETag), the others
+    sent as PostgreSQL sends them; the connection goes back to the pool at the end."""
     pool = get_pool(request)
     conn = await pool.getconn()
-    rows: AsyncIterator[Any] | None = None
     try:
+        await token_role(request, conn, token)
+        rows = conn.cursor().stream(sql, params, size=1)
         with _evaluation_errors():
-            if query.limit < _STREAM_ABOVE:
-                chunks = await (await conn.execute(sql, params)).fetchall()
-            else:
-                rows = conn.cursor().stream(sql, params, size=1)
-                first = await anext(rows, None)
-                chunks = [first] if first is not None else []
-        if chunks:
-            state, role = chunks[0][2], chunks[0][3]
-        else:  # an empty page has no rows: the token is checked on its own
-            rows = None
-            state, role = await _state_and_role(conn, query.layer, token)
-        if role is None:
-            raise Unauthorized(EXPIRED)
+            first = await anext(rows, None)
     except BaseException:
         await pool.putconn(conn)
         raise
-    etag = _items_etag(request, query, state)
-    headers = {"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"}
-    found = chunks[0][1] if chunks else 0
-    count = min(found, query.limit)
-    if rows is None or _not_modified(request, etag):
+    etag = _items_etag(request, query, first[2] if first else None)
+    if first is None or _not_modified(request, etag):
         await pool.putconn(conn)  # an unfinished stream (a 304): the pool resets it
-        if _not_modified(request, etag):
+        if first is not None:
             return Response(status_code=304, headers={"ETag": etag})
-        more = chunks[-1][4:] if found > query.limit else None
-        return Response(_HEAD + ",".join(c[0] for c in chunks).encode()
-                        + _tail(request, count, more), media_type=GEOJSON, headers=headers)
-    stream = rows
+        return Response(_HEAD + _tail(request, 0, None), media_type=GEOJSON,
+                        headers={"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"})
+    found = first[1]
 
     async def body() -> AsyncIterator[bytes]:
         """The first chunk, the others as PostgreSQL sends them, then count and links."""
         try:
-            yield _HEAD + chunks[0][0].encode()
-            last = chunks[0]
-            async for chunk in stream:
+            yield _HEAD + first[0].encode()
+            last = first
+            async for chunk in rows:
                 yield b"," + chunk[0].encode()
                 last = chunk
-            yield _tail(request, count, last[4:] if found > query.limit else None)
+            yield _tail(request, min(found, query.limit),
+                        last[3:] if found > query.limit else None)
         finally:
             await pool.putconn(conn)
 
-    return StreamingResponse(body(), media_type=GEOJSON, headers=headers)
+    return StreamingResponse(body(), media_type=GEOJSON,
+                             headers={"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"})
 
 
 @contextmanager
@@ -231,11 +221,11 @@ def _evaluation_errors() -> Iterator[None]:
                            [Problem("filter", None, str(exc))]) from None
 
 
-def _items_etag(request: Request, query: ItemsQuery, state: str) -> str:
-    """A page's strong ETag: the layer's newest change and the exact query."""
-    digest = hashlib.sha1(str(request.query_params).encode(),
-                          usedforsecurity=False).hexdigest()[:16]
-    return f'"{query.layer.name}-{state}-{digest}"'
+def _items_etag(request: Request, query: ItemsQuery, rows: str | None) -> str:
+    """A page's strong ETag: the digest of its rows' (id, version) and the exact query."""
+    asked = hashlib.sha1(str(request.query_params).encode(),
+                         usedforsecurity=False).hexdigest()[:16]
+    return f'"{query.layer.name}-{rows or "empty"}-{asked}"'
 
 
 _HEAD = b'{"type":"FeatureCollection","features":['
@@ -264,12 +254,10 @@ async def item(request: Request, layer: str, fid: str) -> Response:
     number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
     sql, params = one_feature_sql(found, crs, as_of)
     async with get_pool(request).connection() as conn:
-        cur = await conn.execute(sql, params | {"layer": found.name, "id": number,
-                                                "token": token})
+        await token_role(request, conn, token)
+        cur = await conn.execute(sql, params | {"layer": found.name, "id": number})
         row = await cur.fetchone()
-    if row is None or row[2] is None:
-        raise Unauthorized(EXPIRED)
-    if row[0] is None:
+    if row is None:
         when = f" as of {as_of.isoformat()}" if as_of else ""
         raise NotFound(f"no feature {fid!r} in {layer}{when}")
     # a strong ETag names one representation: the CRS is part of it
@@ -295,11 +283,11 @@ async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response
     found = get_layer(layer)
     zxy = tile_numbers(z, x, y)
     async with get_pool(request).connection() as conn:
-        cur = await conn.execute(tile_sql(found), {"layer": found.name, "token": token,
+        await token_role(request, conn, token)
+        cur = await conn.execute(tile_sql(found), {"layer": found.name,
                                                    "z": zxy[0], "x": zxy[1], "y": zxy[2]})
         row = await cur.fetchone()
-    if row is None or row[2] is None:
-        raise Unauthorized(EXPIRED)
+    assert row is not None  # scalar subqueries: always one row
     etag = f'"{found.name}-{zxy[0]}-{zxy[1]}-{zxy[2]}-{row[1]}"'
     if _not_modified(request, etag):
         return Response(status_code=304, headers={"ETag": etag})

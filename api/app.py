@@ -18,6 +18,7 @@ from api.fastpath import ReadFastPath
 from api.live import ChangeSignal
 from api.options import AllowMiddleware
 from api.routes import (
+    analysis,
     auth,
     changes,
     edits,
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(changes.router)
     app.include_router(revert.router)
     app.include_router(reports.router)
+    app.include_router(analysis.router)
     app.include_router(photos.router)
     app.include_router(field.router)
     app.add_middleware(GZipMiddleware, minimum_size=1000)

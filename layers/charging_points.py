@@ -49,4 +49,6 @@ LAYER = Layer(
     tile_attributes=("site_type", "state"),
     edit_roles=("worker", "planner", "commander", "admin"),
     max_gps_error_m=20.0,
+    # Default coverage: an e-bike is pushed to a charger, so about one block (an assumption).
+    coverage_within_m=200.0,
 )

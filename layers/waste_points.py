@@ -43,4 +43,6 @@ LAYER = Layer(
     },
     tile_attributes=("state", "off_hour"),
     max_gps_error_m=20.0,
+    # Default coverage: about a two-minute walk carrying sorted waste (a planning assumption).
+    coverage_within_m=120.0,
 )

@@ -74,6 +74,9 @@ class Layer:
     edit_roles: tuple[str, ...] = ("worker", "commander", "admin")
     # A position from a GPS fix less accurate than this (metres) is refused; None: no check.
     max_gps_error_m: float | None = None
+    # Coverage analysis (twin/coverage.py): the default walk along the street network, in
+    # metres, within which a building counts as served by this layer; None: no default.
+    coverage_within_m: float | None = None
 
     @property
     def title(self) -> str:

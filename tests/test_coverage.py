@@ -1,0 +1,214 @@
+"""Coverage of the sample twin through HTTP and the CLI, checked against SQL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import Database, login, run_twin
+
+LAYERS = ("streets", "fire_passages", "buildings", "residential_areas", "waste_points")
+
+
+@pytest.fixture
+def auth(client: TestClient) -> dict[str, str]:
+    return login(client, "planner")
+
+
+def _one(db: Database, sql: str, **params: Any) -> Any:
+    with db.app.connect() as conn:
+        return conn.execute(text(sql), params).one()
+
+
+def _edit(db: Database, sql: str, **params: Any) -> None:
+    with db.admin.begin() as conn:
+        conn.execute(text("SELECT twin.set_context('planner', 'planner', 'test', 'coverage')"))
+        conn.execute(text(sql), params)
+
+
+def _get(client: TestClient, auth: dict[str, str], url: str) -> dict[str, Any]:
+    response = client.get(url, headers=auth)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_coverage_of_the_sample_twin_adds_up_with_sql(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    body = _get(client, auth, "/analysis/coverage?layer=waste_points")
+    buildings, households, elderly = _one(
+        sample_db, "SELECT count(*), sum((props->>'households')::int), "
+        "sum((props->>'elderly')::int) FROM twin.features WHERE layer = 'buildings'")
+    totals = body["totals"]
+    assert body["parameters"] == {"layer": "waste_points", "within_m": 120.0, "by": "grid",
+                                  "state": None, "tags": []}
+    assert body["crs"] == "EPSG:32651"
+    assert (totals["buildings"], totals["households"], totals["elderly"]) == (
+        buildings, households, elderly)
+    assert totals["facilities"] == _one(
+        sample_db, "SELECT count(*) FROM twin.features WHERE layer = 'waste_points'")[0]
+    assert 0 < totals["covered_buildings"] < buildings
+    assert totals["covered_share"] == round(totals["covered_buildings"] / buildings, 4)
+    # the twin's moment: the newest change of every layer read
+    last = _one(sample_db, "SELECT max(id) FROM twin.changes WHERE layer = ANY(:l)",
+                l=list(LAYERS))[0]
+    assert body["twin"]["change_id"] == last
+    # groups: every micro-grid holding buildings, summing to the totals
+    grids = _one(sample_db, "SELECT count(DISTINCT grid_code) FROM twin.features "
+                 "WHERE layer = 'buildings'")[0]
+    assert len(body["groups"]) == grids
+    for key in ("buildings", "covered_buildings", "households", "covered_households",
+                "elderly", "covered_elderly"):
+        assert sum(g[key] for g in body["groups"]) == totals[key], key
+    # uncovered buildings: GeoJSON, each beyond the distance, the rest within it
+    uncovered = body["uncovered"]
+    assert uncovered["type"] == "FeatureCollection"
+    assert len(uncovered["features"]) == buildings - totals["covered_buildings"]
+    first = uncovered["features"][0]
+    assert first["geometry"]["type"] == "Polygon"
+    assert first["properties"]["covered"] is False
+    assert all(f["properties"]["distance_m"] is None or f["properties"]["distance_m"] > 120
+               for f in uncovered["features"])
+    assert sum(f["properties"]["households"] for f in uncovered["features"]) == (
+        households - totals["covered_households"])
+    # one building's answer measures the distance however far, and agrees
+    one = _get(client, auth, f"/analysis/coverage/buildings/{first['id']}?layer=waste_points")
+    assert one["building"]["covered"] is False and one["building"]["distance_m"] > 120
+    assert one["twin"]["change_id"] == last
+
+
+def test_by_area_and_a_state_filter(client: TestClient, auth: dict[str, str],
+                                    sample_db: Database) -> None:
+    body = _get(client, auth, "/analysis/coverage?layer=charging_points&state=safe&by=area")
+    assert body["parameters"]["within_m"] == 200.0  # the layer's default
+    assert body["totals"]["facilities"] == _one(
+        sample_db, "SELECT count(*) FROM twin.features WHERE layer = 'charging_points' "
+        "AND props->>'state' = 'safe'")[0]
+    codes = {g["code"] for g in body["groups"]}
+    assert codes == {row for (row,) in _rows(
+        sample_db, "SELECT DISTINCT area_code FROM twin.features WHERE layer = 'buildings'")}
+    assert all(g["name"].endswith("居委会") for g in body["groups"])
+    everyone = _get(client, auth, "/analysis/coverage?layer=charging_points&by=area")
+    assert everyone["totals"]["facilities"] > body["totals"]["facilities"]
+    assert (everyone["totals"]["covered_buildings"] >= body["totals"]["covered_buildings"])
+    farther = _get(client, auth, "/analysis/coverage?layer=charging_points&state=safe"
+                   "&within=400")
+    assert farther["totals"]["covered_buildings"] > body["totals"]["covered_buildings"]
+    new_sites = _get(client, auth, "/analysis/coverage?layer=charging_points&tags=新建,"
+                     "class=公用设施")
+    assert new_sites["parameters"]["tags"] == ["新建", "class=公用设施"]
+    assert new_sites["totals"]["facilities"] == _one(
+        sample_db, "SELECT count(*) FROM twin.features WHERE layer = 'charging_points' "
+        "AND tags @> ARRAY['新建', 'class=公用设施']")[0] > 0
+
+
+def _rows(db: Database, sql: str) -> list[Any]:
+    with db.app.connect() as conn:
+        return list(conn.execute(text(sql)))
+
+
+def test_an_edit_changes_the_next_answer(client: TestClient, auth: dict[str, str],
+                                         sample_db: Database) -> None:
+    url = "/analysis/coverage?layer=waste_points"
+    before = _get(client, auth, url)
+    assert _get(client, auth, url) == before  # nothing changed: the same answer
+    # an uncovered building close to its street gets a waste point moved to its door
+    lonely = min(before["uncovered"]["features"], key=lambda f: f["properties"]["snap_m"])
+    point = _one(sample_db, "SELECT id FROM twin.features WHERE layer = 'waste_points' "
+                 "ORDER BY id LIMIT 1")[0]
+    _edit(sample_db, "UPDATE twin.features SET geom = (SELECT ST_PointOnSurface(geom) "
+          "FROM twin.features WHERE id = :b) WHERE id = :p", b=lonely["id"], p=point)
+    after = _get(client, auth, url)
+    assert after["twin"]["change_id"] > before["twin"]["change_id"]
+    assert lonely["id"] not in {f["id"] for f in after["uncovered"]["features"]}
+    one = _get(client, auth, f"/analysis/coverage/buildings/{lonely['id']}?layer=waste_points")
+    assert one["building"]["covered"] is True
+    assert one["building"]["nearest_facility"] == point
+    # closing every waste point leaves no building covered when only working ones count
+    _edit(sample_db, "UPDATE twin.features SET props = props || '{\"state\": \"closed\"}' "
+          "WHERE layer = 'waste_points'")
+    closed = _get(client, auth, url + "&state=ok")
+    assert closed["totals"]["facilities"] == 0
+    assert closed["totals"]["covered_buildings"] == 0
+
+
+def test_a_blocked_passage_leaves_the_network(client: TestClient, auth: dict[str, str],
+                                              sample_db: Database) -> None:
+    url = "/analysis/coverage?layer=waste_points&service_areas=true"
+    before = _get(client, auth, url)
+    _edit(sample_db, "UPDATE twin.features SET props = props || '{\"state\": \"blocked\"}' "
+          "WHERE layer = 'fire_passages'")
+    after = _get(client, auth, url)
+    assert after["network"]["open_passages"] == 0 < before["network"]["open_passages"]
+    assert after["network"]["edges"] < before["network"]["edges"]
+    areas = after["service_areas"]
+    assert len(areas["features"]) == after["totals"]["facilities"]
+    for feature in areas["features"][:20]:
+        assert feature["geometry"]["type"] in ("Polygon", "MultiPolygon")
+        ring = feature["geometry"]["coordinates"][0]
+        ring = ring[0] if feature["geometry"]["type"] == "MultiPolygon" else ring
+        assert all(121.4 < x < 121.7 and 31.1 < y < 31.3 for x, y in ring)
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("layer=nowhere", "layer"),
+    ("layer=streets", "layer"),
+    ("", "layer"),
+    ("layer=waste_points&within=-5", "within"),
+    ("layer=waste_points&within=0", "within"),
+    ("layer=waste_points&within=abc", "within"),
+    ("layer=waste_points&within=nan", "within"),
+    ("layer=waste_points&by=street", "by"),
+    ("layer=waste_points&state=broken", "state"),
+    ("layer=waste_points&tags=nonsense", "tags"),
+    ("layer=waste_points&radius=100", "radius"),
+    ("layer=waste_points&service_areas=yes", "service_areas"),
+])
+def test_bad_parameters_are_422_naming_the_field(client: TestClient, auth: dict[str, str],
+                                                 query: str, field: str) -> None:
+    response = client.get(f"/analysis/coverage?{query}", headers=auth)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "InvalidValue"
+    assert field in [p["field"] for p in body["problems"]]
+    assert "Traceback" not in response.text
+
+
+def test_one_building_unknown_is_404_and_workers_are_refused(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    assert client.get("/analysis/coverage/buildings/999999?layer=waste_points",
+                      headers=auth).status_code == 404
+    bad = client.get("/analysis/coverage/buildings/1?layer=waste_points&within=-1",
+                     headers=auth)
+    assert bad.status_code == 422
+    grid = _one(sample_db, "SELECT props->>'code' FROM twin.features "
+                "WHERE layer = 'micro_grids' ORDER BY id LIMIT 1")[0]
+    worker = login(client, f"worker-{grid}")
+    assert client.get("/analysis/coverage?layer=waste_points", headers=worker
+                      ).status_code == 403
+    assert client.get("/analysis/coverage/buildings/1?layer=waste_points", headers=worker
+                      ).status_code == 403
+    for role in ("commander", "admin"):
+        assert client.get("/analysis/coverage?layer=waste_points",
+                          headers=login(client, role)).status_code == 200
+    assert client.get("/analysis/coverage?layer=waste_points").status_code == 401
+
+
+def test_the_cli_prints_a_table_and_json(sample_db: Database) -> None:
+    done = run_twin("coverage", "waste_points", "--by", "area", env=sample_db.env())
+    assert done.returncode == 0, done.stderr
+    assert "合计 total" in done.stdout and "4,500" in done.stdout
+    assert "西三里桥居委会" in done.stdout
+    as_json = run_twin("coverage", "charging_points", "--state", "safe", "--within", "150",
+                       "--json", env=sample_db.env())
+    assert as_json.returncode == 0, as_json.stderr
+    body = json.loads(as_json.stdout)
+    assert body["parameters"]["within_m"] == 150.0
+    assert body["totals"]["buildings"] == 4500
+    bad = run_twin("coverage", "streets", env=sample_db.env())
+    assert bad.returncode == 1 and "point layers" in bad.stderr
+    assert "Traceback" not in bad.stderr

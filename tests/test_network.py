@@ -9,7 +9,7 @@ import pytest
 import shapely
 from shapely.geometry import LineString
 
-from twin.network import KERB_M, Network, Snapped, street_network, utm_epsg
+from twin.network import KERB_M, Network, Snapped, points_along, street_network, utm_epsg
 
 
 def _reference(net: Network, sources: Snapped, targets: Snapped,
@@ -143,3 +143,66 @@ def test_no_sources_reach_nothing_and_reach_covers_the_edges_within() -> None:
     # 2 m off the street, at the middle of an edge: 28 m each way along it
     mid = net.snap(np.array([50.0]), np.array([2.0]))
     assert shapely.length(net.reach(mid, 30.0)) == pytest.approx(56.0)
+
+
+def _pair_reference(net: Network, sources: Snapped, targets: Snapped, limit: float
+                    ) -> dict[tuple[int, int], float]:
+    """Every (source, target) pair within ``limit``, by networkx from each source alone."""
+    out = {}
+    for i in range(len(sources)):
+        for j, d in enumerate(_reference(net, sources.take([i]), targets, limit)):
+            if np.isfinite(d):
+                out[(i, j)] = d
+    return out
+
+
+@pytest.mark.parametrize("lines", [
+    _grid(5, 80.0),
+    [LineString([(0, 0), (100, 0)]), LineString([(0, 0), (50, 40), (100, 0)]),
+     LineString([(100, 0), (150, 0), (150, 50), (100, 0)]),
+     LineString([(100, 0), (200, -50)])],
+], ids=["grid", "parallel-and-loop"])
+def test_pairs_within_a_distance_equal_networkx(lines: list[LineString]) -> None:
+    net = Network.from_lines(lines)
+    rng = np.random.default_rng(5)
+    sources = net.snap(rng.uniform(-10, 330, 25), rng.uniform(-60, 330, 25))
+    targets = net.snap(rng.uniform(-10, 330, 70), rng.uniform(-60, 330, 70))
+    for limit in (40.0, 120.0, 1000.0):
+        pairs = net.within(sources, targets, limit)
+        found = {(int(s), int(t)): float(d)
+                 for s, t, d in zip(pairs.source, pairs.target, pairs.distance, strict=True)}
+        expected = _pair_reference(net, sources, targets, limit)
+        assert found.keys() == expected.keys(), limit
+        for key, d in expected.items():
+            assert found[key] == pytest.approx(d, rel=1e-12, abs=1e-9)
+        matrix = pairs.matrix()
+        assert matrix.shape == (25, 70) and matrix.nnz == len(expected)
+        # the nearest of each target agrees with ``nearest``
+        nearest = net.nearest(sources, targets, limit)
+        for j in range(70):
+            row = [d for (_s, t), d in found.items() if t == j]
+            assert (min(row) if row else np.inf) == pytest.approx(nearest.distance[j])
+    # in batches (a small memory budget) the same pairs come out
+    small = net.within(sources, targets, 120.0, max_cells=300)
+    whole = net.within(sources, targets, 120.0)
+    assert small.source.tolist() == whole.source.tolist()
+    assert small.target.tolist() == whole.target.tolist()
+    assert small.distance.tolist() == pytest.approx(whole.distance.tolist())
+
+
+def test_pairs_on_one_edge_meet_along_it_and_points_along_lines() -> None:
+    lines = [LineString([(0, 0), (300, 0)]), LineString([(0, 0), (0, 300)]),
+             LineString([(0, 300), (300, 300)]), LineString([(300, 300), (300, 0)])]
+    net = Network.from_lines(lines)
+    sources = net.snap(np.array([100.0, 250.0]), np.array([5.0, 2.0]))
+    targets = net.snap(np.array([160.0, 240.0]), np.array([-8.0, -1.0]))
+    pairs = net.within(sources, targets, 80.0)
+    # 5 + 60 + 8 and 2 + 10 + 1 along the edge; the others are 100 m and 146 m apart
+    assert list(zip(pairs.source.tolist(), pairs.target.tolist(), strict=True)) == [
+        (0, 0), (1, 1)]
+    assert pairs.distance.tolist() == pytest.approx([73.0, 13.0])
+    assert net.within(sources, targets, 100.0).distance.tolist() == pytest.approx(
+        [73.0, 100.0, 13.0])
+    x, y = points_along([LineString([(0, 0), (100, 0)]), LineString([(0, 0), (0, 10)])], 50.0)
+    assert x.tolist() == pytest.approx([25.0, 75.0, 0.0])
+    assert y.tolist() == pytest.approx([0.0, 0.0, 5.0])

@@ -390,6 +390,96 @@ def coverage_command(
               f"{result.as_dict(uncovered=False)['crs']}")
 
 
+@app.command("siting")
+def siting_command(
+    layer: Annotated[str, typer.Argument(help="A point layer, e.g. charging_points.")],
+    n: Annotated[int, typer.Option("--n", help="How many new sites to place.")],
+    within: Annotated[float | None, typer.Option(help="Metres along the street network; "
+                                                 "default: the layer's own.")] = None,
+    spacing: Annotated[float, typer.Option(help="Candidate sites along the streets every "
+                                           "this many metres.")] = 50.0,
+    state: Annotated[str | None, typer.Option(help="Only existing facilities in this state "
+                                              "count, e.g. safe.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Only existing facilities with this "
+                                                  "tag count (repeatable).")] = None,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the exact solver (at most "
+                                              "60).")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the sites as "
+                                          "GeoJSON).")] = False,
+) -> None:
+    """Where N new facilities cover the most households not yet covered (existing kept).
+
+    Example: twin siting charging_points --n 54 --state safe --spacing 50
+    """
+    from twin.placement import site, siting_query
+
+    settings = _settings()
+    with _domain_errors():
+        query = siting_query({"layer": layer, "n": n, "within": within, "state": state,
+                              "tags": tag or [], "candidates": {"spacing_m": spacing},
+                              "time_limit_s": time_limit})
+        body = site(_app_engine(settings), query).as_dict()
+    if as_json:
+        out.print_json(json.dumps(body, ensure_ascii=False))
+        return
+    table = Table(title=f"选址 Siting: {n} new {layer} within {query.within:g} m "
+                        f"(twin change {body['twin']['change_id']})")
+    for header in ("序号\nrank", "经度\nlon", "纬度\nlat", "新增户数\nhouseholds",
+                   "累计\ncumulative", "建筑\nbldgs"):
+        table.add_column(header, justify="right", no_wrap=True)
+    total = 0
+    for feature in body["sites"]["features"]:
+        props, (lon, lat) = feature["properties"], feature["geometry"]["coordinates"]
+        total += props["marginal_households"]
+        table.add_row(str(props["rank"]), f"{lon:.6f}", f"{lat:.6f}",
+                      f"{props['marginal_households']:,}", f"{total:,}",
+                      f"{props['buildings_added']:,}")
+    out.print(table)
+    existing = body["existing"]
+    out.print(f"{body['candidates']} candidates; households covered "
+              f"{existing['covered_households']:,} -> {body['covered_households_after']:,} "
+              f"of {existing['households']:,} "
+              f"(+{body['households_added']:,}; {body['coverable_households']:,} coverable)")
+    greedy = "-" if body["greedy_gap"] is None else f"{body['greedy_gap']:.2%}"
+    out.print(f"method {body['method']}, optimal {body['optimal']}, gap {body['gap']:.2%}, "
+              f"greedy gap {greedy}, {body['seconds']:.2f} s: {body['note']}")
+
+
+@app.command("fire-access")
+def fire_access_command(
+    reach: Annotated[float | None, typer.Option(help="Metres a hose line goes from where the "
+                                                "engine stops (default 60).")] = None,
+    by: Annotated[str, typer.Option(help="Group by grid or area.")] = "grid",
+    top: Annotated[int, typer.Option(help="Blocked passages to list.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Which buildings a fire engine cannot get near; blocked passages ranked by the
+    households opening each would restore."""
+    from twin.fire import fire_access, fire_query
+
+    settings = _settings()
+    with _domain_errors():
+        query = fire_query(reach, by)
+        body = fire_access(_app_engine(settings), query).as_dict(query.by)
+    if as_json:
+        out.print_json(json.dumps(body, ensure_ascii=False))
+        return
+    totals = body["totals"]
+    out.print(f"消防通达 Fire access within {query.reach:g} m (twin change "
+              f"{body['twin']['change_id']}): {totals['unreachable_buildings']:,} of "
+              f"{totals['buildings']:,} buildings unreachable, "
+              f"{totals['unreachable_households']:,} of {totals['households']:,} households, "
+              f"{totals['unreachable_elderly']:,} elderly")
+    table = Table("序号\nrank", "通道\npassage", "堵塞物\nblocked by",
+                  title="堵塞通道 Blocked passages by households restored")
+    for header in ("恢复建筑\nbldgs", "恢复户数\nhouseholds"):
+        table.add_column(header, justify="right")
+    for entry in body["blocked_passages"][:top]:
+        table.add_row(str(entry["rank"]), str(entry["id"]), entry["blocked_by"] or "-",
+                      f"{entry['restores_buildings']:,}", f"{entry['restores_households']:,}")
+    out.print(table)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Default TWIN_HOST (127.0.0.1).")] = None,

@@ -179,14 +179,20 @@ class Walkable:
     streets: int
     passages: int  # open ones, in the network
     seconds: float
+    street_lines: Any = None  # the streets' centre lines in metres (candidate sites lie on them)
+
+
+def read_frame(conn: Connection) -> Frame:
+    """The UTM zone of the twin's centre, where metres are measured."""
+    lon, lat = conn.execute(text(
+        "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c "
+        "FROM twin.features) AS x")).one()
+    return frame_for(float(lon or 0.0), float(lat or 0.0))
 
 
 def _read_network(conn: Connection) -> Walkable:
     started = time.perf_counter()
-    lon, lat = conn.execute(text(
-        "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c "
-        "FROM twin.features) AS x")).one()
-    frame = frame_for(float(lon or 0.0), float(lat or 0.0))
+    frame = read_frame(conn)
     rows = conn.execute(text(
         "SELECT layer, ST_AsBinary(ST_Transform(geom, CAST(:srid AS integer))) AS wkb, "
         "coalesce((props->>'width_m')::float8, 0) AS width, props->>'state' AS state "
@@ -195,11 +201,11 @@ def _read_network(conn: Connection) -> Walkable:
     streets = [r for r in rows if r.layer == "streets"]
     # blocked passages are left out (walkers and fire engines alike: see twin.network)
     passages = [r for r in rows if r.layer == "fire_passages" and r.state != "blocked"]
-    network = street_network(shapely.from_wkb([bytes(r.wkb) for r in streets]),
-                             [r.width for r in streets],
+    street_lines = shapely.from_wkb([bytes(r.wkb) for r in streets])
+    network = street_network(street_lines, [r.width for r in streets],
                              list(shapely.from_wkb([bytes(r.wkb) for r in passages])))
     return Walkable(network, frame, len(streets), len(passages),
-                    time.perf_counter() - started)
+                    time.perf_counter() - started, street_lines)
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,7 @@ class Buildings:
     snapped: Snapped
     area_names: dict[str, str]
     index: dict[int, int]
+    xy: Floats = field(default_factory=lambda: np.zeros((0, 2)))  # points on surface, metres
 
 
 def _read_buildings(conn: Connection, walk: Walkable) -> Buildings:
@@ -236,7 +243,7 @@ def _read_buildings(conn: Connection, walk: Walkable) -> Buildings:
         grids=[r.grid_code for r in rows], areas=[r.area_code for r in rows],
         addresses=[r.address for r in rows], geojson=[r.geojson for r in rows],
         snapped=walk.network.snap(x, y), area_names=names,
-        index={int(i): k for k, i in enumerate(ids)})
+        index={int(i): k for k, i in enumerate(ids)}, xy=np.column_stack([x, y]))
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,7 @@ class Facilities:
     ids: Ints
     names: list[str | None]
     snapped: Snapped
+    xy: Floats = field(default_factory=lambda: np.zeros((0, 2)))  # where they stand, metres
 
 
 def _read_facilities(conn: Connection, query: CoverageQuery, walk: Walkable) -> Facilities:
@@ -260,7 +268,7 @@ def _read_facilities(conn: Connection, query: CoverageQuery, walk: Walkable) -> 
     x, y = walk.frame.to_metres(np.array([r.lon for r in rows], dtype=np.float64),
                                 np.array([r.lat for r in rows], dtype=np.float64))
     return Facilities(np.array([r.id for r in rows], dtype=np.int64),
-                      [r.name for r in rows], walk.network.snap(x, y))
+                      [r.name for r in rows], walk.network.snap(x, y), np.column_stack([x, y]))
 
 
 # ---- the answer ----------------------------------------------------------------------------

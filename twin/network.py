@@ -21,8 +21,9 @@ nearest edge (``STRtree.query_nearest``); its distance to a node is the snap dis
 distance along the edge. Two points on one edge also reach each other directly along it.
 
 The graph is a scipy CSR matrix for the hot path (``scipy.sparse.csgraph.dijkstra`` from many
-sources at once); ``to_networkx`` gives the same graph, with snapped points spliced into their
-edges, so tests can check the distances against networkx.
+sources at once; ``within`` runs it with a row per source, giving every source-target pair
+within a distance: siting's coverage matrix); ``to_networkx`` gives the same graph, with
+snapped points spliced into their edges, so tests can check the distances against networkx.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import shapely
 from pyproj import Transformer
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_array, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from shapely.geometry import LineString
 from shapely.ops import substring
@@ -118,6 +119,26 @@ class Nearest:
     source: Ints
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """Source-target pairs within a distance, sorted by (source, target): parallel arrays."""
+
+    source: Ints
+    target: Ints
+    distance: Floats
+    shape: tuple[int, int]  # (sources, targets)
+
+    @classmethod
+    def empty(cls, sources: int, targets: int) -> Pairs:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                   (sources, targets))
+
+    def matrix(self) -> Any:
+        """A sparse boolean sources x targets matrix (scipy CSR array): True within reach."""
+        return csr_array((np.ones(len(self.source), dtype=bool), (self.source, self.target)),
+                         shape=self.shape)
+
+
 class Network:
     """An undirected graph of street pieces; node ids 0..n-1, edge ids 0..m-1."""
 
@@ -195,16 +216,8 @@ class Network:
         t = len(targets)
         if len(sources) == 0 or t == 0:
             return Nearest(np.full(t, np.inf), np.full(t, -1, dtype=np.int64))
-        n, k = self.node_count, len(sources)
-        su, sv, scu, scv = self._end_costs(sources)
-        virtual = np.arange(n, n + k, dtype=np.int64)
-        rows = np.concatenate([self._rows, virtual, virtual])
-        cols = np.concatenate([self._cols, su, sv])
-        weights = np.concatenate([self._weights, scu, scv])
-        graph = csr_matrix((weights, (rows, cols)), shape=(n + k, n + k))
-        # duplicates would be summed: keep the smaller of a source's two ends on a loop edge
-        if graph.nnz != len(weights):
-            graph = _min_matrix(rows, cols, weights, n + k)
+        n = self.node_count
+        graph, virtual = self._source_graph(sources)
         dist, _pred, origin = dijkstra(graph, directed=False, indices=virtual, min_only=True,
                                        limit=np.inf if limit is None else limit,
                                        return_predecessors=True)
@@ -225,23 +238,44 @@ class Network:
         source[~np.isfinite(best)] = -1
         return Nearest(best, source)
 
-    def _same_edge(self, sources: Snapped, targets: Snapped) -> tuple[Floats, Ints]:
-        """Along-edge distance from each target to the nearest source on its own edge."""
-        best = np.full(len(targets), np.inf)
-        which = np.full(len(targets), -1, dtype=np.int64)
+    def _source_graph(self, sources: Snapped) -> tuple[csr_matrix, Ints]:
+        """The graph plus one node per source (ids n..n+k-1), hanging off both ends of its
+        edge by the cost of reaching each (snap distance included)."""
+        n, k = self.node_count, len(sources)
+        su, sv, scu, scv = self._end_costs(sources)
+        virtual = np.arange(n, n + k, dtype=np.int64)
+        rows = np.concatenate([self._rows, virtual, virtual])
+        cols = np.concatenate([self._cols, su, sv])
+        weights = np.concatenate([self._weights, scu, scv])
+        graph = csr_matrix((weights, (rows, cols)), shape=(n + k, n + k))
+        # duplicates would be summed: keep the smaller of a source's two ends on a loop edge
+        if graph.nnz != len(weights):
+            graph = _min_matrix(rows, cols, weights, n + k)
+        return graph, virtual
+
+    @staticmethod
+    def _same_edge_pairs(sources: Snapped, targets: Snapped) -> tuple[Ints, Ints, Floats]:
+        """Every (target, source) pair on one edge, grouped by target, and the distance
+        between them directly along it."""
         order = np.argsort(sources.edge, kind="stable")
         edges = sources.edge[order]
         lo = np.searchsorted(edges, targets.edge, side="left")
         count = np.searchsorted(edges, targets.edge, side="right") - lo
         hit = np.flatnonzero(count > 0)
-        if len(hit) == 0:
-            return best, which
-        # every (target, source on its edge) pair, grouped by target
-        t = np.repeat(hit, count[hit])
+        t = np.repeat(hit, count[hit]).astype(np.int64)
         starts = np.cumsum(count[hit]) - count[hit]
         cand = order[lo[t] + np.arange(len(t)) - np.repeat(starts, count[hit])]
         d = sources.offset[cand] + np.abs(sources.along[cand] - targets.along[t]) + \
             targets.offset[t]
+        return t, cand.astype(np.int64), d
+
+    def _same_edge(self, sources: Snapped, targets: Snapped) -> tuple[Floats, Ints]:
+        """Along-edge distance from each target to the nearest source on its own edge."""
+        best = np.full(len(targets), np.inf)
+        which = np.full(len(targets), -1, dtype=np.int64)
+        t, cand, d = self._same_edge_pairs(sources, targets)
+        if len(t) == 0:
+            return best, which
         # the first smallest per target: sort by (target, distance)
         pick = np.lexsort((d, t))
         first = np.ones(len(pick), dtype=bool)
@@ -250,6 +284,45 @@ class Network:
         best[t[chosen]] = d[chosen]
         which[t[chosen]] = cand[chosen]
         return best, which
+
+    def within(self, sources: Snapped, targets: Snapped, limit: float,
+               max_cells: int = 20_000_000) -> Pairs:
+        """Every (source, target) pair within ``limit`` metres along the network (snap
+        distances included), e.g. which candidate site reaches which building.
+
+        One Dijkstra from all sources at once (each its own row, searched up to ``limit``)
+        over the graph plus one node per source; a target is reached through either end of
+        its edge, or directly along the edge from a source on the same one. The sources go
+        in batches only when one call would hold more than ``max_cells`` distances."""
+        k, t = len(sources), len(targets)
+        if k == 0 or t == 0:
+            return Pairs.empty(k, t)
+        n = self.node_count
+        graph, virtual = self._source_graph(sources)
+        tu, tv, tcu, tcv = self._end_costs(targets)
+        found_s: list[Ints] = []
+        found_t: list[Ints] = []
+        found_d: list[Floats] = []
+        step = max(1, max_cells // (n + k + t))
+        for first in range(0, k, step):
+            dist = dijkstra(graph, directed=False, indices=virtual[first:first + step],
+                            limit=limit)
+            d = np.minimum(dist[:, tu] + tcu, dist[:, tv] + tcv)
+            rows, cols = np.nonzero(d <= limit)
+            found_s.append(rows.astype(np.int64) + first)
+            found_t.append(cols.astype(np.int64))
+            found_d.append(d[rows, cols])
+        same_t, same_s, same_d = self._same_edge_pairs(sources, targets)
+        keep = same_d <= limit
+        s_all = np.concatenate([*found_s, same_s[keep]])
+        t_all = np.concatenate([*found_t, same_t[keep]])
+        d_all = np.concatenate([*found_d, same_d[keep]])
+        # a pair found both ways keeps the shorter; sorted by (source, target)
+        order = np.lexsort((d_all, t_all, s_all))
+        s_all, t_all, d_all = s_all[order], t_all[order], d_all[order]
+        first_of = np.ones(len(s_all), dtype=bool)
+        first_of[1:] = (s_all[1:] != s_all[:-1]) | (t_all[1:] != t_all[:-1])
+        return Pairs(s_all[first_of], t_all[first_of], d_all[first_of], (k, t))
 
     def reach(self, source: Snapped, limit: float) -> Any:
         """The parts of edges within ``limit`` metres of one snapped point, as (Multi)
@@ -392,6 +465,23 @@ def street_network(streets: Sequence[Any], street_widths: Sequence[float],
     for k, line in enumerate(street_lines):
         pieces += _split(line, splits[k]) if k in splits else [line]
     return Network.from_lines([*pieces, *passages, *joins])
+
+
+def points_along(lines: Sequence[Any] | Any, spacing: float) -> tuple[Floats, Floats]:
+    """Points spread along each line about ``spacing`` metres apart: round(length / spacing)
+    of them (at least one) at equal steps, the first and last half a step from the ends, so
+    lines meeting at a junction do not both put a point on it."""
+    geoms = np.asarray(lines, dtype=object)
+    if len(geoms) == 0:
+        return np.zeros(0), np.zeros(0)
+    length = shapely.length(geoms)
+    count = np.maximum(np.round(length / spacing), 1).astype(np.int64)
+    which = np.repeat(np.arange(len(geoms)), count)
+    step = np.repeat(length / count, count)
+    rank = np.arange(len(which)) - np.repeat(np.cumsum(count) - count, count)
+    points = shapely.line_interpolate_point(geoms[which], (rank + 0.5) * step)
+    xy = shapely.get_coordinates(points)
+    return xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
 
 
 def fmt_metres(value: float) -> float | None:

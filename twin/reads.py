@@ -128,32 +128,35 @@ def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> s
 
 
 def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
-    """A page as rows of up to ``chunk`` features each: (their texts joined by commas, rows
-    found (a next page exists when that exceeds the limit), the page's digest, the chunk's
-    last sort keys...). Python handles a value per chunk, not a row per feature, and a large
-    page still streams a chunk at a time.
+    """A page as rows of up to ``chunk`` features each: (their texts joined by commas, as
+    UTF-8 bytes, rows found (a next page exists when that exceeds the limit), the page's
+    digest, the chunk's last sort keys...). Python handles a value per chunk, not a row per
+    feature, passes the bytes on without decoding them, and a large page still streams a
+    chunk at a time. Read it with binary results (bytea arrives as raw bytes).
 
-    The digest of the (id, version) of every row found is the page's ETag: it changes exactly
-    when the page would, whenever and in whatever order writers commit. A page of at most one
-    chunk is one row (an empty page too); a larger one numbers its rows once in a CTE and
-    groups them (an empty page has no rows).
+    The digest, a 64-bit XOR of the hashes of every row's (id, version), is the page's ETag:
+    it changes when the page would, whenever and in whatever order writers commit. A page of
+    at most one chunk is one row (an empty page too); a larger one numbers its rows once in
+    a CTE and groups them (an empty page has no rows).
     """
     params: dict[str, Any] = {"page": query.limit, "chunk": chunk}
     keys = len(sort_keys(query))
     rows = _select(query, params)
-    digest = "md5(string_agg(id || '.' || v, ',' ORDER BY n))"
+    digest = "bit_xor(hashint8extended(id, v))"
     if query.limit <= chunk:
         last = "".join(f", (array_agg(k{i} ORDER BY n DESC) FILTER (WHERE n <= %(page)s))[1]"
                        for i in range(keys))
         # row_number() numbers the rows as they come out of the ordered subquery
-        return (f"SELECT string_agg(feature, ',' ORDER BY n) FILTER (WHERE n <= %(page)s), "
-                f"count(*), {digest}{last} FROM (SELECT *, row_number() OVER () AS n "
-                f"FROM ({rows}) AS r) AS numbered", params)
+        return (f"SELECT convert_to(string_agg(feature, ',' ORDER BY n) "
+                f"FILTER (WHERE n <= %(page)s), 'UTF8'), count(*), {digest}{last} "
+                f"FROM (SELECT *, row_number() OVER () AS n FROM ({rows}) AS r) AS numbered",
+                params)
     last = "".join(f", (array_agg(k{i} ORDER BY n DESC))[1]" for i in range(keys))
     return (f"WITH numbered AS MATERIALIZED (SELECT *, row_number() OVER () AS n "
-            f"FROM ({rows}) AS r) "
-            f"SELECT string_agg(feature, ',' ORDER BY n), (SELECT count(*) FROM numbered), "
-            f"(SELECT {digest} FROM numbered){last} FROM numbered "
+            f"FROM ({rows}) AS r), whole AS (SELECT count(*) AS found, {digest} AS digest "
+            f"FROM numbered) "
+            f"SELECT convert_to(string_agg(feature, ',' ORDER BY n), 'UTF8'), "
+            f"(SELECT found FROM whole), (SELECT digest FROM whole){last} FROM numbered "
             f"WHERE n <= %(page)s GROUP BY (n - 1) / %(chunk)s ORDER BY (n - 1) / %(chunk)s",
             params)
 

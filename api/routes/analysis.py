@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, UserDep
+from api.routes.edits import read_json
 from twin.coverage import (
     ANALYSIS_ROLES,
     building_coverage,
@@ -15,6 +17,8 @@ from twin.coverage import (
     service_areas,
 )
 from twin.errors import Forbidden, Problem, Unprocessable
+from twin.fire import DEFAULT_REACH_M, fire_access, fire_query
+from twin.placement import MAX_TIME_LIMIT_S, MIN_SPACING_M, site, siting_query
 from twin.users import User
 
 router = APIRouter(tags=["analysis"])
@@ -32,9 +36,9 @@ TagsParam = Annotated[str | None, Query(description="only facilities with all th
                                         "comma-separated")]
 
 
-def _allowed(user: User) -> None:
+def _allowed(user: User, what: str = "coverage") -> None:
     if user.role not in ANALYSIS_ROLES:
-        raise Forbidden(f"coverage is for {', '.join(ANALYSIS_ROLES)}; {user.name} is a "
+        raise Forbidden(f"{what} is for {', '.join(ANALYSIS_ROLES)}; {user.name} is a "
                         f"{user.role}")
 
 
@@ -93,3 +97,59 @@ def building_coverage_route(
     _known(request, BUILDING_PARAMS)
     return building_coverage(engine, coverage_query(layer, within, None, state, tags),
                              building_id)
+
+
+_SITING_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["layer", "n"], "additionalProperties": False,
+    "properties": {
+        "layer": {"type": "string", "description": "a point layer, e.g. charging_points"},
+        "n": {"type": "integer", "minimum": 1, "description": "new sites to place"},
+        "within": {"type": "number", "exclusiveMinimum": 0,
+                   "description": "metres along the network; default the layer's "
+                                  "coverage_within_m"},
+        "state": {"type": "string", "description": "only existing facilities in this state "
+                                                   "count"},
+        "tags": {"type": "array", "items": {"type": "string"},
+                 "description": "only existing facilities with all these tags count"},
+        "candidates": {"description": "[[lon, lat], ...] or {\"spacing_m\": 50} (default): "
+                                      "sites along the streets",
+                       "oneOf": [{"type": "array", "items": {"type": "array", "items": {
+                           "type": "number"}, "minItems": 2, "maxItems": 2}},
+                                 {"type": "object", "properties": {"spacing_m": {
+                                     "type": "number", "minimum": MIN_SPACING_M}}}]},
+        "time_limit_s": {"type": "number", "exclusiveMinimum": 0,
+                         "maximum": MAX_TIME_LIMIT_S, "default": 10},
+    }},
+    "example": {"layer": "charging_points", "n": 54, "state": "safe",
+                "candidates": {"spacing_m": 50}}}}}
+
+
+@router.post("/analysis/siting", summary="Where N new facilities of a layer cover the most "
+             "households (maximal covering, existing facilities kept)",
+             openapi_extra={"requestBody": _SITING_BODY})
+async def siting_route(request: Request, engine: EngineDep, user: UserDep) -> dict[str, Any]:
+    """A JSON body: ``layer``, ``n``, ``within`` (metres; default the layer's
+    coverage_within_m), ``state``/``tags`` (which existing facilities count), ``candidates``
+    (a list of [lon, lat] or ``{"spacing_m": 50}``, the default: along the streets) and
+    ``time_limit_s`` (default 10, at most 60). Planners, commanders and admins."""
+    _allowed(user, "siting")
+    query = siting_query(await read_json(request, 1024 * 1024))
+    result = await run_in_threadpool(site, engine, query)
+    return result.as_dict()
+
+
+@router.get("/analysis/fire-access", summary="Which buildings a fire engine cannot get "
+            "near; which blocked passages would restore the most households")
+def fire_access_route(
+    request: Request,
+    engine: EngineDep,
+    user: UserDep,
+    reach: Annotated[str | None, Query(description=f"metres a hose line goes from where "
+                                       f"the engine stops; default {DEFAULT_REACH_M:g}")] = None,
+    by: Annotated[str | None, Query(description="grid (default) or area")] = None,
+) -> dict[str, Any]:
+    """Planners, commanders and admins; the answer names the twin's moment (``twin``)."""
+    _allowed(user, "fire access")
+    _known(request, frozenset({"reach", "by"}))
+    query = fire_query(reach, by)
+    return fire_access(engine, query).as_dict(query.by)

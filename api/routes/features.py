@@ -158,14 +158,14 @@ async def items(request: Request, layer: str) -> Response:
         async with get_pool(request).connection() as conn:
             await token_role(request, conn, token)
             with _evaluation_errors():
-                row = await (await conn.execute(sql, params)).fetchone()
+                row = await (await conn.execute(sql, params, binary=True)).fetchone()
         assert row is not None  # an aggregate without GROUP BY: always one row
         text, found, digest, *last = row
-        etag = _items_etag(request, query, digest)
+        etag = _items_etag(request, query, found, digest)
         if _not_modified(request, etag):
             return Response(status_code=304, headers={"ETag": etag})
         more = last if found > query.limit else None
-        return Response(_HEAD + (text or "").encode()
+        return Response(_HEAD + (text or b"")
                         + _tail(request, min(found, query.limit), more), media_type=GEOJSON,
                         headers={"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"})
     return await _stream(request, query, sql, params, token)
@@ -179,28 +179,28 @@ async def _stream(request: Request, query: ItemsQuery, sql: str, params: dict[st
     conn = await pool.getconn()
     try:
         await token_role(request, conn, token)
-        rows = conn.cursor().stream(sql, params, size=1)
+        rows = conn.cursor().stream(sql, params, binary=True, size=1)
         with _evaluation_errors():
             first = await anext(rows, None)
     except BaseException:
         await pool.putconn(conn)
         raise
-    etag = _items_etag(request, query, first[2] if first else None)
+    found, digest = (first[1], first[2]) if first else (0, None)
+    etag = _items_etag(request, query, found, digest)
     if first is None or _not_modified(request, etag):
         await pool.putconn(conn)  # an unfinished stream (a 304): the pool resets it
-        if first is not None:
+        if _not_modified(request, etag):
             return Response(status_code=304, headers={"ETag": etag})
         return Response(_HEAD + _tail(request, 0, None), media_type=GEOJSON,
                         headers={"ETag": etag, "Content-Crs": f"<{query.crs.uri}>"})
-    found = first[1]
 
     async def body() -> AsyncIterator[bytes]:
         """The first chunk, the others as PostgreSQL sends them, then count and links."""
         try:
-            yield _HEAD + first[0].encode()
+            yield _HEAD + first[0]
             last = first
             async for chunk in rows:
-                yield b"," + chunk[0].encode()
+                yield b"," + chunk[0]
                 last = chunk
             yield _tail(request, min(found, query.limit),
                         last[3:] if found > query.limit else None)
@@ -221,11 +221,12 @@ def _evaluation_errors() -> Iterator[None]:
                            [Problem("filter", None, str(exc))]) from None
 
 
-def _items_etag(request: Request, query: ItemsQuery, rows: str | None) -> str:
-    """A page's strong ETag: the digest of its rows' (id, version) and the exact query."""
+def _items_etag(request: Request, query: ItemsQuery, found: int, rows: int | None) -> str:
+    """A page's strong ETag: how many rows and the digest of their (id, version), and the
+    exact query."""
     asked = hashlib.sha1(str(request.query_params).encode(),
                          usedforsecurity=False).hexdigest()[:16]
-    return f'"{query.layer.name}-{rows or "empty"}-{asked}"'
+    return f'"{query.layer.name}-{found}-{(rows or 0) & 0xFFFFFFFFFFFFFFFF:x}-{asked}"'
 
 
 _HEAD = b'{"type":"FeatureCollection","features":['

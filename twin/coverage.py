@@ -222,6 +222,19 @@ class Buildings:
     index: dict[int, int]
     xy: Floats = field(default_factory=lambda: np.zeros((0, 2)))  # points on surface, metres
 
+    def groups(self, by: str, sums: Callable[[npt.NDArray[np.bool_]], dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+        """``sums`` of the buildings of each micro-grid (``grid``) or residential area
+        (``area``, with its name), by code."""
+        keys = np.array([k or "" for k in (self.grids if by == "grid" else self.areas)])
+        out = []
+        for code in sorted(set(keys.tolist())):
+            entry: dict[str, Any] = {"code": code or None}
+            if by == "area":
+                entry["name"] = self.area_names.get(code)
+            out.append({**entry, **sums(keys == code)})
+        return out
+
 
 def _read_buildings(conn: Connection, walk: Walkable) -> Buildings:
     rows = conn.execute(text(
@@ -318,15 +331,7 @@ class Coverage:
         """Summaries per micro-grid (``grid``) or residential area (``area``), by code."""
         by = by or self.query.by
         if by not in self._groups:
-            b = self.buildings
-            keys = np.array([k or "" for k in (b.grids if by == "grid" else b.areas)])
-            out = []
-            for code in sorted(set(keys.tolist())):
-                entry: dict[str, Any] = {"code": code or None}
-                if by == "area":
-                    entry["name"] = b.area_names.get(code)
-                out.append({**entry, **self._sums(keys == code)})
-            self._groups[by] = out
+            self._groups[by] = self.buildings.groups(by, self._sums)
         return self._groups[by]
 
     def building(self, k: int, within: float | None = None) -> dict[str, Any]:

@@ -217,15 +217,7 @@ class FireAccess:
     def groups(self, by: str | None = None) -> list[dict[str, Any]]:
         by = by or self.query.by
         if by not in self._groups:
-            b = self.buildings
-            keys = np.array([k or "" for k in (b.grids if by == "grid" else b.areas)])
-            out = []
-            for code in sorted(set(keys.tolist())):
-                entry: dict[str, Any] = {"code": code or None}
-                if by == "area":
-                    entry["name"] = b.area_names.get(code)
-                out.append({**entry, **self._sums(keys == code)})
-            self._groups[by] = out
+            self._groups[by] = self.buildings.groups(by, self._sums)
         return self._groups[by]
 
     def unreachable_geojson(self) -> dict[str, Any]:

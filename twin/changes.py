@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from twin.reads import valid_at
+
 # One change as JSON: every field of the log row, in the names the API documents.
 CHANGE_JSON = """json_build_object(
     'id', c.id, 'time', c.server_time, 'client_time', c.client_time, 'actor', c.actor,
@@ -155,10 +157,10 @@ def diff_sql(by_grid: bool) -> str:
     return f"""
 WITH before AS (
     SELECT v.* FROM twin.feature_versions v
-     WHERE v.valid @> %(t1)s::timestamptz AND {where}
+     WHERE {valid_at('t1')} AND {where}
 ), after AS (
     SELECT v.* FROM twin.feature_versions v
-     WHERE v.valid @> %(t2)s::timestamptz AND {where}
+     WHERE {valid_at('t2')} AND {where}
 ), pairs AS (
     SELECT coalesce(a.feature_id, b.feature_id) AS id, coalesce(a.layer, b.layer) AS layer,
            b.version AS version_before, a.version AS version_after,

@@ -797,6 +797,8 @@ def write_history(url: str, n: int, seed: int, window: Window,
     advance = progress or (lambda _: None)
     conninfo = libpq_conninfo(url)
     with _connect(conninfo) as conn:
+        # the versions closed in the window go straight to their months' partitions
+        conn.execute("SELECT twin.version_partitions(%s, %s)", (window.start, window.end))
         grids = _read_grids(conn)
         shares = _shares(_read_features(conn), _read_actors(conn), seed, n, jobs)
         calendar = _Calendar(window)

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
+from twin.maintain import make_partitions
 from twin.registry import all_layers
 from twin.settings import DEFAULT_TIME_ZONE
 
@@ -21,6 +22,7 @@ def migrate(engine: Engine, app_role: str | None = None,
     layer is a new file, and the next ``twin db migrate`` creates its partition. The change
     counts learn the time zone and the layers' state fields here too (a change of either
     recounts the log), in the migrations' transaction, so they are never left uncounted.
+    The versions get this and next month's partitions (``twin db maintain`` keeps that up).
     """
     config = Config()
     config.set_main_option("script_location", str(files("twin") / "migrations"))
@@ -36,3 +38,4 @@ def migrate(engine: Engine, app_role: str | None = None,
                          {layer.name: layer.state_field for layer in layers if layer.state_field})})
         if app_role:
             conn.execute(text("SELECT twin.grant_app(:role)"), {"role": app_role})
+        make_partitions(conn)

@@ -228,8 +228,16 @@ def source(as_of: datetime | None, params: dict[str, Any]) -> str:
         return "twin.features f"
     params["as_of"] = as_of
     return ("(SELECT feature_id AS id, layer, name, props, tags, geom, grid_code, area_code, "
-            "version, lower(valid) AS valid_from, changed_by FROM twin.feature_versions "
-            "WHERE valid @> %(as_of)s::timestamptz) f")
+            "version, lower(valid) AS valid_from, changed_by FROM twin.feature_versions v "
+            f"WHERE {valid_at('as_of')}) f")
+
+
+def valid_at(param: str) -> str:
+    """Versions ``v`` current at the moment in parameter ``param``. The second condition
+    repeats the first in the partition key's terms, so the months of versions that closed
+    before it are not read at all."""
+    return (f"v.valid @> %({param})s::timestamptz "
+            f"AND coalesce(upper(v.valid), 'infinity') > %({param})s::timestamptz")
 
 
 EXTENT_SQL = """

@@ -154,6 +154,50 @@ def test_a_blocked_passage_leaves_the_network(client: TestClient, auth: dict[str
         assert all(121.4 < x < 121.7 and 31.1 < y < 31.3 for x, y in ring)
 
 
+def test_what_if_equals_the_coverage_once_the_facility_is_there(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    url = "/analysis/coverage?layer=waste_points"
+    before = _get(client, auth, url)
+    lonely = min(before["uncovered"]["features"], key=lambda f: f["properties"]["snap_m"])
+    lon, lat = _one(sample_db, "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) "
+                    "AS p FROM twin.features WHERE id = :b) x", b=lonely["id"])
+    asked = _get(client, auth, f"/analysis/coverage/what-if?layer=waste_points&at={lon},{lat}")
+    assert asked["twin"] == before["twin"] and asked["before"] == before["totals"]
+    newly = asked["newly_covered"]["features"]
+    assert lonely["id"] in {f["id"] for f in newly}
+    assert asked["gained"]["buildings"] == len(newly) > 0
+    assert asked["gained"]["households"] == sum(f["properties"]["households"] for f in newly)
+    assert all(f["properties"]["distance_m"] <= 120 for f in newly)
+    # the same point made a real waste point: the coverage recomputed agrees exactly
+    _edit(sample_db, "INSERT INTO twin.features (layer, name, props, geom) VALUES "
+          "('waste_points', 'what-if', '{\"state\": \"ok\"}', "
+          "ST_SetSRID(ST_MakePoint(:x, :y), 4326))", x=lon, y=lat)
+    after = _get(client, auth, url)
+    assert asked["after"] == after["totals"]
+    now = {g["code"]: g for g in after["groups"]}
+    assert asked["groups"] and all(
+        g["after"] == {k: v for k, v in now[g["code"]].items() if k not in ("code", "name")}
+        for g in asked["groups"])
+    gone = {f["id"] for f in before["uncovered"]["features"]} - {
+        f["id"] for f in after["uncovered"]["features"]}
+    assert gone == {f["id"] for f in newly}
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("layer=waste_points", "at"),
+    ("layer=waste_points&at=121.5", "at"),
+    ("layer=waste_points&at=east,north", "at"),
+    ("layer=waste_points&at=200,31", "at"),
+    ("layer=nowhere&at=121.5,31.2", "layer"),
+    ("layer=waste_points&at=121.5,31.2&within=-1", "within"),
+])
+def test_what_if_bad_parameters_are_422(client: TestClient, auth: dict[str, str],
+                                        query: str, field: str) -> None:
+    response = client.get(f"/analysis/coverage/what-if?{query}", headers=auth)
+    assert response.status_code == 422, response.text
+    assert field in [p["field"] for p in response.json()["problems"]]
+
+
 @pytest.mark.parametrize(("query", "field"), [
     ("layer=nowhere", "layer"),
     ("layer=streets", "layer"),

@@ -190,6 +190,27 @@ def test_pairs_within_a_distance_equal_networkx(lines: list[LineString]) -> None
     assert small.distance.tolist() == pytest.approx(whole.distance.tolist())
 
 
+@pytest.mark.parametrize("lines", [
+    _grid(7, 60.0),
+    [LineString([(0, 0), (300, 0)]), LineString([(0, 0), (50, 40), (300, 0)]),
+     LineString([(100, 0), (150, 0), (150, 50), (100, 0)]),
+     LineString([(100, 0), (200, -50)])],
+], ids=["grid", "parallel-long-edge-and-loop"])
+def test_one_new_point_searched_in_its_disc_equals_networkx(lines: list[LineString]) -> None:
+    net = Network.from_lines(lines)
+    rng = np.random.default_rng(8)
+    x, y = rng.uniform(-10, 370, 80), rng.uniform(-60, 370, 80)
+    targets = net.snap(x, y)
+    for i in range(12):
+        at = np.array([rng.uniform(-10, 370), rng.uniform(-60, 370)])
+        source = net.snap(at[:1], at[1:])
+        for limit in (30.0, 90.0, 250.0):
+            found = net.from_one(source, at, targets, limit)
+            expected = _reference(net, source, targets, limit)
+            assert found.tolist() == pytest.approx(expected, rel=1e-12, abs=1e-9), (i, limit)
+    assert np.isfinite(found).any() and not np.isfinite(found).all()  # the cases discriminate
+
+
 def test_pairs_on_one_edge_meet_along_it_and_points_along_lines() -> None:
     lines = [LineString([(0, 0), (300, 0)]), LineString([(0, 0), (0, 300)]),
              LineString([(0, 300), (300, 300)]), LineString([(300, 300), (300, 0)])]

@@ -23,11 +23,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import shapely
+from scipy.spatial import cKDTree
 from sqlalchemy import Connection, Engine, text
 
 from twin.errors import NotFound, Problem, Unprocessable
@@ -222,6 +224,11 @@ class Buildings:
     index: dict[int, int]
     xy: Floats = field(default_factory=lambda: np.zeros((0, 2)))  # points on surface, metres
 
+    @cached_property
+    def tree(self) -> cKDTree:
+        """The buildings' points in a k-d tree, to find those near a point."""
+        return cKDTree(self.xy)
+
     def groups(self, by: str, sums: Callable[[npt.NDArray[np.bool_]], dict[str, Any]]
                ) -> list[dict[str, Any]]:
         """``sums`` of the buildings of each micro-grid (``grid``) or residential area
@@ -286,6 +293,17 @@ def _read_facilities(conn: Connection, query: CoverageQuery, walk: Walkable) -> 
 
 # ---- the answer ----------------------------------------------------------------------------
 
+def _with_shares(counts: dict[str, Any]) -> dict[str, Any]:
+    """Counts of buildings and households with the covered shares of each."""
+    n, c = counts["buildings"], counts["covered_buildings"]
+    hh, chh = counts["households"], counts["covered_households"]
+    return {"buildings": n, "covered_buildings": c,
+            "covered_share": round(c / n, 4) if n else None,
+            "households": hh, "covered_households": chh,
+            "covered_households_share": round(chh / hh, 4) if hh else None,
+            "elderly": counts["elderly"], "covered_elderly": counts["covered_elderly"]}
+
+
 @dataclass
 class Coverage:
     """Every building's distance to its nearest facility, at one moment of the twin."""
@@ -315,13 +333,12 @@ class Coverage:
     def _sums(self, rows: npt.NDArray[np.bool_]) -> dict[str, Any]:
         b = self.buildings
         covered = self.covered & rows
-        n, hh, old = int(rows.sum()), int(b.households[rows].sum()), int(b.elderly[rows].sum())
-        c, chh = int(covered.sum()), int(b.households[covered].sum())
-        return {"buildings": n, "covered_buildings": c,
-                "covered_share": round(c / n, 4) if n else None,
-                "households": hh, "covered_households": chh,
-                "covered_households_share": round(chh / hh, 4) if hh else None,
-                "elderly": old, "covered_elderly": int(b.elderly[covered].sum())}
+        return _with_shares({
+            "buildings": int(rows.sum()), "covered_buildings": int(covered.sum()),
+            "households": int(b.households[rows].sum()),
+            "covered_households": int(b.households[covered].sum()),
+            "elderly": int(b.elderly[rows].sum()),
+            "covered_elderly": int(b.elderly[covered].sum())})
 
     def totals(self) -> dict[str, Any]:
         return {**self._sums(np.ones(len(self.distance), dtype=bool)),
@@ -434,3 +451,50 @@ def service_areas(engine: Engine, query: CoverageQuery) -> dict[str, Any]:
                                         "within_m": query.within},
                          "geometry": json.loads(shapely.to_geojson(area))})
     return {"type": "FeatureCollection", "twin": result.twin_state(), "features": features}
+
+
+def what_if(engine: Engine, query: CoverageQuery, lon: float, lat: float) -> dict[str, Any]:
+    """What one more facility at (lon, lat) would change: the buildings it would bring within
+    ``query.within`` (uncovered now), and the totals and the groups they lie in, before and
+    after. Only the neighbourhood is searched (``Network.from_one``); the rest is the layer's
+    coverage in memory, so the answer costs what the neighbourhood costs."""
+    result = coverage(engine, query)
+    network, b = result.walk.network, result.buildings
+    x, y = result.walk.frame.to_metres(np.array([lon]), np.array([lat]))
+    at = np.array([x[0], y[0]])
+    site = network.snap(x, y)
+    if len(site) == 0:
+        raise Unprocessable("the twin has no streets: nothing can be reached", [Problem(
+            "at", [lon, lat], "no street network to stand on", "没有街道网络")])
+    near = np.sort(np.asarray(b.tree.query_ball_point(at, query.within), dtype=np.int64))
+    distance = network.from_one(site, at, b.snapped.take(near), query.within)
+    wins = (distance <= query.within) & ~result.covered[near]
+    gained, gained_distance = near[wins], distance[wins]
+
+    def plus(before: dict[str, Any], rows: Ints) -> dict[str, Any]:
+        return _with_shares(before | {
+            "covered_buildings": before["covered_buildings"] + len(rows),
+            "covered_households": before["covered_households"] + int(b.households[rows].sum()),
+            "covered_elderly": before["covered_elderly"] + int(b.elderly[rows].sum())})
+
+    codes = np.array([(b.grids if query.by == "grid" else b.areas)[k] or "" for k in gained])
+    groups = {g["code"] or "": g for g in result.groups(query.by)}
+    totals = result.totals()
+    newly = []
+    for k, d in zip(gained.tolist(), gained_distance.tolist(), strict=True):
+        props = result.building(k) | {"distance_m": fmt_metres(d), "covered": True}
+        newly.append({"type": "Feature", "id": props.pop("id"), "properties": props,
+                      "geometry": json.loads(b.geojson[k])})
+    return {
+        "parameters": query.as_dict() | {"at": [lon, lat]},
+        "twin": result.twin_state(),
+        "snap_m": round(float(site.offset[0]), 2),
+        "gained": {"buildings": len(gained), "households": int(b.households[gained].sum()),
+                   "elderly": int(b.elderly[gained].sum())},
+        "before": totals,
+        "after": plus(totals, gained) | {"facilities": totals["facilities"] + 1},
+        "groups": [{"code": code or None, "before": groups[code],
+                    "after": plus(groups[code], gained[codes == code])}
+                   for code in sorted(set(codes.tolist()))],
+        "newly_covered": {"type": "FeatureCollection", "features": newly},
+    }

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 from typing import Any
 
@@ -41,6 +42,7 @@ import shapely
 from pyproj import Transformer
 from scipy.sparse import csr_array, csr_matrix
 from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 from shapely.ops import substring
 
@@ -285,6 +287,41 @@ class Network:
         which[t[chosen]] = cand[chosen]
         return best, which
 
+    @cached_property
+    def node_tree(self) -> cKDTree:
+        """The nodes in a k-d tree, to find those near a point as the crow flies."""
+        return cKDTree(self.nodes)
+
+    def from_one(self, source: Snapped, at: Floats, targets: Snapped, limit: float) -> Floats:
+        """The network distance from one snapped point standing at ``at`` (x, y) to each
+        target (inf beyond ``limit``), searched among the nodes within ``limit`` of ``at``
+        as the crow flies only: a walk is never shorter than the straight line, so no walk
+        within the limit leaves that disc, and the cost follows the neighbourhood's size,
+        not the network's ("what if a facility stood here")."""
+        if len(source) != 1:
+            raise ValueError("from_one takes one point")
+        distance = np.full(len(targets), np.inf)
+        local = np.sort(np.asarray(self.node_tree.query_ball_point(at, limit), dtype=np.int64))
+        if len(local):
+            k = len(local)
+            part = self.matrix[local][:, local].tocoo()
+            su, sv, scu, scv = self._end_costs(source)
+            ends = _positions(local, np.concatenate([su, sv]))
+            hang = ends >= 0  # the ends of the point's edge inside the disc
+            graph = _min_matrix(np.concatenate([part.row, np.full(int(hang.sum()), k)]),
+                                np.concatenate([part.col, ends[hang]]),
+                                np.concatenate([part.data, np.concatenate([scu, scv])[hang]]),
+                                k + 1)
+            dist = np.append(dijkstra(graph, directed=False, indices=k, limit=limit)[:k],
+                             np.inf)  # position -1: a node outside the disc
+            tu, tv, tcu, tcv = self._end_costs(targets)
+            distance = np.minimum(dist[_positions(local, tu)] + tcu,
+                                  dist[_positions(local, tv)] + tcv)
+        t, _cand, d = self._same_edge_pairs(source, targets)
+        np.minimum.at(distance, t, d)
+        distance[distance > limit] = np.inf
+        return distance
+
     def within(self, sources: Snapped, targets: Snapped, limit: float,
                max_cells: int = 20_000_000) -> Pairs:
         """Every (source, target) pair within ``limit`` metres along the network (snap
@@ -382,6 +419,12 @@ class Network:
             for (a, p), (b, q) in pairwise(stops):
                 graph.add_edge(p, q, weight=b - a)
         return graph
+
+
+def _positions(local: Ints, nodes: Ints) -> Ints:
+    """Each of ``nodes``' index in the sorted ``local``, -1 when absent."""
+    at = np.minimum(np.searchsorted(local, nodes), len(local) - 1)
+    return np.where(local[at] == nodes, at, -1).astype(np.int64)
 
 
 def _min_matrix(rows: Ints, cols: Ints, weights: Floats, size: int) -> csr_matrix:

@@ -15,6 +15,7 @@ from twin.coverage import (
     coverage,
     coverage_query,
     service_areas,
+    what_if,
 )
 from twin.errors import Forbidden, Problem, Unprocessable
 from twin.fire import DEFAULT_REACH_M, fire_access, fire_query
@@ -25,6 +26,7 @@ router = APIRouter(tags=["analysis"])
 
 COVERAGE_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "service_areas"})
 BUILDING_PARAMS = frozenset({"layer", "within", "state", "tags"})
+WHAT_IF_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "at"})
 
 LayerParam = Annotated[str | None, Query(description="a point layer: waste_points, "
                                          "charging_points")]
@@ -97,6 +99,42 @@ def building_coverage_route(
     _known(request, BUILDING_PARAMS)
     return building_coverage(engine, coverage_query(layer, within, None, state, tags),
                              building_id)
+
+
+def _point(name: str, value: str | None) -> tuple[float, float]:
+    """``lon,lat`` in WGS-84 degrees, checked."""
+    try:
+        lon, lat = (float(v) for v in (value or "").split(","))
+    except ValueError:
+        raise Unprocessable(f"{name}={value}: lon,lat in degrees (WGS-84)", [Problem(
+            name, value, "lon,lat in degrees (WGS-84), e.g. 121.51,31.19",
+            "须为经度,纬度")]) from None
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise Unprocessable(f"{name}={value}: outside the globe", [Problem(
+            name, value, "longitude within ±180 and latitude within ±90", "经纬度超出范围")])
+    return lon, lat
+
+
+@router.get("/analysis/coverage/what-if", summary="What one more facility at a point would "
+            "cover: the buildings and households it adds, totals before and after")
+def what_if_route(
+    request: Request,
+    engine: EngineDep,
+    user: UserDep,
+    at: Annotated[str | None, Query(description="lon,lat of the new facility (WGS-84)")] = None,
+    layer: LayerParam = None,
+    within: WithinParam = None,
+    by: Annotated[str | None, Query(description="grid (default) or area")] = None,
+    state: StateParam = None,
+    tags: TagsParam = None,
+) -> dict[str, Any]:
+    """Searches only the new facility's neighbourhood; the rest is the layer's coverage,
+    kept in memory until an edit changes what it read."""
+    _allowed(user)
+    _known(request, WHAT_IF_PARAMS)
+    query = coverage_query(layer, within, by, state, tags)
+    lon, lat = _point("at", at)
+    return what_if(engine, query, lon, lat)
 
 
 _SITING_BODY = {"required": True, "content": {"application/json": {"schema": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -45,7 +46,7 @@ def test_coverage_of_the_sample_twin_adds_up_with_sql(
         "sum((props->>'elderly')::int) FROM twin.features WHERE layer = 'buildings'")
     totals = body["totals"]
     assert body["parameters"] == {"layer": "waste_points", "within_m": 120.0, "by": "grid",
-                                  "state": None, "tags": []}
+                                  "state": None, "tags": [], "as_of": None}
     assert body["crs"] == "EPSG:32651"
     assert (totals["buildings"], totals["households"], totals["elderly"]) == (
         buildings, households, elderly)
@@ -134,6 +135,29 @@ def test_an_edit_changes_the_next_answer(client: TestClient, auth: dict[str, str
     closed = _get(client, auth, url + "&state=ok")
     assert closed["totals"]["facilities"] == 0
     assert closed["totals"]["covered_buildings"] == 0
+
+
+def test_as_of_a_moment_gives_the_twin_as_it_was(client: TestClient, auth: dict[str, str],
+                                                  sample_db: Database) -> None:
+    url = "/analysis/coverage?layer=waste_points"
+    before = _get(client, auth, url)
+    moment = _one(sample_db, "SELECT max(server_time) FROM twin.changes")[0]
+    # every waste point but one removed: coverage collapses now, not as of the moment before
+    _edit(sample_db, "DELETE FROM twin.features WHERE layer = 'waste_points' "
+          "AND id > (SELECT min(id) FROM twin.features WHERE layer = 'waste_points')")
+    now = _get(client, auth, url)
+    assert now["totals"]["facilities"] == 1
+    then = _get(client, auth, f"{url}&asOf={quote(moment.isoformat())}")
+    assert then["twin"] == before["twin"] | {"as_of": moment.isoformat()}
+    assert then["parameters"]["as_of"] == moment.isoformat()
+    for part in ("totals", "groups", "uncovered", "network"):
+        assert then[part] == before[part], part
+    lonely = then["uncovered"]["features"][0]["id"]
+    one = _get(client, auth, f"/analysis/coverage/buildings/{lonely}?layer=waste_points"
+               f"&asOf={quote(moment.isoformat())}")
+    assert one["building"]["covered"] is False and one["twin"]["as_of"] == moment.isoformat()
+    bad = client.get(f"{url}&asOf=yesterday", headers=auth)
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "asOf"
 
 
 def test_a_blocked_passage_leaves_the_network(client: TestClient, auth: dict[str, str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_a_hand_made_compound_behind_a_blocked_passage() -> None:
 def test_fire_access_of_the_sample_twin_adds_up(client: TestClient, auth: dict[str, str],
                                                 sample_db: Database) -> None:
     body = _get(client, auth)
-    assert body["parameters"] == {"reach_m": 60.0, "by": "grid"}
+    assert body["parameters"] == {"reach_m": 60.0, "by": "grid", "as_of": None}
     with sample_db.app.connect() as conn:
         buildings, households, blocked = conn.execute(text(
             "SELECT (SELECT count(*) FROM twin.features WHERE layer = 'buildings'), "
@@ -127,6 +128,8 @@ def test_opening_the_top_passage_restores_what_it_claimed_and_blocking_undoes_it
     before = _get(client, auth)
     top = before["blocked_passages"][0]
     assert top["restores_households"] > 0 and top["buildings"]
+    with sample_db.app.connect() as conn:
+        moment = conn.execute(text("SELECT max(server_time) FROM twin.changes")).scalar_one()
     # opened in SQL: the next answer has those buildings reachable, the households restored
     _edit(sample_db, "UPDATE twin.features SET props = props || '{\"state\": \"open\"}' "
           "WHERE id = :id", id=top["id"])
@@ -138,6 +141,11 @@ def test_opening_the_top_passage_restores_what_it_claimed_and_blocking_undoes_it
         before["totals"]["unreachable_buildings"] - top["restores_buildings"])
     still = {f["id"] for f in opened["unreachable"]["features"]}
     assert not still & set(top["buildings"])
+    # as of the moment before it opened, the twin answers as it did then
+    then = _get(client, auth, f"{URL}?asOf={quote(moment.isoformat())}")
+    assert then["twin"]["change_id"] == before["twin"]["change_id"]
+    assert (then["totals"], then["blocked_passages"]) == (before["totals"],
+                                                          before["blocked_passages"])
     assert top["id"] not in {r["id"] for r in opened["blocked_passages"]}
     # blocked again through the API (a commander edits passages): the buildings that
     # depended on it are unreachable on the next request

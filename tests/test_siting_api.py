@@ -42,7 +42,8 @@ def test_sites_along_the_streets_add_what_the_twin_then_measures(
                                 "candidates": {"spacing_m": 50}})
     assert body["parameters"] == {"layer": "charging_points", "n": 5, "within_m": 200.0,
                                   "state": "safe", "tags": [],
-                                  "candidates": {"spacing_m": 50.0}, "time_limit_s": 10.0}
+                                  "candidates": {"spacing_m": 50.0}, "time_limit_s": 10.0,
+                                  "as_of": None}
     assert body["twin"]["change_id"] > 0 and body["crs"] == "EPSG:32651"
     assert body["candidates"] > 100
     assert body["existing"]["covered_households"] == before["covered_households"]
@@ -130,6 +131,7 @@ def test_given_candidates_are_the_ones_used(client: TestClient, auth: dict[str, 
      "candidates.spacing_m"),
     ({"layer": "charging_points", "n": 3, "time_limit_s": 100}, "time_limit_s"),
     ({"layer": "charging_points", "n": 3, "radius": 100}, "radius"),
+    ({"layer": "charging_points", "n": 3, "as_of": "soon"}, "as_of"),
 ])
 def test_bad_parameters_are_422_naming_the_field(client: TestClient, auth: dict[str, str],
                                                  body: dict[str, Any], field: str) -> None:

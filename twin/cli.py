@@ -370,6 +370,9 @@ def coverage_command(
                                                   "(repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (uncovered buildings "
                                           "included).")] = False,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The twin as it was then (RFC 3339, e.g. 2026-03-31T18:00:00+08:00)."
+    )] = None,
 ) -> None:
     """Which buildings are within a walk of a facility: covered shares per group.
 
@@ -379,14 +382,15 @@ def coverage_command(
 
     settings = _settings()
     with _domain_errors():
-        query = coverage_query(layer, within, by, state, tag or ())
+        query = coverage_query(layer, within, by, state, tag or (), as_of)
         result = coverage(_app_engine(settings), query)
     if as_json:
         out.print_json(json.dumps(result.as_dict(), ensure_ascii=False))
         return
     picked = f", state {state}" if state else ""
+    when = f" as of {as_of}" if as_of else ""
     table = Table(title=f"覆盖 Coverage: {layer} within {query.within:g} m{picked} "
-                        f"(twin change {result.state})")
+                        f"(twin change {result.state}{when})")
     table.add_column(_REPORT_GROUP[by], no_wrap=True)
     for header in ("建筑\nbldgs", "覆盖\ncovered", "比例\nshare", "户数\nhomes",
                    "覆盖户\ncovered", "比例\nshare"):
@@ -470,6 +474,9 @@ def fire_access_command(
     by: Annotated[str, typer.Option(help="Group by grid or area.")] = "grid",
     top: Annotated[int, typer.Option(help="Blocked passages to list.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="The twin as it was then (RFC 3339, e.g. 2026-03-31T18:00:00+08:00)."
+    )] = None,
 ) -> None:
     """Which buildings a fire engine cannot get near; blocked passages ranked by the
     households opening each would restore."""
@@ -477,14 +484,15 @@ def fire_access_command(
 
     settings = _settings()
     with _domain_errors():
-        query = fire_query(reach, by)
+        query = fire_query(reach, by, as_of)
         body = fire_access(_app_engine(settings), query).as_dict(query.by)
     if as_json:
         out.print_json(json.dumps(body, ensure_ascii=False))
         return
     totals = body["totals"]
+    when = f" as of {as_of}" if as_of else ""
     out.print(f"消防通达 Fire access within {query.reach:g} m (twin change "
-              f"{body['twin']['change_id']}): {totals['unreachable_buildings']:,} of "
+              f"{body['twin']['change_id']}{when}): {totals['unreachable_buildings']:,} of "
               f"{totals['buildings']:,} buildings unreachable, "
               f"{totals['unreachable_households']:,} of {totals['households']:,} households, "
               f"{totals['unreachable_elderly']:,} elderly")

@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -32,15 +33,20 @@ import shapely
 from scipy.spatial import cKDTree
 from sqlalchemy import Connection, Engine, text
 
-from twin.errors import NotFound, Problem, Unprocessable
+from twin.errors import InvalidInput, NotFound, Problem, Unprocessable
 from twin.network import Frame, Network, Snapped, fmt_metres, frame_for, street_network
+from twin.reads import source
 from twin.registry import all_layers
+from twin.times import parse_time
 
 # Who may ask: planning questions, not a grid worker's.
 ANALYSIS_ROLES = ("planner", "commander", "admin")
 GROUPINGS = {"grid": "micro_grid", "area": "residential_area"}
 # The largest threshold taken (metres): beyond a subdistrict's size it means nothing.
 MAX_WITHIN_M = 20_000.0
+# How far coverage searches, in thresholds: uncovered buildings up to this many times the
+# threshold away carry their distance (a planner tells a near miss from a real gap).
+SEARCH_FACTOR = 4.0
 # Service areas: the reachable street pieces widened by this much on each side (metres).
 SERVICE_BUFFER_M = 10.0
 NETWORK_LAYERS = ("streets", "fire_passages")
@@ -59,10 +65,15 @@ class CoverageQuery:
     by: str = "grid"
     state: str | None = None
     tags: tuple[str, ...] = ()
+    as_of: datetime | None = None  # the twin as it was then (None: now)
 
     def as_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "within_m": self.within, "by": self.by,
-                "state": self.state, "tags": list(self.tags)}
+                "state": self.state, "tags": list(self.tags), "as_of": _iso(self.as_of)}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _p(name: str, value: object, reason: str, reason_zh: str) -> Problem:
@@ -71,9 +82,11 @@ def _p(name: str, value: object, reason: str, reason_zh: str) -> Problem:
 
 def coverage_query(layer: str | None, within: str | float | None = None,
                    by: str | None = None, state: str | None = None,
-                   tags: str | Sequence[str] | None = None) -> CoverageQuery:
+                   tags: str | Sequence[str] | None = None,
+                   as_of: str | datetime | None = None) -> CoverageQuery:
     """Check the parameters, every problem at once (Unprocessable naming each field)."""
     problems: list[Problem] = []
+    moment = checked_moment(as_of, problems)
     layers = all_layers()
     point_layers = [n for n, lay in layers.items() if lay.geometry_type == "Point"]
     found = layers.get(layer or "")
@@ -122,7 +135,20 @@ def coverage_query(layer: str | None, within: str | float | None = None,
         raise Unprocessable("; ".join(f"{p.field}={p.value}: {p.reason}" for p in problems),
                             problems)
     assert layer is not None
-    return CoverageQuery(layer, value, group, state, tag_list)
+    return CoverageQuery(layer, value, group, state, tag_list, moment)
+
+
+def checked_moment(as_of: object, problems: list[Problem], name: str = "asOf"
+                   ) -> datetime | None:
+    """``as_of`` as a time, a problem naming ``name`` added to ``problems`` when it is not
+    one."""
+    if as_of is None or isinstance(as_of, datetime):
+        return as_of
+    try:
+        return parse_time(name, str(as_of))
+    except InvalidInput as e:
+        problems += e.problems
+        return None
 
 
 # ---- the process's memory ----------------------------------------------------------------
@@ -164,11 +190,14 @@ def forget() -> None:
         memo.clear()
 
 
-def layer_states(conn: Connection, layers: Sequence[str]) -> dict[str, int]:
-    """The newest change id of each layer (0: none), one index probe each."""
+def layer_states(conn: Connection, layers: Sequence[str], as_of: datetime | None = None
+                 ) -> dict[str, int]:
+    """The newest change id of each layer (0: none), one index probe each; at ``as_of``,
+    the newest made by then."""
     rows = conn.execute(text(
-        "SELECT l, coalesce((SELECT max(c.id) FROM twin.changes c WHERE c.layer = l), 0) "
-        "FROM unnest(CAST(:layers AS text[])) AS l"), {"layers": list(layers)})
+        "SELECT l, coalesce((SELECT max(c.id) FROM twin.changes c WHERE c.layer = l "
+        "AND (CAST(:as_of AS timestamptz) IS NULL OR c.server_time <= :as_of)), 0) "
+        "FROM unnest(CAST(:layers AS text[])) AS l"), {"layers": list(layers), "as_of": as_of})
     return {str(name): int(last) for name, last in rows}
 
 
@@ -184,22 +213,24 @@ class Walkable:
     street_lines: Any = None  # the streets' centre lines in metres (candidate sites lie on them)
 
 
-def read_frame(conn: Connection) -> Frame:
+def read_frame(conn: Connection, as_of: datetime | None = None) -> Frame:
     """The UTM zone of the twin's centre, where metres are measured."""
-    lon, lat = conn.execute(text(
-        "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c "
-        "FROM twin.features) AS x")).one()
+    params: dict[str, Any] = {}
+    lon, lat = conn.exec_driver_sql(
+        "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c "  # noqa: S608
+        f"FROM {source(as_of, params)}) AS x", params).one()
     return frame_for(float(lon or 0.0), float(lat or 0.0))
 
 
-def _read_network(conn: Connection) -> Walkable:
+def _read_network(conn: Connection, as_of: datetime | None) -> Walkable:
     started = time.perf_counter()
-    frame = read_frame(conn)
-    rows = conn.execute(text(
-        "SELECT layer, ST_AsBinary(ST_Transform(geom, CAST(:srid AS integer))) AS wkb, "
+    frame = read_frame(conn, as_of)
+    params: dict[str, Any] = {"srid": frame.epsg}
+    rows = conn.exec_driver_sql(
+        "SELECT layer, ST_AsBinary(ST_Transform(geom, %(srid)s::integer)) AS wkb, "  # noqa: S608
         "coalesce((props->>'width_m')::float8, 0) AS width, props->>'state' AS state "
-        "FROM twin.features WHERE layer IN ('streets', 'fire_passages') ORDER BY id"),
-        {"srid": frame.epsg}).all()
+        f"FROM {source(as_of, params)} WHERE layer IN ('streets', 'fire_passages') "
+        "ORDER BY id", params).all()
     streets = [r for r in rows if r.layer == "streets"]
     # blocked passages are left out (walkers and fire engines alike: see twin.network)
     passages = [r for r in rows if r.layer == "fire_passages" and r.state != "blocked"]
@@ -243,17 +274,19 @@ class Buildings:
         return out
 
 
-def _read_buildings(conn: Connection, walk: Walkable) -> Buildings:
-    rows = conn.execute(text(
-        "SELECT id, ST_X(p) AS lon, ST_Y(p) AS lat, "
+def _read_buildings(conn: Connection, walk: Walkable, as_of: datetime | None) -> Buildings:
+    params: dict[str, Any] = {}
+    features = source(as_of, params)
+    rows = conn.exec_driver_sql(
+        "SELECT id, ST_X(p) AS lon, ST_Y(p) AS lat, "  # noqa: S608
         "coalesce((props->>'households')::int, 0) AS households, "
         "coalesce((props->>'elderly')::int, 0) AS elderly, grid_code, area_code, "
         "coalesce(props->>'address', name) AS address, ST_AsGeoJSON(geom, 7) AS geojson "
-        "FROM (SELECT *, ST_PointOnSurface(geom) AS p FROM twin.features "
-        "      WHERE layer = 'buildings') AS b ORDER BY id")).all()
-    names = {str(code): str(name) for code, name in conn.execute(text(
-        "SELECT props->>'code', coalesce(props->>'committee', name, props->>'code') "
-        "FROM twin.features WHERE layer = 'residential_areas'")) if code}
+        f"FROM (SELECT *, ST_PointOnSurface(geom) AS p FROM {features} "
+        "      WHERE layer = 'buildings') AS b ORDER BY id", params).all()
+    names = {str(code): str(name) for code, name in conn.exec_driver_sql(
+        "SELECT props->>'code', coalesce(props->>'committee', name, props->>'code') "  # noqa: S608
+        f"FROM {features} WHERE layer = 'residential_areas'", params) if code}
     x, y = walk.frame.to_metres(np.array([r.lon for r in rows], dtype=np.float64),
                                 np.array([r.lat for r in rows], dtype=np.float64))
     ids = np.array([r.id for r in rows], dtype=np.int64)
@@ -276,15 +309,17 @@ class Facilities:
 
 def _read_facilities(conn: Connection, query: CoverageQuery, walk: Walkable) -> Facilities:
     layer = all_layers()[query.layer]
-    where, params = ["layer = :layer"], {"layer": query.layer, "tags": list(query.tags)}
+    params: dict[str, Any] = {"layer": query.layer, "tags": list(query.tags)}
+    features = source(query.as_of, params)
+    where = ["layer = %(layer)s"]
     if query.state is not None and layer.state_field:
-        where.append("props->>CAST(:field AS text) = :state")
+        where.append("props->>%(field)s::text = %(state)s")
         params.update({"field": layer.state_field, "state": query.state})
     if query.tags:
-        where.append("tags @> CAST(:tags AS text[])")
-    rows = conn.execute(text(
-        "SELECT id, name, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM twin.features "  # noqa: S608
-        f"WHERE {' AND '.join(where)} ORDER BY id"), params).all()
+        where.append("tags @> %(tags)s::text[]")
+    rows = conn.exec_driver_sql(
+        f"SELECT id, name, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM {features} "  # noqa: S608
+        f"WHERE {' AND '.join(where)} ORDER BY id", params).all()
     x, y = walk.frame.to_metres(np.array([r.lon for r in rows], dtype=np.float64),
                                 np.array([r.lat for r in rows], dtype=np.float64))
     return Facilities(np.array([r.id for r in rows], dtype=np.int64),
@@ -292,6 +327,12 @@ def _read_facilities(conn: Connection, query: CoverageQuery, walk: Walkable) -> 
 
 
 # ---- the answer ----------------------------------------------------------------------------
+
+def twin_state(states: dict[str, int], as_of: datetime | None) -> dict[str, Any]:
+    """Which moment of the twin an answer describes: the newest change of the layers read
+    (by ``as_of``, when the answer is about then)."""
+    return {"change_id": max(states.values(), default=0), "layers": states,
+            "as_of": _iso(as_of)}
 
 def _with_shares(counts: dict[str, Any]) -> dict[str, Any]:
     """Counts of buildings and households with the covered shares of each."""
@@ -328,7 +369,7 @@ class Coverage:
         return self.distance <= self.query.within
 
     def twin_state(self) -> dict[str, Any]:
-        return {"change_id": self.state, "layers": self.states}
+        return twin_state(self.states, self.query.as_of)
 
     def _sums(self, rows: npt.NDArray[np.bool_]) -> dict[str, Any]:
         b = self.buildings
@@ -392,12 +433,12 @@ class Coverage:
 
 def _compute(conn: Connection, key: tuple[Any, ...], query: CoverageQuery,
              states: dict[str, int], limit: float | None) -> Coverage:
-    walk: Walkable = _NETWORKS.get(key[:1] + tuple(states[n] for n in NETWORK_LAYERS),
-                                   lambda: _read_network(conn))
+    walk: Walkable = _NETWORKS.get(key[:2] + tuple(states[n] for n in NETWORK_LAYERS),
+                                   lambda: _read_network(conn, query.as_of))
     started = time.perf_counter()
     buildings: Buildings = _BUILDINGS.get(
-        key[:1] + tuple(states[n] for n in (*NETWORK_LAYERS, *BUILDING_LAYERS)),
-        lambda: _read_buildings(conn, walk))
+        key[:2] + tuple(states[n] for n in (*NETWORK_LAYERS, *BUILDING_LAYERS)),
+        lambda: _read_buildings(conn, walk, query.as_of))
     facilities = _read_facilities(conn, query, walk)
     found = walk.network.nearest(facilities.snapped, buildings.snapped, limit)
     nearest = (np.where(found.source >= 0, facilities.ids[np.maximum(found.source, 0)], -1)
@@ -411,16 +452,18 @@ def _coverage(engine: Engine, query: CoverageQuery, limit: float | None) -> Cove
     db = engine.url.render_as_string(hide_password=True)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
             conn.begin():
-        states = layer_states(conn, layers)
-        key = (db, tuple(sorted(states.items())), query.layer, query.state, query.tags, limit)
+        states = layer_states(conn, layers, query.as_of)
+        key = (db, query.as_of, tuple(sorted(states.items())), query.layer, query.state,
+               query.tags, limit)
         result: Coverage = _RESULTS.get(key, lambda: _compute(conn, key, query, states, limit))
     return result
 
 
 def coverage(engine: Engine, query: CoverageQuery) -> Coverage:
-    """Every building's distance to its nearest facility, searched up to ``query.within``
-    (farther ones are uncovered, their distance not measured)."""
-    return _coverage(engine, query, query.within)
+    """Every building's distance to its nearest facility, searched up to SEARCH_FACTOR times
+    ``query.within``: an uncovered building says how far it is short, unless it is farther
+    still (then its distance is null)."""
+    return _coverage(engine, query, query.within * SEARCH_FACTOR)
 
 
 def building_coverage(engine: Engine, query: CoverageQuery, building_id: int
@@ -482,7 +525,8 @@ def what_if(engine: Engine, query: CoverageQuery, lon: float, lat: float) -> dic
     totals = result.totals()
     newly = []
     for k, d in zip(gained.tolist(), gained_distance.tolist(), strict=True):
-        props = result.building(k) | {"distance_m": fmt_metres(d), "covered": True}
+        props = result.building(k) | {"distance_m": fmt_metres(d), "covered": True,
+                                      "nearest_facility": None, "new_site": True}
         newly.append({"type": "Feature", "id": props.pop("id"), "properties": props,
                       "geometry": json.loads(b.geojson[k])})
     return {

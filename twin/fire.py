@@ -26,6 +26,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ import numpy.typing as npt
 import shapely
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
 from twin.coverage import (
     GROUPINGS,
@@ -42,11 +43,14 @@ from twin.coverage import (
     Walkable,
     _Memo,
     _read_buildings,
+    checked_moment,
     layer_states,
     read_frame,
+    twin_state,
 )
 from twin.errors import Problem, Unprocessable
 from twin.network import Floats, Frame, Ints, Network, fmt_metres, street_network
+from twin.reads import source
 
 # How far a hose line goes from where the engine stops (metres): an assumption, about three
 # 20 m lengths of hose.
@@ -62,14 +66,18 @@ Bools = npt.NDArray[np.bool_]
 class FireQuery:
     reach: float = DEFAULT_REACH_M
     by: str = "grid"
+    as_of: datetime | None = None  # the twin as it was then (None: now)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"reach_m": self.reach, "by": self.by}
+        return {"reach_m": self.reach, "by": self.by,
+                "as_of": None if self.as_of is None else self.as_of.isoformat()}
 
 
-def fire_query(reach: str | float | None = None, by: str | None = None) -> FireQuery:
+def fire_query(reach: str | float | None = None, by: str | None = None,
+               as_of: str | datetime | None = None) -> FireQuery:
     """Check the parameters (Unprocessable naming each bad one)."""
     problems: list[Problem] = []
+    moment = checked_moment(as_of, problems)
     value = DEFAULT_REACH_M
     if reach is not None and reach != "":
         try:
@@ -86,7 +94,7 @@ def fire_query(reach: str | float | None = None, by: str | None = None) -> FireQ
     if problems:
         raise Unprocessable("; ".join(f"{p.field}={p.value}: {p.reason}" for p in problems),
                             problems)
-    return FireQuery(value, group)
+    return FireQuery(value, group, moment)
 
 
 # ---- the fire-engine network -------------------------------------------------------------
@@ -133,17 +141,18 @@ def _on(lines: Any, mids: Any) -> tuple[Ints, Ints]:
     return edge.astype(np.int64), line.astype(np.int64)
 
 
-def _read_fire_network(conn: Connection) -> FireNetwork:
+def _read_fire_network(conn: Connection, as_of: datetime | None) -> FireNetwork:
     started = time.perf_counter()
-    frame = read_frame(conn)
-    rows = conn.execute(text(
-        "SELECT id, layer, name, ST_AsBinary(ST_Transform(geom, CAST(:srid AS integer))) AS wkb, "
+    frame = read_frame(conn, as_of)
+    params: dict[str, Any] = {"srid": frame.epsg}
+    rows = conn.exec_driver_sql(
+        "SELECT id, layer, name, ST_AsBinary(ST_Transform(geom, %(srid)s::integer)) AS wkb, "  # noqa: S608
         "coalesce((props->>'width_m')::float8, 0) AS width, props->>'state' AS state, "
         "props->>'road_class' AS road_class, "
         "coalesce((props->>'fire_engine')::boolean, true) AS fire_engine, "
         "props->>'blocked_by' AS blocked_by, ST_AsGeoJSON(geom, 7) AS geojson "
-        "FROM twin.features WHERE layer IN ('streets', 'fire_passages') ORDER BY id"),
-        {"srid": frame.epsg}).all()
+        f"FROM {source(as_of, params)} WHERE layer IN ('streets', 'fire_passages') "
+        "ORDER BY id", params).all()
     streets = [r for r in rows if r.layer == "streets" and r.fire_engine]
     passages = [r for r in rows if r.layer == "fire_passages"]
     blocked = [r for r in passages if r.state == "blocked"]
@@ -236,7 +245,7 @@ class FireAccess:
         net = self.fire.network
         return {
             "parameters": self.query.as_dict() | {"by": by or self.query.by},
-            "twin": {"change_id": max(self.states.values(), default=0), "layers": self.states},
+            "twin": twin_state(self.states, self.query.as_of),
             "crs": f"EPSG:{self.fire.walk.frame.epsg}",
             "network": {"nodes": net.node_count, "edges": net.edge_count,
                         "fire_streets": self.fire.walk.streets,
@@ -305,11 +314,13 @@ def fire_access(engine: Engine, query: FireQuery) -> FireAccess:
     db = engine.url.render_as_string(hide_password=True)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
             conn.begin():
-        states = layer_states(conn, LAYERS)
-        net_key = (db, states["streets"], states["fire_passages"])
-        fire: FireNetwork = _NETWORKS.get(net_key, lambda: _read_fire_network(conn))
+        states = layer_states(conn, LAYERS, query.as_of)
+        net_key = (db, query.as_of, states["streets"], states["fire_passages"])
+        fire: FireNetwork = _NETWORKS.get(net_key,
+                                          lambda: _read_fire_network(conn, query.as_of))
         b_key = (*net_key, states["buildings"], states["residential_areas"])
-        buildings: Buildings = _BUILDINGS.get(b_key, lambda: _read_buildings(conn, fire.walk))
+        buildings: Buildings = _BUILDINGS.get(
+            b_key, lambda: _read_buildings(conn, fire.walk, query.as_of))
         result: FireAccess = _RESULTS.get((*b_key, query.reach), lambda: compute(
-            fire, buildings, FireQuery(query.reach), states))
+            fire, buildings, FireQuery(query.reach, as_of=query.as_of), states))
     return result

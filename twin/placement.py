@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import shapely
 from sqlalchemy import Engine
 
-from twin.coverage import Coverage, coverage, coverage_query
+from twin.coverage import Coverage, checked_moment, coverage, coverage_query
 from twin.errors import Problem, Unprocessable
 from twin.network import Floats, points_along
 from twin.siting import DEFAULT_TIME_LIMIT_S, SitingProblem, SitingResult, solve
@@ -35,7 +36,7 @@ CLEAR_OF_EXISTING_M = 5.0
 # A given candidate must lie this close to a street or open passage (metres).
 MAX_CANDIDATE_SNAP_M = 100.0
 BODY_MEMBERS = frozenset({"layer", "n", "within", "state", "tags", "candidates",
-                          "time_limit_s"})
+                          "time_limit_s", "as_of"})
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,15 @@ class SitingQuery:
     points: tuple[tuple[float, float], ...] | None  # given candidates (lon, lat)
     spacing: float | None  # or generated ones
     time_limit_s: float
+    as_of: datetime | None = None  # the twin as it was then (None: now)
 
     def as_dict(self) -> dict[str, Any]:
         candidates: Any = ({"spacing_m": self.spacing} if self.points is None
                            else {"given": len(self.points)})
         return {"layer": self.layer, "n": self.n, "within_m": self.within,
                 "state": self.state, "tags": list(self.tags), "candidates": candidates,
-                "time_limit_s": self.time_limit_s}
+                "time_limit_s": self.time_limit_s,
+                "as_of": None if self.as_of is None else self.as_of.isoformat()}
 
 
 def _p(name: str, value: object, reason: str, reason_zh: str) -> Problem:
@@ -97,7 +100,8 @@ def siting_query(body: object) -> SitingQuery:
         problems.append(_p("state", state, "a state, e.g. safe", "须为状态名"))
         state = None
     try:
-        checked = coverage_query(body.get("layer"), within, None, state, tags)
+        checked = coverage_query(body.get("layer"), within, None, state, tags,
+                                 checked_moment(body.get("as_of"), problems, "as_of"))
     except Unprocessable as e:
         problems += e.problems
         checked = None
@@ -116,7 +120,7 @@ def siting_query(body: object) -> SitingQuery:
                             problems)
     assert isinstance(n, int) and seconds is not None
     return SitingQuery(checked.layer, n, checked.within, checked.state, checked.tags,
-                       points, spacing, seconds)
+                       points, spacing, seconds, checked.as_of)
 
 
 def _candidates(value: object, problems: list[Problem]
@@ -236,7 +240,7 @@ def site(engine: Engine, query: SitingQuery) -> Siting:
     """Place ``query.n`` new facilities among the candidates (see the module's notes)."""
     started = time.perf_counter()
     base = coverage(engine, coverage_query(query.layer, query.within, None, query.state,
-                                           query.tags))
+                                           query.tags, query.as_of))
     xy = _candidate_points(query, base)
     network, buildings = base.walk.network, base.buildings
     if query.n > len(xy):

@@ -24,9 +24,10 @@ from twin.users import User
 
 router = APIRouter(tags=["analysis"])
 
-COVERAGE_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "service_areas"})
-BUILDING_PARAMS = frozenset({"layer", "within", "state", "tags"})
-WHAT_IF_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "at"})
+COVERAGE_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "service_areas",
+                             "asOf"})
+BUILDING_PARAMS = frozenset({"layer", "within", "state", "tags", "asOf"})
+WHAT_IF_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "at", "asOf"})
 
 LayerParam = Annotated[str | None, Query(description="a point layer: waste_points, "
                                          "charging_points")]
@@ -36,6 +37,8 @@ StateParam = Annotated[str | None, Query(description="only facilities in this st
                                          "safe")]
 TagsParam = Annotated[str | None, Query(description="only facilities with all these tags, "
                                         "comma-separated")]
+AsOfParam = Annotated[str | None, Query(alias="asOf", description="RFC 3339 time: the twin "
+                                        "as it was then (default now)")]
 
 
 def _allowed(user: User, what: str = "coverage") -> None:
@@ -66,11 +69,12 @@ def coverage_route(
     tags: TagsParam = None,
     with_areas: Annotated[str | None, Query(alias="service_areas", description="true: add "
                                             "each facility's service area")] = None,
+    as_of: AsOfParam = None,
 ) -> dict[str, Any]:
     """Planners, commanders and admins; the answer names the twin's moment (``twin``)."""
     _allowed(user)
     _known(request, COVERAGE_PARAMS)
-    query = coverage_query(layer, within, by, state, tags)
+    query = coverage_query(layer, within, by, state, tags, as_of)
     if with_areas not in (None, "true", "false"):
         raise Unprocessable(f"service_areas={with_areas}: true or false",
                             [Problem("service_areas", with_areas, "true or false",
@@ -92,12 +96,13 @@ def building_coverage_route(
     within: WithinParam = None,
     state: StateParam = None,
     tags: TagsParam = None,
+    as_of: AsOfParam = None,
 ) -> dict[str, Any]:
     """The distance is measured however far the nearest facility is; ``covered`` compares it
     with ``within``."""
     _allowed(user)
     _known(request, BUILDING_PARAMS)
-    return building_coverage(engine, coverage_query(layer, within, None, state, tags),
+    return building_coverage(engine, coverage_query(layer, within, None, state, tags, as_of),
                              building_id)
 
 
@@ -127,12 +132,13 @@ def what_if_route(
     by: Annotated[str | None, Query(description="grid (default) or area")] = None,
     state: StateParam = None,
     tags: TagsParam = None,
+    as_of: AsOfParam = None,
 ) -> dict[str, Any]:
     """Searches only the new facility's neighbourhood; the rest is the layer's coverage,
     kept in memory until an edit changes what it read."""
     _allowed(user)
     _known(request, WHAT_IF_PARAMS)
-    query = coverage_query(layer, within, by, state, tags)
+    query = coverage_query(layer, within, by, state, tags, as_of)
     lon, lat = _point("at", at)
     return what_if(engine, query, lon, lat)
 
@@ -157,6 +163,8 @@ _SITING_BODY = {"required": True, "content": {"application/json": {"schema": {
                                      "type": "number", "minimum": MIN_SPACING_M}}}]},
         "time_limit_s": {"type": "number", "exclusiveMinimum": 0,
                          "maximum": MAX_TIME_LIMIT_S, "default": 10},
+        "as_of": {"type": "string", "format": "date-time",
+                  "description": "the twin as it was then (default now)"},
     }},
     "example": {"layer": "charging_points", "n": 54, "state": "safe",
                 "candidates": {"spacing_m": 50}}}}}
@@ -185,9 +193,10 @@ def fire_access_route(
     reach: Annotated[str | None, Query(description=f"metres a hose line goes from where "
                                        f"the engine stops; default {DEFAULT_REACH_M:g}")] = None,
     by: Annotated[str | None, Query(description="grid (default) or area")] = None,
+    as_of: AsOfParam = None,
 ) -> dict[str, Any]:
     """Planners, commanders and admins; the answer names the twin's moment (``twin``)."""
     _allowed(user, "fire access")
-    _known(request, frozenset({"reach", "by"}))
-    query = fire_query(reach, by)
+    _known(request, frozenset({"reach", "by", "asOf"}))
+    query = fire_query(reach, by, as_of)
     return fire_access(engine, query).as_dict(query.by)

@@ -72,6 +72,33 @@ def test_ends_short_of_a_street_and_passages_at_the_kerb_are_joined() -> None:
     assert found.distance[0] == pytest.approx(100 + 0.4 + 79.6)
 
 
+@pytest.mark.parametrize("lines", [
+    _grid(6, 80.0),
+    # long straight streets (cut into several index pieces), bends, a loop, a lone far street
+    [LineString([(0, 0), (900, 0)]), LineString([(0, 0), (300, 250), (620, 40), (900, 0)]),
+     LineString([(400, 0), (450, -60), (500, 0), (400, 0)]),
+     LineString([(5000, 5000), (5003, 5000)])],
+], ids=["grid", "long-bent-loop-far"])
+def test_snapping_finds_the_nearest_point_of_the_nearest_edge(lines: list[LineString]) -> None:
+    net = Network.from_lines(lines)
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(-200, 1100, 400), rng.uniform(-300, 600, 400)
+    snapped = net.snap(x, y)
+    points = shapely.points(x, y)
+    pieces = net.geoms
+    assert shapely.length(pieces).tolist() == pytest.approx(net.length.tolist())
+    nearest = shapely.distance(pieces[:, None], points[None, :]).min(axis=0)
+    assert snapped.offset.tolist() == pytest.approx(nearest.tolist(), abs=1e-9)
+    on = shapely.line_interpolate_point(pieces[snapped.edge], snapped.along)
+    assert shapely.distance(on, points).tolist() == pytest.approx(snapped.offset.tolist(),
+                                                                  abs=1e-9)
+    # points far from everything (the certificate fails; every candidate is measured)
+    far = net.snap(np.array([3000.0, -4000.0]), np.array([3000.0, 100.0]))
+    assert far.offset.tolist() == pytest.approx(
+        shapely.distance(pieces[:, None], shapely.points([3000.0, -4000.0], [3000.0, 100.0])
+                         [None, :]).min(axis=0).tolist())
+
+
 def _components(net: Network) -> np.ndarray:
     from scipy.sparse.csgraph import connected_components
 

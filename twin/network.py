@@ -17,13 +17,17 @@ centre line, as passages start at the kerb), get a short connector to the neares
 that line, and the line is split there.
 
 Snapping: a point (a building's point on surface, a facility) goes to the nearest point of the
-nearest edge (``STRtree.query_nearest``); its distance to a node is the snap distance plus the
-distance along the edge. Two points on one edge also reach each other directly along it.
+nearest edge (the edges' segments by their midpoints in a k-d tree, the nearest few measured
+exactly, with a proof that none farther could be nearer); its distance to a node is the snap
+distance plus the distance along the edge. Two points on one edge also reach each other
+directly along it.
 
 The graph is a scipy CSR matrix for the hot path (``scipy.sparse.csgraph.dijkstra`` from many
 sources at once; ``within`` runs it with a row per source, giving every source-target pair
-within a distance: siting's coverage matrix); ``to_networkx`` gives the same graph, with
-snapped points spliced into their edges, so tests can check the distances against networkx.
+within a distance: siting's coverage matrix; ``from_one`` searches one new point's
+neighbourhood only); ``to_networkx`` gives the same graph, with snapped points spliced into
+their edges, so tests can check the distances against networkx. The network holds numbers
+only (no shapely objects): a 1,000,000-node district fits in about 200 MB.
 """
 
 from __future__ import annotations
@@ -35,11 +39,9 @@ from functools import cached_property
 from itertools import pairwise
 from typing import Any
 
-import networkx as nx
 import numpy as np
 import numpy.typing as npt
 import shapely
-from pyproj import Transformer
 from scipy.sparse import csr_array, csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
@@ -48,6 +50,7 @@ from shapely.ops import substring
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
+Index = npt.NDArray[np.integer[Any]]  # node and vertex numbers, int32 while they fit
 
 # A street's end this close to another street (metres) meets it.
 STREET_JOIN_M = 1.0
@@ -55,6 +58,10 @@ STREET_JOIN_M = 1.0
 KERB_M = 1.0
 # Node keys: coordinates rounded to this many decimals of a metre (1 mm).
 NODE_DECIMALS = 3
+# Snapping: segments measured exactly per point at first, and the longest piece of a segment
+# its midpoint stands for (metres; longer segments get more midpoints).
+SNAP_K = 8
+SNAP_PIECE_M = 100.0
 
 
 def utm_epsg(lon: float, lat: float) -> int:
@@ -83,10 +90,13 @@ class Frame:
         return shapely.transform(lines, lambda xy: np.column_stack(move.transform(*xy.T)))
 
 
-_TRANSFORMERS: dict[tuple[int, int], Transformer] = {}
+_TRANSFORMERS: dict[tuple[int, int], Any] = {}
 
 
-def _transformer(source: int, target: int) -> Transformer:
+def _transformer(source: int, target: int) -> Any:
+    """A pyproj Transformer, made once per pair (pyproj is imported when first needed)."""
+    from pyproj import Transformer
+
     key = (source, target)
     if key not in _TRANSFORMERS:
         _TRANSFORMERS[key] = Transformer.from_crs(source, target, always_xy=True)
@@ -142,27 +152,60 @@ class Pairs:
 
 
 class Network:
-    """An undirected graph of street pieces; node ids 0..n-1, edge ids 0..m-1."""
+    """An undirected graph of street pieces; node ids 0..n-1, edge ids 0..m-1.
 
-    def __init__(self, nodes: Floats, u: Ints, v: Ints, geoms: Any) -> None:
+    Pieces are kept as numbers, not as shapely objects (a district of 1,000,000 nodes has
+    2,000,000 pieces: 600 MB as geometries and an STRtree): their end nodes, the vertices
+    between them (a straight piece has none), their lengths; the graph as a CSR matrix
+    holding both directions, so searches run directed and scipy copies nothing; the pieces'
+    segments in a k-d tree of their midpoints to snap points. ``geoms`` makes the pieces'
+    LineStrings when asked (the fire analysis does, at a subdistrict's size)."""
+
+    def __init__(self, nodes: Floats, u: Index, v: Index, inner: Floats, offsets: Index
+                 ) -> None:
         self.nodes = nodes
         self.u = u
         self.v = v
-        self.geoms = geoms
-        self.length = shapely.length(geoms).astype(np.float64)
-        self.tree = shapely.STRtree(geoms)
-        # one entry per node pair (the shortest of parallel pieces); loops lead nowhere
+        self.inner = inner  # vertices between the ends: edge e's are inner[offsets[e]:offsets[e+1]]
+        self.offsets = offsets
+        m = len(u)
+        # segments: each edge's count is its inner vertices plus one; with no inner vertex
+        # anywhere, segment k is edge k and no map between them is kept
+        counts = np.diff(offsets) + 1
+        straight = len(inner) == 0
+        self._seg_edge: Ints | None = None if straight else np.repeat(
+            np.arange(m, dtype=np.int32 if m < 2**31 else np.int64), counts)
+        self._seg_first: Ints | None = None if straight else np.concatenate(
+            [[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        ax, ay, bx, by = self._segment_ends(np.arange(int(counts.sum()), dtype=np.int64))
+        seg_len = np.hypot(bx - ax, by - ay)
+        first = self._first_segment(np.arange(m, dtype=np.int64))
+        self.length = np.add.reduceat(seg_len, first) if m and not straight else seg_len
+        # along its edge, where each inner vertex lies (segments before it, summed)
+        self._inner_along = np.zeros(0)
+        if not straight:
+            before = np.cumsum(seg_len) - np.repeat(np.cumsum(seg_len)[first] - seg_len[first],
+                                                    counts)
+            self._inner_along = np.delete(before, np.cumsum(counts) - 1)
+        # snapping: the segments' midpoints, long segments cut into pieces of SNAP_PIECE_M
+        pieces = np.maximum(np.ceil(seg_len / SNAP_PIECE_M), 1).astype(np.int64)
+        self._piece_seg = (np.repeat(np.arange(len(seg_len)), pieces)
+                           if pieces.max(initial=1) > 1 else None)
+        at = (0.5 + np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+              ) / np.repeat(pieces, pieces)
+        seg = self._piece_seg if self._piece_seg is not None else np.arange(len(seg_len))
+        mids = np.column_stack([ax[seg] + at * (bx[seg] - ax[seg]),
+                                ay[seg] + at * (by[seg] - ay[seg])])
+        self._half = float((seg_len[seg] / pieces[seg] / 2).max(initial=0.0))
+        self._tree = cKDTree(mids, leafsize=32) if len(mids) else None
+        # the graph: one entry per node pair (the shortest of parallel pieces), both ways
         lo, hi = np.minimum(u, v), np.maximum(u, v)
-        keep = lo != hi
-        order = np.lexsort((self.length[keep], hi[keep], lo[keep]))
-        pairs = np.column_stack((lo[keep], hi[keep]))[order]
-        first = np.ones(len(pairs), dtype=bool)
-        first[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
-        self._rows = pairs[first, 0]
-        self._cols = pairs[first, 1]
-        self._weights = self.length[keep][order][first]
+        keep = lo != hi  # loops lead nowhere
+        pairs = _min_matrix(lo[keep], hi[keep], self.length[keep], len(nodes)).tocoo()
         n = len(nodes)
-        self.matrix = csr_matrix((self._weights, (self._rows, self._cols)), shape=(n, n))
+        self.matrix = csr_matrix((np.concatenate([pairs.data, pairs.data]),
+                                  (np.concatenate([pairs.row, pairs.col]),
+                                   np.concatenate([pairs.col, pairs.row]))), shape=(n, n))
 
     @property
     def node_count(self) -> int:
@@ -176,35 +219,113 @@ class Network:
     def from_lines(cls, lines: Sequence[Any] | Any) -> Network:
         """Node ``lines`` (metres) where they cross or touch; each piece between nodes is an
         edge. Ends meant to meet a line must already lie on it (see ``street_network``)."""
-        pieces = [g for g in shapely.get_parts(shapely.unary_union(np.asarray(lines)))
-                  if isinstance(g, LineString) and g.length > 0]
-        geoms = np.array(pieces, dtype=object) if pieces else np.array([], dtype=object)
-        if len(geoms) == 0:
-            return cls(np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0, np.int64), geoms)
-        ends = np.vstack([shapely.get_coordinates(shapely.get_point(geoms, 0)),
-                          shapely.get_coordinates(shapely.get_point(geoms, -1))])
+        pieces = shapely.get_parts(shapely.unary_union(np.asarray(lines)))
+        pieces = pieces[(shapely.get_type_id(pieces) == 1) & (shapely.length(pieces) > 0)]
+        if len(pieces) == 0:
+            nothing = np.zeros(0, np.int64)
+            return cls(np.zeros((0, 2)), nothing, nothing, np.zeros((0, 2)), np.zeros(1, np.int64))
+        coords, which = shapely.get_coordinates(pieces, return_index=True)
+        del pieces
+        m = int(which[-1]) + 1
+        counts = np.bincount(which, minlength=m)
+        last = np.cumsum(counts) - 1
+        first = last - counts + 1
+        ends = np.vstack([coords[first], coords[last]])
         keys, index = np.unique(np.round(ends, NODE_DECIMALS), axis=0, return_inverse=True)
-        index = index.reshape(-1).astype(np.int64)
-        m = len(geoms)
-        return cls(keys.astype(np.float64), index[:m], index[m:], geoms)
+        index = index.reshape(-1).astype(np.int32 if len(keys) < 2**31 else np.int64)
+        interior = np.ones(len(coords), dtype=bool)
+        interior[first] = interior[last] = False
+        offsets: Index = np.concatenate([[0], np.cumsum(counts - 2)]).astype(
+            np.int32 if len(coords) < 2**31 else np.int64)
+        return cls(keys.astype(np.float64), index[:m], index[m:], coords[interior], offsets)
+
+    def _edge_of(self, seg: Ints) -> Ints:
+        return seg if self._seg_edge is None else self._seg_edge[seg].astype(np.int64)
+
+    def _first_segment(self, edge: Ints) -> Ints:
+        return edge if self._seg_first is None else self._seg_first[edge]
+
+    def _segment_ends(self, seg: Ints) -> tuple[Floats, Floats, Floats, Floats]:
+        """Both ends (ax, ay, bx, by) of segments: an edge's first starts at its node u, its
+        last ends at node v, the rest run between its inner vertices."""
+        e = self._edge_of(seg)
+        k = seg - self._first_segment(e)  # which segment of its edge
+        inner_count = self.offsets[e + 1] - self.offsets[e]
+        at_u = k == 0
+        at_v = k == inner_count
+        i_a = np.where(at_u, 0, self.offsets[e] + k - 1)
+        i_b = np.where(at_v, 0, self.offsets[e] + k)
+        inner = self.inner if len(self.inner) else np.zeros((1, 2))
+        a = np.where(at_u[:, None], self.nodes[self.u[e]], inner[i_a])
+        b = np.where(at_v[:, None], self.nodes[self.v[e]], inner[i_b])
+        return a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+
+    @cached_property
+    def geoms(self) -> Any:
+        """Every piece as a LineString in metres (made when first asked, then kept)."""
+        return self.edge_lines(np.arange(self.edge_count, dtype=np.int64))
+
+    def edge_lines(self, edges: Ints) -> Any:
+        """Pieces ``edges`` as LineStrings in metres."""
+        edges = np.asarray(edges, dtype=np.int64)
+        if len(edges) == 0:
+            return np.zeros(0, dtype=object)
+        counts = self.offsets[edges + 1] - self.offsets[edges] + 1  # segments
+        seg = (np.repeat(self._first_segment(edges), counts) + np.arange(int(counts.sum()))
+               - np.repeat(np.cumsum(counts) - counts, counts))
+        ax, ay, bx, by = self._segment_ends(seg)
+        # each line: the start of every segment, then the end of its last
+        last = np.cumsum(counts) - 1
+        xy = np.column_stack([ax, ay])
+        xy = np.insert(xy, last + 1, np.column_stack([bx[last], by[last]]), axis=0)
+        return shapely.linestrings(xy, indices=np.repeat(np.arange(len(edges)), counts + 1))
 
     # ---- snapping ---------------------------------------------------------------------
     def snap(self, x: Floats, y: Floats) -> Snapped:
-        """Each point onto the nearest point of its nearest edge."""
-        if len(x) == 0 or self.edge_count == 0:
+        """Each point onto the nearest point of its nearest edge: the SNAP_K segments whose
+        midpoints are nearest are measured exactly, which is proven enough when the best of
+        them is nearer than the farthest midpoint less half a piece; a point where it is not
+        measures every segment that could still be nearer."""
+        if len(x) == 0 or self.edge_count == 0 or self._tree is None:
             empty = np.zeros(0)
             return Snapped(np.zeros(0, np.int64), empty, empty)
-        points = shapely.points(x, y)
-        (which, edge), offset = self.tree.query_nearest(points, return_distance=True,
-                                                        all_matches=False)
-        chosen = np.empty(len(points), dtype=np.int64)
-        chosen[which] = edge
-        dist = np.empty(len(points))
-        dist[which] = offset
-        along = shapely.line_locate_point(self.geoms[chosen], points)
-        return Snapped(chosen, np.asarray(along, dtype=np.float64), dist)
+        xy = np.column_stack([x, y]).astype(np.float64)
+        k = min(SNAP_K, self._tree.n)
+        mid_d, piece = self._tree.query(xy, k=k)
+        mid_d, piece = mid_d.reshape(len(xy), k), piece.reshape(len(xy), k)
+        seg = piece if self._piece_seg is None else self._piece_seg[piece]
+        d, along = self._project(seg.ravel(), np.repeat(xy, k, axis=0))
+        d, along = d.reshape(len(xy), k), along.reshape(len(xy), k)
+        best = np.argmin(d, axis=1)
+        rows = np.arange(len(xy))
+        chosen, dist, at = seg[rows, best], d[rows, best], along[rows, best]
+        if k < self._tree.n:
+            for i in np.flatnonzero(dist > mid_d[:, -1] - self._half):
+                near = np.asarray(self._tree.query_ball_point(xy[i], dist[i] + self._half),
+                                  dtype=np.int64)
+                cand = near if self._piece_seg is None else np.unique(self._piece_seg[near])
+                cd, ca = self._project(cand, np.repeat(xy[i:i + 1], len(cand), axis=0))
+                j = int(np.argmin(cd))
+                if cd[j] < dist[i]:
+                    chosen[i], dist[i], at[i] = cand[j], cd[j], ca[j]
+        return Snapped(self._edge_of(chosen), at, dist)
 
-    def _end_costs(self, snapped: Snapped) -> tuple[Ints, Ints, Floats, Floats]:
+    def _project(self, seg: Ints, xy: Floats) -> tuple[Floats, Floats]:
+        """Each point's distance to a segment and where its nearest point lies along the
+        segment's edge (metres from node u)."""
+        ax, ay, bx, by = self._segment_ends(seg)
+        dx, dy = bx - ax, by - ay
+        span = dx * dx + dy * dy
+        t = np.clip(((xy[:, 0] - ax) * dx + (xy[:, 1] - ay) * dy) / np.where(span > 0, span, 1),
+                    0.0, 1.0)
+        d = np.hypot(xy[:, 0] - (ax + t * dx), xy[:, 1] - (ay + t * dy))
+        e = self._edge_of(seg)
+        k = seg - self._first_segment(e)
+        start = np.where(k == 0, 0.0, self._inner_along[np.maximum(self.offsets[e] + k - 1, 0)]
+                         if len(self._inner_along) else 0.0)
+        return d, start + t * np.sqrt(span)
+
+    def _end_costs(self, snapped: Snapped) -> tuple[Index, Index, Floats, Floats]:
         """For snapped points: both end nodes of their edge and the cost to reach each."""
         u, v = self.u[snapped.edge], self.v[snapped.edge]
         length = self.length[snapped.edge]
@@ -220,7 +341,7 @@ class Network:
             return Nearest(np.full(t, np.inf), np.full(t, -1, dtype=np.int64))
         n = self.node_count
         graph, virtual = self._source_graph(sources)
-        dist, _pred, origin = dijkstra(graph, directed=False, indices=virtual, min_only=True,
+        dist, _pred, origin = dijkstra(graph, directed=True, indices=virtual, min_only=True,
                                        limit=np.inf if limit is None else limit,
                                        return_predecessors=True)
         tu, tv, tcu, tcv = self._end_costs(targets)
@@ -241,19 +362,12 @@ class Network:
         return Nearest(best, source)
 
     def _source_graph(self, sources: Snapped) -> tuple[csr_matrix, Ints]:
-        """The graph plus one node per source (ids n..n+k-1), hanging off both ends of its
+        """The graph plus one node per source (ids n..n+k-1), leading to both ends of its
         edge by the cost of reaching each (snap distance included)."""
-        n, k = self.node_count, len(sources)
+        n = self.node_count
         su, sv, scu, scv = self._end_costs(sources)
-        virtual = np.arange(n, n + k, dtype=np.int64)
-        rows = np.concatenate([self._rows, virtual, virtual])
-        cols = np.concatenate([self._cols, su, sv])
-        weights = np.concatenate([self._weights, scu, scv])
-        graph = csr_matrix((weights, (rows, cols)), shape=(n + k, n + k))
-        # duplicates would be summed: keep the smaller of a source's two ends on a loop edge
-        if graph.nnz != len(weights):
-            graph = _min_matrix(rows, cols, weights, n + k)
-        return graph, virtual
+        return _with_sources(self.matrix, su, sv, scu, scv), np.arange(
+            n, n + len(sources), dtype=np.int64)
 
     @staticmethod
     def _same_edge_pairs(sources: Snapped, targets: Snapped) -> tuple[Ints, Ints, Floats]:
@@ -287,10 +401,19 @@ class Network:
         which[t[chosen]] = cand[chosen]
         return best, which
 
-    @cached_property
-    def node_tree(self) -> cKDTree:
-        """The nodes in a k-d tree, to find those near a point as the crow flies."""
-        return cKDTree(self.nodes)
+    def nodes_within(self, at: Floats, radius: float) -> Ints:
+        """The nodes within ``radius`` of ``at`` as the crow flies, sorted: the ends of the
+        segments whose index midpoints lie within ``radius`` and half a piece (a node's own
+        segment has one that near), kept when they are that near themselves."""
+        if self._tree is None:
+            return np.zeros(0, np.int64)
+        near = np.asarray(self._tree.query_ball_point(at, radius + self._half), dtype=np.int64)
+        seg = near if self._piece_seg is None else self._piece_seg[near]
+        edges = self._edge_of(np.unique(seg))
+        ends = np.unique(np.concatenate([self.u[edges], self.v[edges]])).astype(np.int64)
+        gap = self.nodes[ends] - at
+        inside: Ints = ends[np.hypot(gap[:, 0], gap[:, 1]) <= radius]
+        return inside
 
     def from_one(self, source: Snapped, at: Floats, targets: Snapped, limit: float) -> Floats:
         """The network distance from one snapped point standing at ``at`` (x, y) to each
@@ -301,18 +424,14 @@ class Network:
         if len(source) != 1:
             raise ValueError("from_one takes one point")
         distance = np.full(len(targets), np.inf)
-        local = np.sort(np.asarray(self.node_tree.query_ball_point(at, limit), dtype=np.int64))
+        local = self.nodes_within(at, limit)
         if len(local):
             k = len(local)
-            part = self.matrix[local][:, local].tocoo()
             su, sv, scu, scv = self._end_costs(source)
-            ends = _positions(local, np.concatenate([su, sv]))
-            hang = ends >= 0  # the ends of the point's edge inside the disc
-            graph = _min_matrix(np.concatenate([part.row, np.full(int(hang.sum()), k)]),
-                                np.concatenate([part.col, ends[hang]]),
-                                np.concatenate([part.data, np.concatenate([scu, scv])[hang]]),
-                                k + 1)
-            dist = np.append(dijkstra(graph, directed=False, indices=k, limit=limit)[:k],
+            # the ends of the point's edge by their place in the disc (-1: outside it)
+            graph = _with_sources(_subgraph(self.matrix, local), _positions(local, su),
+                                  _positions(local, sv), scu, scv)
+            dist = np.append(dijkstra(graph, directed=True, indices=k, limit=limit)[:k],
                              np.inf)  # position -1: a node outside the disc
             tu, tv, tcu, tcv = self._end_costs(targets)
             distance = np.minimum(dist[_positions(local, tu)] + tcu,
@@ -342,7 +461,7 @@ class Network:
         found_d: list[Floats] = []
         step = max(1, max_cells // (n + k + t))
         for first in range(0, k, step):
-            dist = dijkstra(graph, directed=False, indices=virtual[first:first + step],
+            dist = dijkstra(graph, directed=True, indices=virtual[first:first + step],
                             limit=limit)
             d = np.minimum(dist[:, tu] + tcu, dist[:, tv] + tcv)
             rows, cols = np.nonzero(d <= limit)
@@ -368,32 +487,29 @@ class Network:
         if len(source) != 1:
             raise ValueError("reach takes one point")
         n = self.node_count
-        su, sv, scu, scv = self._end_costs(source)
-        # the point hangs off both ends of its edge (one end, the nearer way, on a loop)
-        ends = [su[0]] if su[0] == sv[0] else [su[0], sv[0]]
-        costs = [min(scu[0], scv[0])] if su[0] == sv[0] else [scu[0], scv[0]]
-        graph = csr_matrix((np.concatenate([self._weights, costs]),
-                            (np.concatenate([self._rows, [n] * len(ends)]),
-                             np.concatenate([self._cols, ends]))), shape=(n + 1, n + 1))
-        dist = dijkstra(graph, directed=False, indices=n, limit=limit)
+        graph, virtual = self._source_graph(source)
+        dist = dijkstra(graph, directed=True, indices=int(virtual[0]), limit=limit)
         left = limit - dist[:n]
+        e0 = int(source.edge[0])
+        edges = np.union1d(np.flatnonzero(np.isfinite(left[self.u]) | np.isfinite(left[self.v])),
+                           [e0])
+        shapes = dict(zip(edges.tolist(), self.edge_lines(edges), strict=True))
         parts: list[Any] = []
-        for e in np.flatnonzero(np.isfinite(left[self.u]) | np.isfinite(left[self.v])):
+        for e in edges.tolist():
             length = float(self.length[e])
             a = left[self.u[e]]
             b = left[self.v[e]]
             if np.isfinite(a) and np.isfinite(b) and a + b >= length:
-                parts.append(self.geoms[e])
+                parts.append(shapes[e])
                 continue
             if np.isfinite(a) and a > 0:
-                parts.append(substring(self.geoms[e], 0.0, min(float(a), length)))
+                parts.append(substring(shapes[e], 0.0, min(float(a), length)))
             if np.isfinite(b) and b > 0:
-                parts.append(substring(self.geoms[e], max(length - float(b), 0.0), length))
-        e0 = int(source.edge[0])
+                parts.append(substring(shapes[e], max(length - float(b), 0.0), length))
         spare = limit - float(source.offset[0])
         if spare > 0:
             at = float(source.along[0])
-            parts.append(substring(self.geoms[e0], max(at - spare, 0.0),
+            parts.append(substring(shapes[e0], max(at - spare, 0.0),
                                    min(at + spare, float(self.length[e0]))))
         lines = [p for p in parts if not p.is_empty and p.length > 0]
         # pieces reached both ways (and the point's own edge) overlap: union them once
@@ -402,12 +518,14 @@ class Network:
 
     # ---- networkx ---------------------------------------------------------------------
     def to_networkx(self, points: dict[Any, tuple[int, float, float]] | None = None
-                    ) -> nx.MultiGraph:
+                    ) -> Any:
         """The graph in networkx (nodes 0..n-1, every piece an edge with ``weight`` in
         metres). ``points`` (name -> (edge, along, offset), as ``snap`` gives) are spliced in:
         each point's edge is cut where it lies, and the point hangs off the cut by its
         offset, so the distances are those a walker would take, computed independently."""
-        graph: nx.MultiGraph = nx.MultiGraph()
+        import networkx as nx  # tests and studies only: the service does not load it
+
+        graph = nx.MultiGraph()
         graph.add_nodes_from(range(self.node_count))
         cuts: dict[int, list[tuple[float, Any]]] = {}
         for name, (edge, along, offset) in (points or {}).items():
@@ -421,10 +539,37 @@ class Network:
         return graph
 
 
-def _positions(local: Ints, nodes: Ints) -> Ints:
+def _positions(local: Ints, nodes: Index) -> Ints:
     """Each of ``nodes``' index in the sorted ``local``, -1 when absent."""
     at = np.minimum(np.searchsorted(local, nodes), len(local) - 1)
     return np.where(local[at] == nodes, at, -1).astype(np.int64)
+
+
+def _subgraph(graph: csr_matrix, local: Ints) -> csr_matrix:
+    """The graph among the sorted nodes ``local`` (renumbered by their place in it), read
+    from their rows only: scipy's column selection walks every column of the graph."""
+    rows = graph[local].tocoo()
+    cols = _positions(local, rows.col.astype(np.int64))
+    keep = cols >= 0
+    return csr_matrix((rows.data[keep], (rows.row[keep], cols[keep])),
+                      shape=(len(local), len(local)))
+
+
+def _with_sources(graph: csr_matrix, su: Index, sv: Index, scu: Floats, scv: Floats
+                  ) -> csr_matrix:
+    """``graph`` (square) plus one row per source, ids after its nodes: an entry to each end
+    of the source's edge (``su``, ``sv``; -1: leave it out) by the cost of reaching it, one
+    entry when both ends are one node (a loop), by the nearer way. Nothing leads back to a
+    source, so the search runs directed, and the graph's own arrays are only extended."""
+    n, k = graph.shape[0], len(su)
+    loop = su == sv
+    cols = np.column_stack([su, sv])
+    costs = np.column_stack([np.where(loop, np.minimum(scu, scv), scu), scv])
+    keep = (cols >= 0) & np.column_stack([np.ones(k, dtype=bool), ~loop])
+    indptr = np.concatenate([graph.indptr, graph.indptr[-1] + np.cumsum(keep.sum(axis=1))])
+    return csr_matrix((np.concatenate([graph.data, costs[keep]]),
+                       np.concatenate([graph.indices, cols[keep].astype(graph.indices.dtype)]),
+                       indptr), shape=(n + k, n + k))
 
 
 def _min_matrix(rows: Ints, cols: Ints, weights: Floats, size: int) -> csr_matrix:

@@ -83,6 +83,12 @@ def _bars() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
         yield stage
 
 
+# The twin as it was at a moment: every command reading it may ask.
+AsOfOption = Annotated[str | None, typer.Option(
+    "--as-of", help="The twin as it was then: an RFC 3339 time with its offset, e.g. "
+                    "2026-03-31T18:00:00+08:00.")]
+
+
 @app.callback(invoke_without_command=True)
 def _main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
           ) -> None:
@@ -370,9 +376,7 @@ def coverage_command(
                                                   "(repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (uncovered buildings "
                                           "included).")] = False,
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="The twin as it was then (RFC 3339, e.g. 2026-03-31T18:00:00+08:00)."
-    )] = None,
+    as_of: AsOfOption = None,
 ) -> None:
     """Which buildings are within a walk of a facility: covered shares per group.
 
@@ -428,6 +432,7 @@ def siting_command(
                                               "60).")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the sites as "
                                           "GeoJSON).")] = False,
+    as_of: AsOfOption = None,
 ) -> None:
     """Where N new facilities cover the most households not yet covered (existing kept).
 
@@ -439,7 +444,7 @@ def siting_command(
     with _domain_errors():
         query = siting_query({"layer": layer, "n": n, "within": within, "state": state,
                               "tags": tag or [], "candidates": {"spacing_m": spacing},
-                              "time_limit_s": time_limit})
+                              "time_limit_s": time_limit, "as_of": as_of})
         body = site(_app_engine(settings), query).as_dict()
     if as_json:
         out.print_json(json.dumps(body, ensure_ascii=False))
@@ -474,9 +479,7 @@ def fire_access_command(
     by: Annotated[str, typer.Option(help="Group by grid or area.")] = "grid",
     top: Annotated[int, typer.Option(help="Blocked passages to list.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="The twin as it was then (RFC 3339, e.g. 2026-03-31T18:00:00+08:00)."
-    )] = None,
+    as_of: AsOfOption = None,
 ) -> None:
     """Which buildings a fire engine cannot get near; blocked passages ranked by the
     households opening each would restore."""
@@ -566,8 +569,7 @@ def map_command(
 def export_command(
     layer: Annotated[str, typer.Argument(help="The layer, e.g. buildings.")],
     file: Annotated[Path, typer.Argument(help="A .gpkg, .geojson or .json file.")],
-    as_of: Annotated[str | None, typer.Option(
-        "--as-of", help="The layer as it was then: an RFC 3339 time with its offset.")] = None,
+    as_of: AsOfOption = None,
 ) -> None:
     """Write one layer to a GeoPackage or GeoJSON file (EPSG:4326), now or as it was.
 

@@ -25,6 +25,7 @@ from api.routes import (
     features,
     field,
     landing,
+    map_page,
     photos,
     reports,
     revert,
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(analysis.router)
     app.include_router(photos.router)
     app.include_router(field.router)
+    app.include_router(map_page.router)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)

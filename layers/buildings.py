@@ -37,4 +37,5 @@ LAYER = Layer(
     style=Style(color="#7f7f7f", fill_color="#bdbdbd", weight=0.8, fill_opacity=0.6),
     tile_attributes=("use", "floors", "households"),
     edit_roles=("worker", "planner", "commander", "admin"),
+    map_min_zoom=15,
 )

@@ -77,6 +77,9 @@ class Layer:
     # Coverage analysis (twin/coverage.py): the default walk along the street network, in
     # metres, within which a building counts as served by this layer; None: no default.
     coverage_within_m: float | None = None
+    # The live map (/map) loads this layer for the visible box from this zoom level on: a
+    # layer of many features waits until the box holds a street's worth, not a district.
+    map_min_zoom: int = 0
 
     @property
     def title(self) -> str:

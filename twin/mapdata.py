@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
-from twin.maps import render_map
+from twin.maps import render_live_map, render_map
 from twin.registry import all_layers
 from twin.settings import Settings
 from twin.sqlfiles import sql
@@ -24,8 +24,24 @@ def layer_collections(engine: Engine) -> dict[str, dict[str, Any]]:
 def standalone_map(engine: Engine, settings: Settings) -> str:
     """The whole twin as one HTML file that opens with no network."""
     with engine.connect() as conn:
-        meta = conn.execute(text("SELECT value FROM twin.metadata WHERE key = 'dataset'")
-                            ).scalar()
+        title = _title(conn)
+    return render_map(layer_collections(engine), settings, title=title, standalone=True)
+
+
+def live_map(engine: Engine, settings: Settings) -> str:
+    """The map page the API serves: no feature in it, first shown on the micro-grids' box
+    (the whole twin's when there are none)."""
+    with engine.connect() as conn:
+        title = _title(conn)
+        box = conn.execute(text(
+            "SELECT ST_YMin(b), ST_XMin(b), ST_YMax(b), ST_XMax(b) FROM (SELECT coalesce("
+            "(SELECT ST_Extent(geom) FROM twin.features WHERE layer = 'micro_grids'), "
+            "(SELECT ST_Extent(geom) FROM twin.features)) AS b) AS x")).one()
+    bounds = None if box[0] is None else [[box[0], box[1]], [box[2], box[3]]]
+    return render_live_map(settings, title=f"{title} · 指挥中心 Command centre", bounds=bounds)
+
+
+def _title(conn: Connection) -> str:
+    meta = conn.execute(text("SELECT value FROM twin.metadata WHERE key = 'dataset'")).scalar()
     name = (meta or {}).get("name_zh") or (meta or {}).get("name") or "Twin"
-    return render_map(layer_collections(engine), settings, title=f"{name} 数字孪生 Digital twin",
-                      standalone=True)
+    return f"{name} 数字孪生 Digital twin"

@@ -34,6 +34,10 @@ _CSS = (("leaflet_css", "leaflet/leaflet.css"), ("grouped_layer_control_css", f"
 _JS = (("leaflet", "leaflet/leaflet.js"), ("grouped_layer_control", f"{_GLC}.js"))
 
 GROUP_TITLES = {"areas": "片区 Areas", "twin": "要素 Features"}
+# The live map: the most features of one layer it loads for the visible box, and how often it
+# asks the change feed what changed (milliseconds; an edit shows within this and a load).
+LIVE_PAGE_LIMIT = 5_000
+LIVE_POLL_MS = 3_000
 
 _TIANDITU = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
              "&LAYER=%s&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}"
@@ -61,6 +65,9 @@ _PAGE_CSS = """
 .twin-popup th { text-align: left; font-weight: normal; color: #555; padding: 1px 8px 1px 0; }
 .twin-popup td { padding: 1px 0; }
 .twin-popup .twin-layer { color: #777; }
+.twin-history-list { margin: 4px 0 0; padding-left: 18px; max-height: 160px; overflow-y: auto; }
+.twin-live form { display: flex; flex-direction: column; gap: 4px; margin-top: 4px; }
+.twin-live a { color: #1565c0; }
 """
 
 # Popups and tooltips are built with textContent: feature properties are user input.
@@ -101,7 +108,8 @@ function twinFeature(name) {
         ["微网格 Micro-grid", show("micro_grid", p.micro_grid)],
         ["版本 Version", show("version", p.version)],
         ["最后修改 Last change",
-         [show("", p.changed_by), p.changed_at ? when(p.changed_at) : ""]
+         [show("", p.changed_by), (p.changed_at || p.updated) ? when(p.changed_at || p.updated)
+                                                               : ""]
            .filter(Boolean).join(" · ")],
       ]);
       const table = document.createElement("table");
@@ -109,6 +117,25 @@ function twinFeature(name) {
         if (value !== "") table.insertRow().append(twinText("th", label), twinText("td", value));
       }
       div.append(table);
+      if (window.twinHistory && feature.id !== undefined) {  // the live map: ask the API
+        const link = twinText("a", "历史 History");
+        link.href = "#";
+        link.className = "twin-history";
+        link.onclick = async (event) => {
+          event.preventDefault();
+          const list = document.createElement("ol");
+          list.className = "twin-history-list";
+          link.replaceWith(list);
+          for (const v of await window.twinHistory(name, feature.id)) {
+            const c = v.change || {};
+            list.append(twinText("li", [`v${v.version}`, c.actor, when(v.valid_from),
+                                        c.reason, (c.changed || []).join(", ")]
+              .filter(Boolean).join(" · ")));
+          }
+          layer.getPopup().update();
+        };
+        div.append(link);
+      }
       return div;
     }, {maxWidth: 360});
   };
@@ -143,6 +170,21 @@ class _Box(MacroElement):
         self.css_class = css_class
 
 
+class _Call(MacroElement):
+    """A line of script run where the map's own script has made the map and its groups."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        {{ this.code }}
+        {% endmacro %}
+    """)
+
+    def __init__(self, code: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "Call"
+        self.code = code
+
+
 def render_map(collections: dict[str, dict[str, Any]], settings: Settings, *, title: str,
                standalone: bool = True, asset_url: str = "/static/vendor",
                note: str | None = None) -> str:
@@ -155,21 +197,56 @@ def render_map(collections: dict[str, dict[str, Any]], settings: Settings, *, ti
     for name in collections:
         get_layer(name)  # unknown names raise NotFound naming the known layers
     layers = [layer for name, layer in registry.items() if name in collections]
+    m, groups = _frame(layers, settings, title, standalone, asset_url, note)
+    for layer in layers:
+        _geojson(layer, collections[layer.name]).add_to(groups[layer.name])
+    bounds = m.get_bounds()
+    if None not in bounds[0]:  # there are features
+        m.fit_bounds(cast(list[list[float]], bounds), padding=(20, 20), max_zoom=18)
+    return _page(m, standalone, asset_url)
 
+
+def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]] | None,
+                    asset_url: str = "/static", note: str | None = None) -> str:
+    """The map page the API serves: no feature in it. Its script (``map/live.js``) signs in,
+    loads each shown layer for the visible box from the API, and reloads a layer when the
+    change feed says it changed. ``bounds`` ([[south, west], [north, east]]) is the first
+    view."""
+    layers = list(all_layers().values())
+    m, groups = _frame(layers, settings, title, False, f"{asset_url}/vendor", note)
+    figure = cast(Figure, m.get_root())
+    figure.header.add_child(JavascriptLink(f"{asset_url}/map/live.js"), name="twin_live")
+    # no favicon request (a 404 in the console otherwise)
+    figure.header.add_child(Element('<link rel="icon" href="data:,">'), name="twin_icon")
+    config = {"map": m.get_name(),
+              "groups": {name: group.get_name() for name, group in groups.items()},
+              "min_zoom": {layer.name: layer.map_min_zoom for layer in layers},
+              "limit": LIVE_PAGE_LIMIT, "poll_ms": LIVE_POLL_MS}
+    _Call(f"twinLive({_js_json(config)});").add_to(m)  # after the map and its groups exist
+    if bounds is not None:
+        m.fit_bounds(bounds, padding=(20, 20), max_zoom=18)
+    return _page(m, False, asset_url)
+
+
+def _frame(layers: list[Layer], settings: Settings, title: str, standalone: bool,
+           asset_url: str, note: str | None) -> tuple[folium.Map, dict[str, folium.FeatureGroup]]:
+    """The map with its assets, basemap, an empty group per layer in the grouped layer
+    control, the legend and the credits."""
     m = folium.Map(tiles=None, prefer_canvas=True, control_scale=True, maxZoom=20)
     figure = cast(Figure, m.get_root())
     figure.title = escape(title)
     _add_assets(figure, m, standalone, asset_url)
     _add_basemap(m, settings)
 
-    groups: dict[str, list[folium.FeatureGroup]] = {}
+    groups: dict[str, folium.FeatureGroup] = {}
+    grouped: dict[str, list[folium.FeatureGroup]] = {}
     for layer in layers:
         group = folium.FeatureGroup(name=layer.title)
         group.add_to(m)
-        _geojson(layer, collections[layer.name]).add_to(group)
-        groups.setdefault(GROUP_TITLES.get(layer.group, layer.group), []).append(group)
+        groups[layer.name] = group
+        grouped.setdefault(GROUP_TITLES.get(layer.group, layer.group), []).append(group)
     control = GroupedLayerControl(  # type: ignore[no-untyped-call]
-        groups, exclusive_groups=False, collapsed=False)
+        grouped, exclusive_groups=False, collapsed=False)
     control.default_js, control.default_css = [], []
     control.add_to(m)
 
@@ -179,14 +256,14 @@ def render_map(collections: dict[str, dict[str, Any]], settings: Settings, *, ti
     if any(credits):
         html = "<br>".join(escape(line) for line in credits if line)
         _Box(html, "bottomright", "twin-box").add_to(m)
+    return m, groups
 
-    bounds = m.get_bounds()
-    if None not in bounds[0]:  # there are features
-        m.fit_bounds(cast(list[list[float]], bounds), padding=(20, 20), max_zoom=18)
 
-    page: str = figure.render()
-    stray = [ref for ref in _ASSET_REF.findall(page)
-             if standalone or not ref.startswith(f"{asset_url}/")]
+def _page(m: folium.Map, standalone: bool, asset_url: str) -> str:
+    """The rendered page, refused if any script or style would come from outside the twin."""
+    page: str = cast(Figure, m.get_root()).render()
+    stray = [ref for ref in _ASSET_REF.findall(page) if not ref.startswith("data:")
+             and (standalone or not ref.startswith(f"{asset_url}/"))]
     if stray:
         raise RuntimeError(f"map page would load assets from outside the twin: {stray}")
     return page
@@ -249,11 +326,16 @@ def _geojson(layer: Layer, collection: dict[str, Any]) -> folium.GeoJson:
 
 def _layer_spec(layer: Layer) -> dict[str, Any]:
     """What the page's JS needs to label a feature of ``layer`` in its popup and tooltip."""
+    style = layer.style
     return {
         "title": layer.title,
         "state": layer.state_field,
         "fields": [[key, layer.field_label(key)] for key in layer.attributes.model_fields],
         "states": {state: layer.state_labels.get(state, state) for state in layer.style.by_state},
+        "point": layer.geometry_type == "Point",
+        "style": {"color": style.color, "fill": style.fill_color, "weight": style.weight,
+                  "radius": style.radius, "opacity": style.fill_opacity,
+                  "by_state": style.by_state},
     }
 
 

@@ -1,0 +1,191 @@
+// The live map (/map): the page holds no feature. Signed in (the token is kept in
+// localStorage, shared with /field), it loads each shown layer for the visible box from
+// /collections/{layer}/items, and asks the change feed every few seconds what changed since
+// the newest change it has seen; a layer that changed is loaded again, so an edit made on a
+// tablet shows without a reload. Popups are twinFeature's (twin/maps.py), plus the
+// feature's history on demand.
+"use strict";
+
+function twinLive(cfg) {
+  const map = window[cfg.map];
+  const groups = {};
+  for (const [name, variable] of Object.entries(cfg.groups)) groups[name] = window[variable];
+  const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, truncated: {},
+              open: null, redrawing: false };
+
+  // ---- boxes ------------------------------------------------------------------------------
+  const box = L.control({ position: "topleft" });
+  box.onAdd = () => {
+    const div = L.DomUtil.create("div", "twin-box twin-live");
+    L.DomEvent.disableClickPropagation(div);
+    L.DomEvent.disableScrollPropagation(div);
+    return div;
+  };
+  box.addTo(map);
+  const panel = box.getContainer();
+
+  function show(lines) {
+    panel.replaceChildren(...lines.map((line) => {
+      const div = document.createElement("div");
+      if (line instanceof Node) div.append(line); else div.textContent = line;
+      return div;
+    }));
+  }
+
+  function status(extra) {
+    const lines = [`实时 Live · 变更 change #${S.last ?? "-"} · ${new Date()
+      .toLocaleTimeString("zh-CN", { hour12: false })}`];
+    const more = Object.entries(S.truncated).filter(([, v]) => v)
+      .map(([name]) => `${TWIN_LAYERS[name].title}: 放大查看全部 zoom in for all`);
+    const out = document.createElement("a");
+    out.href = "#";
+    out.textContent = "退出 Sign out";
+    out.onclick = (event) => { event.preventDefault(); signOut(); };
+    show([...lines, ...more, ...(extra ? [extra] : []), out]);
+  }
+
+  function signInForm(message) {
+    const form = document.createElement("form");
+    const user = Object.assign(document.createElement("input"),
+      { name: "username", placeholder: "用户名 user", autocomplete: "username" });
+    const pass = Object.assign(document.createElement("input"),
+      { name: "password", type: "password", placeholder: "密码 password",
+        autocomplete: "current-password" });
+    const go = Object.assign(document.createElement("button"),
+      { type: "submit", textContent: "登录 Sign in" });
+    form.append(user, pass, go);
+    form.onsubmit = async (event) => {
+      event.preventDefault();
+      const answer = await fetch("/auth/token", { method: "POST",
+        body: new URLSearchParams({ username: user.value, password: pass.value }) });
+      if (!answer.ok) { signInForm("用户名或密码错误 wrong user or password"); return; }
+      S.token = (await answer.json()).access_token;
+      localStorage.setItem("twin.token", S.token);
+      start();
+    };
+    show(["指挥中心 Command centre: 请登录 sign in", form, ...(message ? [message] : [])]);
+  }
+
+  function signOut(message) {
+    S.token = null;
+    localStorage.removeItem("twin.token");
+    for (const group of Object.values(groups)) group.clearLayers();
+    signInForm(message);
+  }
+
+  // ---- the API ----------------------------------------------------------------------------
+  async function api(path) {
+    const answer = await fetch(path, { headers: { Authorization: `Bearer ${S.token}` } });
+    if (answer.status === 401) {
+      signOut("登录已过期 signed out: sign in again");
+      throw new Error("signed out");
+    }
+    if (!answer.ok) throw new Error(`${path}: ${answer.status}`);
+    return answer.json();
+  }
+
+  window.twinHistory = async (layer, id) => {
+    const body = await api(`/collections/${layer}/items/${id}/history?limit=10`);
+    return body.versions || [];
+  };
+
+  // ---- layers -----------------------------------------------------------------------------
+  function painter(name) {
+    const style = TWIN_LAYERS[name].style;
+    const field = TWIN_LAYERS[name].state;
+    return (feature) => {
+      const state = field ? feature.properties[field] : null;
+      const colour = (state != null && style.by_state[state]) || style.color;
+      const fill = Object.keys(style.by_state).length || !style.fill ? colour : style.fill;
+      return { color: colour, weight: style.weight, fillColor: fill,
+               fillOpacity: style.opacity, radius: style.radius };
+    };
+  }
+
+  async function load(name) {
+    const group = groups[name];
+    const seq = (S.loads[name] = (S.loads[name] || 0) + 1);
+    if (!S.token || !map.hasLayer(group)) return;
+    if (map.getZoom() < (cfg.min_zoom[name] || 0)) {
+      group.clearLayers();
+      S.truncated[name] = true;
+      return;
+    }
+    const b = map.getBounds();
+    const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
+      .map((v) => v.toFixed(6)).join(",");
+    const page = await api(`/collections/${name}/items?bbox=${bbox}&limit=${cfg.limit}`);
+    if (seq !== S.loads[name]) return; // a newer load of this layer is on its way
+    const paint = painter(name);
+    const bind = twinFeature(name);
+    let reopen = null;
+    const drawn = L.geoJSON(page, {
+      style: paint,
+      pointToLayer: (feature, at) => L.circleMarker(at, paint(feature)),
+      onEachFeature: (feature, layer) => {
+        bind(feature, layer);
+        layer.on("popupopen", () => { S.open = [name, feature.id]; });
+        layer.on("popupclose", () => { if (!S.redrawing) S.open = null; });
+        if (S.open && S.open[0] === name && S.open[1] === feature.id) reopen = layer;
+      },
+    });
+    // the feature whose popup is open keeps it open, with what it says now
+    S.redrawing = true;
+    group.clearLayers();
+    group.addLayer(drawn);
+    S.redrawing = false;
+    if (reopen) reopen.openPopup();
+    S.truncated[name] = page.numberReturned >= cfg.limit;
+  }
+
+  function loadShown() {
+    return Promise.all(Object.keys(groups).map((name) => load(name).catch(report)));
+  }
+
+  function report(error) {
+    if (S.token) status(`⚠ ${error.message}`);
+  }
+
+  // ---- the change feed --------------------------------------------------------------------
+  async function poll() {
+    if (!S.token) return;
+    try {
+      const changed = new Set();
+      for (;;) {
+        const after = S.last ? `&cursor=${S.last}` : "";
+        const page = await api(`/changes?order=oldest&limit=500${after}`);
+        for (const change of page.changes) {
+          changed.add(change.layer);
+          S.last = change.id;
+        }
+        if (!page.links.some((link) => link.rel === "next")) break;
+      }
+      await Promise.all([...changed].filter((name) => name in groups).map(load));
+      status();
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  async function start() {
+    status();
+    try {
+      const newest = await api("/changes?limit=1");
+      S.last = newest.changes.length ? newest.changes[0].id : 0;
+      await loadShown();
+      status();
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  map.on("moveend", () => loadShown().then(() => S.token && status()));
+  map.on("overlayadd", (event) => {
+    const name = Object.keys(groups).find((key) => groups[key] === event.layer);
+    if (name) load(name).catch(report);
+  });
+  setInterval(poll, cfg.poll_ms);
+  // for the curious (and the tests): what the page holds and has seen
+  window.twinLiveMap = { map, groups, state: S, load, poll };
+  if (S.token) start(); else signInForm();
+}

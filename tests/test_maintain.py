@@ -118,3 +118,13 @@ def test_no_partition_of_the_versions_can_be_rewritten(sample_db: Database,
     with sample_db.admin.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM twin.feature_versions")
                             ).scalar_one() == count
+
+
+def test_maintain_on_a_database_not_migrated_says_so(server: Server) -> None:
+    db = server.create(f"twin_test_{uuid.uuid4().hex[:10]}")
+    try:
+        done = run_twin("db", "maintain", env={**db.env(), "TWIN_DATABASE_URL": db.admin_url})
+    finally:
+        server.drop(db)
+    assert done.returncode == 1
+    assert "twin db migrate" in done.stderr and "Traceback" not in done.stderr

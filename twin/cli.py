@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from twin import __version__
 from twin.cluster import local_cluster
@@ -51,6 +52,16 @@ def _domain_errors() -> Iterator[None]:
             err.print(f"  - {problem.field} = {problem.value!r}: {problem.reason} "
                       f"{problem.reason_zh}")
         raise typer.Exit(1) from None
+    except DBAPIError as exc:  # the database refused: say what it said, not where
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        hint = ("; the database's schema is older than this Twin: run `twin db migrate`"
+                if getattr(exc.orig, "sqlstate", None) in _SCHEMA_MISSING else "")
+        err.print(f"[bold red]error:[/] the database refused: {reason}{hint}")
+        raise typer.Exit(1) from None
+
+
+# undefined table, function, column: a database not migrated to this version
+_SCHEMA_MISSING = ("42P01", "42883", "42703")
 
 
 def _settings() -> Settings:

@@ -417,3 +417,36 @@ def test_the_live_stream_delivers_and_resumes(live_url: str, sample_db: Database
             names = [e["data"]["new"]["name"] for e in _events(stream, 2, timeout=5)]
         assert names == ["missed 1", "missed 2"]
         assert http.get("/changes/stream", headers={"Last-Event-ID": "oops"}).status_code == 400
+
+
+def test_the_heat_map_counts_every_change_once_per_cell(client: TestClient,
+                                                       sample_db: Database) -> None:
+    auth = login(client, "commander")
+    body = client.get("/changes/heat?cell_m=100", headers=auth)
+    assert body.status_code == 200, body.text
+    heat = body.json()
+    with sample_db.app.connect() as conn:
+        total = _one(conn, "SELECT count(*) FROM twin.changes "
+                     "WHERE server_time >= now() - interval '7 days'")[0]
+        grid = _one(conn, "SELECT grid_code FROM twin.changes WHERE grid_code IS NOT NULL "
+                    "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0]
+        in_grid = _one(conn, "SELECT count(*) FROM twin.changes WHERE grid_code = :g",
+                       g=grid)[0]
+    counts = [n for _lon, _lat, n in heat["cells"]]
+    assert heat["changes"] == sum(counts) == total > 0
+    assert heat["max"] == max(counts) > 1 and heat["cell_m"] == 100
+    assert all(121.4 < lon < 121.7 and 31.1 < lat < 31.3 for lon, lat, _n in heat["cells"])
+    # the cells are distinct, on the grid
+    assert len({(lon, lat) for lon, lat, _n in heat["cells"]}) == len(heat["cells"])
+    # a worker sees the heat of their own micro-grid only
+    mine = client.get("/changes/heat", headers=login(client, f"worker-{grid}")).json()
+    assert mine["changes"] == in_grid
+    # a period with nothing in it, and bad parameters
+    empty = client.get("/changes/heat?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z",
+                       headers=auth).json()
+    assert (empty["cells"], empty["max"], empty["changes"]) == ([], 0, 0)
+    for query, field in (("cell_m=0", "cell_m"), ("cell_m=wide", "cell_m"),
+                         ("order=oldest", "order"), ("layer=nowhere", "layer")):
+        refused = client.get(f"/changes/heat?{query}", headers=auth)
+        assert refused.status_code in (400, 422), refused.text
+        assert field in [p["field"] for p in refused.json()["problems"]]

@@ -69,7 +69,46 @@ NEWEST_CURSOR_SQL = (f"SELECT c.tx::text::bigint, c.id FROM twin.changes c WHERE
 def changes_sql(query: ChangeQuery, columns: str, with_cursor: bool = True
                 ) -> tuple[str, dict[str, Any]]:
     """SELECT ``columns`` of each change matching ``query`` (and its cursor, tx and id)."""
-    where, params = [], {}
+    where, params = _where(query)
+    oldest = query.order == "oldest"
+    if oldest:
+        where.append(HORIZON)
+    if query.after is not None:
+        where.append(f"(c.tx, c.id) {'>' if oldest else '<'} (%(tx)s::text::xid8, %(id)s)")
+        params["tx"], params["id"] = query.after
+    direction = "" if oldest else " DESC"
+    cursor = ", c.tx::text::bigint, c.id" if with_cursor else ""
+    sql = (f"SELECT {columns}{cursor} FROM twin.changes c"
+           f"{' WHERE ' + ' AND '.join(where) if where else ''} "
+           f"ORDER BY c.tx{direction}, c.id{direction}")
+    if query.limit is not None:
+        sql += " LIMIT %(limit)s"
+        params["limit"] = query.limit + 1  # one more: is there a next page?
+    return sql, params
+
+
+def heat_sql(query: ChangeQuery, cell_degrees: float) -> tuple[str, dict[str, Any]]:
+    """The changes matching ``query`` counted per cell of a grid ``cell_degrees`` wide (by
+    where each happened), as one JSON text: ``cells`` of [lon, lat, count], the largest count
+    and the total. PostgreSQL groups them: the page gets a few thousand cells, not every
+    change."""
+    where, params = _where(query)
+    params["cell"] = cell_degrees
+    sql = f"""
+SELECT json_build_object(
+    'cells', coalesce(json_agg(json_build_array(round(ST_X(p)::numeric, 6),
+                                                round(ST_Y(p)::numeric, 6), n)), '[]'),
+    'max', coalesce(max(n), 0), 'changes', coalesce(sum(n), 0))::text
+  FROM (SELECT ST_SnapToGrid(ST_Centroid(c.geom), %(cell)s) AS p, count(*) AS n
+          FROM twin.changes c{' WHERE ' + ' AND '.join(where) if where else ''}
+         GROUP BY 1) AS cells"""
+    return sql, params
+
+
+def _where(query: ChangeQuery) -> tuple[list[str], dict[str, Any]]:
+    """The conditions of ``query``'s filters on the log ``c`` (not its order or cursor)."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
     for name, column in _EQUAL.items():
         value = getattr(query, name)
         if value is not None:
@@ -88,21 +127,7 @@ def changes_sql(query: ChangeQuery, columns: str, with_cursor: bool = True
         where.append("c.geom && ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326) AND "
                      "ST_Intersects(c.geom, ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326))")
         params.update(zip(("x0", "y0", "x1", "y1"), query.bbox, strict=True))
-    oldest = query.order == "oldest"
-    if oldest:
-        where.append(HORIZON)
-    if query.after is not None:
-        where.append(f"(c.tx, c.id) {'>' if oldest else '<'} (%(tx)s::text::xid8, %(id)s)")
-        params["tx"], params["id"] = query.after
-    direction = "" if oldest else " DESC"
-    cursor = ", c.tx::text::bigint, c.id" if with_cursor else ""
-    sql = (f"SELECT {columns}{cursor} FROM twin.changes c"
-           f"{' WHERE ' + ' AND '.join(where) if where else ''} "
-           f"ORDER BY c.tx{direction}, c.id{direction}")
-    if query.limit is not None:
-        sql += " LIMIT %(limit)s"
-        params["limit"] = query.limit + 1  # one more: is there a next page?
-    return sql, params
+    return where, params
 
 
 def history_sql() -> str:

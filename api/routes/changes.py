@@ -8,8 +8,10 @@ here writes: the log is changed by edits alone, and only ever appended to.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -28,6 +30,7 @@ from twin.changes import (
     ChangeQuery,
     changes_sql,
     diff_sql,
+    heat_sql,
     history_sql,
 )
 from twin.crs import CRS84
@@ -41,6 +44,10 @@ FEED_PARAMS = frozenset({"order", "limit", "cursor", "layer", "micro_grid",
                          "residential_area", "actor", "role", "operation", "feature_id",
                          "from", "to", "bbox", "f"})
 OPERATIONS = ("insert", "update", "delete")
+HEAT_PARAMS = (FEED_PARAMS - {"order", "limit", "cursor", "f"}) | {"cell_m"}
+HEAT_CELL_M = 50.0
+HEAT_DEFAULT_PERIOD = timedelta(days=7)
+METRES_PER_DEGREE = 111_320.0  # along a meridian; a cell is a little narrower east-west
 STREAM_BATCH = 500
 HEARTBEAT_SECONDS = 15.0
 
@@ -70,10 +77,11 @@ async def _cursor(conn: AsyncConnection[Any], raw: str | None, name: str
     return int(row[0]), int(row[1])
 
 
-def _feed_query(request: Request, user: User) -> ChangeQuery:
+def _feed_query(request: Request, user: User, allowed: frozenset[str] = FEED_PARAMS
+                ) -> ChangeQuery:
     """Every feed parameter, checked (the cursor is resolved against the log later)."""
     params = request.query_params
-    reject_unknown(params, FEED_PARAMS)
+    reject_unknown(params, allowed)
     layer = params.get("layer")
     if layer is not None and layer not in all_layers():
         raise bad("layer", layer, f"one of {', '.join(all_layers())}", "未知图层")
@@ -204,6 +212,31 @@ async def history(request: Request, layer: str, fid: str, user: UserDep) -> Resp
             request.url.replace_query_params(**(dict(params) | {"cursor": str(row[2])})))})
     return Response(f'{row[0][:-1]},"links":{json.dumps(links)}}}',
                     media_type="application/json")
+
+
+@router.get("/changes/heat", summary="Where the twin changed: changes counted per cell of a "
+            "grid, for a heat map (default: the last 7 days)")
+async def heat(request: Request, user: UserDep) -> Response:
+    """The feed's filters (``from``/``to``, ``layer``, ``micro_grid``, ``bbox``, ...) and
+    ``cell_m``, the cell's size in metres (default 50); a worker's own micro-grids only."""
+    query = _feed_query(request, user, HEAT_PARAMS)
+    if query.since is None and query.until is None:
+        query = replace(query, since=datetime.now(UTC) - HEAT_DEFAULT_PERIOD)
+    raw = request.query_params.get("cell_m", str(HEAT_CELL_M))
+    try:
+        cell = float(raw)
+    except ValueError:
+        cell = math.nan
+    if not 1 <= cell <= 10_000:
+        raise bad("cell_m", raw, "metres, from 1 to 10,000", "单元格须为1至10000米")
+    sql, params = heat_sql(replace(query, limit=None), cell / METRES_PER_DEGREE)
+    async with get_pool(request).connection() as conn:
+        row = await (await conn.execute(sql, params)).fetchone()
+    assert row is not None  # an aggregate answers one row
+    since = query.since.isoformat() if query.since else None
+    until = query.until.isoformat() if query.until else None
+    return Response(f'{row[0][:-1]},"from":{json.dumps(since)},"to":{json.dumps(until)},'
+                    f'"cell_m":{cell}}}', media_type="application/json")
 
 
 @router.get("/changes/diff", summary="What changed between two moments in a box or micro-grid",

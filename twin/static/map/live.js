@@ -10,8 +10,8 @@ function twinLive(cfg) {
   const map = window[cfg.map];
   const groups = {};
   for (const [name, variable] of Object.entries(cfg.groups)) groups[name] = window[variable];
-  const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, truncated: {},
-              open: null, redrawing: false };
+  const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, loaded: {},
+              truncated: {}, open: null, redrawing: false };
 
   // ---- boxes ------------------------------------------------------------------------------
   const box = L.control({ position: "topleft" });
@@ -70,6 +70,7 @@ function twinLive(cfg) {
     S.token = null;
     localStorage.removeItem("twin.token");
     for (const group of Object.values(groups)) group.clearLayers();
+    S.loaded = {};
     signInForm(message);
   }
 
@@ -102,20 +103,26 @@ function twinLive(cfg) {
     };
   }
 
-  async function load(name) {
+  // A layer is loaded for the view widened by half on each side, and loaded again when the
+  // view leaves that (or the feed says it changed): small pans, and a popup opening, keep it.
+  async function load(name, again) {
     const group = groups[name];
-    const seq = (S.loads[name] = (S.loads[name] || 0) + 1);
     if (!S.token || !map.hasLayer(group)) return;
     if (map.getZoom() < (cfg.min_zoom[name] || 0)) {
       group.clearLayers();
+      S.loaded[name] = null;
       S.truncated[name] = true;
       return;
     }
-    const b = map.getBounds();
+    const view = map.getBounds();
+    if (!again && !S.truncated[name] && S.loaded[name] && S.loaded[name].contains(view)) return;
+    const seq = (S.loads[name] = (S.loads[name] || 0) + 1);
+    const b = view.pad(0.5);
     const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
       .map((v) => v.toFixed(6)).join(",");
     const page = await api(`/collections/${name}/items?bbox=${bbox}&limit=${cfg.limit}`);
     if (seq !== S.loads[name]) return; // a newer load of this layer is on its way
+    S.loaded[name] = b;
     const paint = painter(name);
     const bind = twinFeature(name);
     let reopen = null;
@@ -160,7 +167,8 @@ function twinLive(cfg) {
         }
         if (!page.links.some((link) => link.rel === "next")) break;
       }
-      await Promise.all([...changed].filter((name) => name in groups).map(load));
+      await Promise.all([...changed].filter((name) => name in groups)
+        .map((name) => load(name, true)));
       status();
     } catch (error) {
       report(error);
@@ -182,7 +190,7 @@ function twinLive(cfg) {
   map.on("moveend", () => loadShown().then(() => S.token && status()));
   map.on("overlayadd", (event) => {
     const name = Object.keys(groups).find((key) => groups[key] === event.layer);
-    if (name) load(name).catch(report);
+    if (name) load(name, true).catch(report);
   });
   setInterval(poll, cfg.poll_ms);
   // for the curious (and the tests): what the page holds and has seen

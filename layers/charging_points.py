@@ -51,4 +51,5 @@ LAYER = Layer(
     max_gps_error_m=20.0,
     # Default coverage: an e-bike is pushed to a charger, so about one block (an assumption).
     coverage_within_m=200.0,
+    map_cluster=True,
 )

@@ -45,4 +45,5 @@ LAYER = Layer(
     max_gps_error_m=20.0,
     # Default coverage: about a two-minute walk carrying sorted waste (a planning assumption).
     coverage_within_m=120.0,
+    map_cluster=True,
 )

@@ -36,14 +36,22 @@ def test_the_live_map_signs_in_draws_and_follows_an_edit(live_url: str) -> None:
         assert len(points) > 10 and all(state for _id, state in points)
         # a point's popup: its last change, then its history from the API
         fid = points[0][0]
-        page.evaluate("""fid => { window.twinLiveMap.groups.waste_points.eachLayer(drawn =>
-            drawn.eachLayer(f => { if (f.feature.id === fid) f.openPopup(); })); }""", fid)
+        page.evaluate("""fid => { window.twinLiveMap.groups.waste_points.eachLayer(held =>
+            held.eachLayer(f => { if (f.feature.id === fid) {
+              held.zoomToShowLayer(f, () => f.openPopup()); } })); }""", fid)
+        page.wait_for_selector(".twin-popup")
         popup = page.locator(".twin-popup")
         assert "最后修改 Last change" in popup.inner_text()
         page.click(".twin-history")
         page.wait_for_selector(".twin-history-list li")
         assert "v1" in page.inner_text(".twin-history-list")
         seen.screenshot("live-map.png")
+        # the dense point layers come in clusters; the heat map of changes is an overlay
+        assert page.evaluate("() => window.twinLiveMap.groups.charging_points.getLayers()"
+                             "[0] instanceof L.MarkerClusterGroup")
+        page.get_by_text("变更热力 Changes, 7 days").click()
+        page.wait_for_function("() => window.twinLiveMap.heat._latlngs.length > 0")
+        assert page.evaluate("() => window.twinLiveMap.state.heat") > 0
 
         # an edit through the API shows on the open map within 10 s, without a reload
         token = bearer(live_url, "commander")

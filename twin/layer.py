@@ -80,6 +80,8 @@ class Layer:
     # The live map (/map) loads this layer for the visible box from this zoom level on: a
     # layer of many features waits until the box holds a street's worth, not a district.
     map_min_zoom: int = 0
+    # ... and gathers its points into clusters until one can see them apart (a dense layer).
+    map_cluster: bool = False
 
     @property
     def title(self) -> str:

@@ -17,7 +17,6 @@ from urllib.parse import quote
 
 import folium
 from branca.element import CssLink, Element, Figure, JavascriptLink, MacroElement
-from folium.plugins import GroupedLayerControl
 from folium.template import Template
 from folium.utilities import JsCode
 
@@ -32,6 +31,11 @@ VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
 _GLC = "leaflet-groupedlayercontrol/leaflet.groupedlayercontrol.min"
 _CSS = (("leaflet_css", "leaflet/leaflet.css"), ("grouped_layer_control_css", f"{_GLC}.css"))
 _JS = (("leaflet", "leaflet/leaflet.js"), ("grouped_layer_control", f"{_GLC}.js"))
+# The live map's plugins: clusters for dense point layers, the heat map of changes.
+_LIVE_CSS = (("cluster_css", "leaflet.markercluster/MarkerCluster.css"),
+             ("cluster_default_css", "leaflet.markercluster/MarkerCluster.Default.css"))
+_LIVE_JS = (("cluster", "leaflet.markercluster/leaflet.markercluster.js"),
+            ("heat", "leaflet.heat/leaflet-heat.js"))
 
 GROUP_TITLES = {"areas": "片区 Areas", "twin": "要素 Features"}
 # The live map: the most features of one layer it loads for the visible box, and how often it
@@ -185,6 +189,30 @@ class _Call(MacroElement):
         self.code = code
 
 
+class _Groups(MacroElement):
+    """The grouped layer control (the vendored plugin), kept in a variable so that the live
+    map can add its own overlays to it (folium's GroupedLayerControl keeps none)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.control.groupedLayers(null, {
+          {%- for title, layers in this.grouped.items() %}
+          {{ title|tojson }}: {
+            {%- for name, variable in layers %}
+            {{ name|tojson }}: {{ variable }},
+            {%- endfor %}
+          },
+          {%- endfor %}
+        }, {collapsed: false}).addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+    """)
+
+    def __init__(self, grouped: dict[str, list[tuple[str, str]]]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._name = "GroupedLayerControl"
+        self.grouped = grouped
+
+
 def render_map(collections: dict[str, dict[str, Any]], settings: Settings, *, title: str,
                standalone: bool = True, asset_url: str = "/static/vendor",
                note: str | None = None) -> str:
@@ -215,12 +243,18 @@ def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]]
     layers = list(all_layers().values())
     m, groups = _frame(layers, settings, title, False, f"{asset_url}/vendor", note)
     figure = cast(Figure, m.get_root())
+    for name, path in _LIVE_CSS:
+        figure.header.add_child(CssLink(f"{asset_url}/vendor/{path}"), name=name)
+    for name, path in _LIVE_JS:
+        figure.header.add_child(JavascriptLink(f"{asset_url}/vendor/{path}"), name=name)
     figure.header.add_child(JavascriptLink(f"{asset_url}/map/live.js"), name="twin_live")
     # no favicon request (a 404 in the console otherwise)
     figure.header.add_child(Element('<link rel="icon" href="data:,">'), name="twin_icon")
-    config = {"map": m.get_name(),
+    control = next(child for child in m._children.values() if isinstance(child, _Groups))
+    config = {"map": m.get_name(), "control": control.get_name(),
               "groups": {name: group.get_name() for name, group in groups.items()},
               "min_zoom": {layer.name: layer.map_min_zoom for layer in layers},
+              "cluster": [layer.name for layer in layers if layer.map_cluster],
               "limit": LIVE_PAGE_LIMIT, "poll_ms": LIVE_POLL_MS}
     _Call(f"twinLive({_js_json(config)});").add_to(m)  # after the map and its groups exist
     if bounds is not None:
@@ -239,16 +273,14 @@ def _frame(layers: list[Layer], settings: Settings, title: str, standalone: bool
     _add_basemap(m, settings)
 
     groups: dict[str, folium.FeatureGroup] = {}
-    grouped: dict[str, list[folium.FeatureGroup]] = {}
+    grouped: dict[str, list[tuple[str, str]]] = {}
     for layer in layers:
         group = folium.FeatureGroup(name=layer.title)
         group.add_to(m)
         groups[layer.name] = group
-        grouped.setdefault(GROUP_TITLES.get(layer.group, layer.group), []).append(group)
-    control = GroupedLayerControl(  # type: ignore[no-untyped-call]
-        grouped, exclusive_groups=False, collapsed=False)
-    control.default_js, control.default_css = [], []
-    control.add_to(m)
+        grouped.setdefault(GROUP_TITLES.get(layer.group, layer.group), []).append(
+            (layer.title, group.get_name()))
+    _Groups(grouped).add_to(m)
 
     _Box(_legend_html(title, layers), "bottomleft", "twin-box twin-legend").add_to(m)
     credits = [f"审图号 Map review no.: {settings.map_review_number}"

@@ -136,17 +136,40 @@ function twinLive(cfg) {
         if (S.open && S.open[0] === name && S.open[1] === feature.id) reopen = layer;
       },
     });
+    // a dense point layer in clusters, until its points can be seen apart
+    const holder = cfg.cluster.includes(name)
+      ? L.markerClusterGroup({ disableClusteringAtZoom: 17, showCoverageOnHover: false,
+                               chunkedLoading: true }).addLayers(drawn.getLayers())
+      : drawn;
     // the feature whose popup is open keeps it open, with what it says now
     S.redrawing = true;
     group.clearLayers();
-    group.addLayer(drawn);
+    group.addLayer(holder);
     S.redrawing = false;
-    if (reopen) reopen.openPopup();
+    if (reopen && map.hasLayer(reopen)) reopen.openPopup();
     S.truncated[name] = page.numberReturned >= cfg.limit;
   }
 
   function loadShown() {
-    return Promise.all(Object.keys(groups).map((name) => load(name).catch(report)));
+    return Promise.all([...Object.keys(groups).map((name) => load(name).catch(report)),
+                        loadHeat().catch(report)]);
+  }
+
+  // ---- the heat map of recent changes (an overlay, off until chosen) ---------------------
+  const heat = L.heatLayer([], { radius: 20, blur: 16, minOpacity: 0.25 });
+  window[cfg.control].addOverlay(heat, "变更热力 Changes, 7 days", "分析 Analysis");
+
+  async function loadHeat() {
+    if (!S.token || !map.hasLayer(heat)) return;
+    const view = map.getBounds().pad(0.5);
+    // a cell of about 8 pixels at this zoom
+    const perPixel = 156543 * Math.cos((map.getCenter().lat * Math.PI) / 180) / 2 ** map.getZoom();
+    const cell = Math.min(Math.max(Math.round(8 * perPixel), 5), 5000);
+    const bbox = [view.getWest(), view.getSouth(), view.getEast(), view.getNorth()]
+      .map((v) => v.toFixed(6)).join(",");
+    const found = await api(`/changes/heat?cell_m=${cell}&bbox=${bbox}`);
+    heat.setLatLngs(found.cells.map(([lon, lat, n]) => [lat, lon, n / (found.max || 1)]));
+    S.heat = found.changes;
   }
 
   function report(error) {
@@ -169,6 +192,7 @@ function twinLive(cfg) {
       }
       await Promise.all([...changed].filter((name) => name in groups)
         .map((name) => load(name, true)));
+      if (changed.size) await loadHeat();
       status();
     } catch (error) {
       report(error);
@@ -189,11 +213,12 @@ function twinLive(cfg) {
 
   map.on("moveend", () => loadShown().then(() => S.token && status()));
   map.on("overlayadd", (event) => {
+    if (event.layer === heat) { loadHeat().catch(report); return; }
     const name = Object.keys(groups).find((key) => groups[key] === event.layer);
     if (name) load(name, true).catch(report);
   });
   setInterval(poll, cfg.poll_ms);
   // for the curious (and the tests): what the page holds and has seen
-  window.twinLiveMap = { map, groups, state: S, load, poll };
+  window.twinLiveMap = { map, groups, heat, state: S, load, poll };
   if (S.token) start(); else signInForm();
 }

@@ -183,12 +183,18 @@ def _pair_reference(net: Network, sources: Snapped, targets: Snapped, limit: flo
     return out
 
 
-@pytest.mark.parametrize("lines", [
-    _grid(5, 80.0),
-    [LineString([(0, 0), (100, 0)]), LineString([(0, 0), (50, 40), (100, 0)]),
-     LineString([(100, 0), (150, 0), (150, 50), (100, 0)]),
-     LineString([(100, 0), (200, -50)])],
-], ids=["grid", "parallel-and-loop"])
+# Two small networks the distance tests run on: a grid, and parallel pieces (one long and
+# straight, one bent), a loop back to its start and a dead end.
+NETWORKS = {
+    "grid": _grid(7, 60.0),
+    "parallel-long-edge-and-loop": [
+        LineString([(0, 0), (300, 0)]), LineString([(0, 0), (50, 40), (300, 0)]),
+        LineString([(100, 0), (150, 0), (150, 50), (100, 0)]),
+        LineString([(100, 0), (200, -50)])],
+}
+
+
+@pytest.mark.parametrize("lines", NETWORKS.values(), ids=NETWORKS.keys())
 def test_pairs_within_a_distance_equal_networkx(lines: list[LineString]) -> None:
     net = Network.from_lines(lines)
     rng = np.random.default_rng(5)
@@ -217,12 +223,7 @@ def test_pairs_within_a_distance_equal_networkx(lines: list[LineString]) -> None
     assert small.distance.tolist() == pytest.approx(whole.distance.tolist())
 
 
-@pytest.mark.parametrize("lines", [
-    _grid(7, 60.0),
-    [LineString([(0, 0), (300, 0)]), LineString([(0, 0), (50, 40), (300, 0)]),
-     LineString([(100, 0), (150, 0), (150, 50), (100, 0)]),
-     LineString([(100, 0), (200, -50)])],
-], ids=["grid", "parallel-long-edge-and-loop"])
+@pytest.mark.parametrize("lines", NETWORKS.values(), ids=NETWORKS.keys())
 def test_one_new_point_searched_in_its_disc_equals_networkx(lines: list[LineString]) -> None:
     net = Network.from_lines(lines)
     rng = np.random.default_rng(8)

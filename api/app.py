@@ -24,6 +24,7 @@ from api.routes import (
     edits,
     features,
     field,
+    kpis,
     landing,
     map_page,
     photos,
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(photos.router)
     app.include_router(field.router)
     app.include_router(map_page.router)
+    app.include_router(kpis.router)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)

@@ -1,0 +1,28 @@
+"""Key figures per micro-grid or residential area: what the command centre's map and board
+show (features by state, edits today and this week, workers active)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from api.deps import EngineDep, SettingsDep, UserDep
+from api.params import bad, reject_unknown
+from twin.kpis import GROUP_COLUMNS, group_kpis
+
+router = APIRouter(tags=["kpis"])
+
+
+@router.get("/kpis", summary="Features by state and edits today / in 7 days, per micro-grid "
+            "or residential area")
+def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
+         by: Annotated[str, Query(description="grid (default) or area")] = "grid",
+         ) -> dict[str, Any]:
+    """A worker's own micro-grids only; days are those of ``TWIN_TIME_ZONE``."""
+    reject_unknown(request.query_params, {"by"})
+    if by not in GROUP_COLUMNS:
+        raise bad("by", by, "grid or area", "分组须为grid或area")
+    with engine.connect() as conn:
+        return group_kpis(conn, by, settings.time_zone,
+                          user.grids if user.role == "worker" else None)

@@ -1,0 +1,54 @@
+"""GET /kpis: features by state and edits per micro-grid or area, checked against SQL."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import Database, login
+
+
+def test_kpis_per_grid_add_up_and_follow_an_edit(client: TestClient,
+                                                sample_db: Database) -> None:
+    auth = login(client, "commander")
+    body = client.get("/kpis", headers=auth)
+    assert body.status_code == 200, body.text
+    kpis = body.json()
+    with sample_db.app.connect() as conn:
+        grids = conn.execute(text("SELECT count(*) FROM twin.features "
+                                  "WHERE layer = 'micro_grids'")).scalar_one()
+        blocked = conn.execute(text(
+            "SELECT count(*) FROM twin.features WHERE layer = 'fire_passages' "
+            "AND props->>'state' = 'blocked'")).scalar_one()
+        point, grid = conn.execute(text(
+            "SELECT id, grid_code FROM twin.features WHERE layer = 'waste_points' "
+            "ORDER BY id LIMIT 1")).one()
+    assert len(kpis["groups"]) == grids
+    assert sum(g["states"].get("fire_passages", {}).get("blocked", 0)
+               for g in kpis["groups"]) == blocked > 0
+    assert kpis["layers"]["fire_passages"]["states"]["blocked"] == "堵塞 blocked"
+    before = next(g for g in kpis["groups"] if g["code"] == grid)
+
+    # the grid's worker edits a point: the grid's edits today and workers active follow
+    worker = login(client, f"worker-{grid}")
+    item = client.get(f"/collections/waste_points/items/{point}", headers=worker)
+    edited = client.patch(f"/collections/waste_points/items/{point}",
+                          headers={**worker, "If-Match": item.headers["ETag"]},
+                          json={"type": "Feature", "properties": {"state": "full"},
+                                "reason": "满溢 full"})
+    assert edited.status_code == 200, edited.text
+    after = next(g for g in client.get("/kpis", headers=auth).json()["groups"]
+                 if g["code"] == grid)
+    assert after["edits_today"] == before["edits_today"] + 1
+    assert after["workers_7_days"] == before["workers_7_days"] + 1
+    assert after["states"]["waste_points"].get("full", 0) == (
+        before["states"]["waste_points"].get("full", 0) + 1)
+    # a worker sees their own micro-grid; areas by committee; bad parameters named
+    mine = client.get("/kpis", headers=worker).json()["groups"]
+    assert [g["code"] for g in mine] == [grid]
+    areas = client.get("/kpis?by=area", headers=auth).json()["groups"]
+    assert all(g["name"] for g in areas) and len(areas) > 1
+    for query, field in (("by=street", "by"), ("when=today", "when")):
+        refused = client.get(f"/kpis?{query}", headers=auth)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["problems"][0]["field"] == field

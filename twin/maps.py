@@ -72,6 +72,8 @@ _PAGE_CSS = """
 .twin-history-list { margin: 4px 0 0; padding-left: 18px; max-height: 160px; overflow-y: auto; }
 .twin-live form { display: flex; flex-direction: column; gap: 4px; margin-top: 4px; }
 .twin-live a { color: #1565c0; }
+.twin-kpi select { max-width: 260px; }
+.twin-kpi-legend { margin-top: 4px; }
 """
 
 # Popups and tooltips are built with textContent: feature properties are user input.

@@ -11,7 +11,7 @@ function twinLive(cfg) {
   const groups = {};
   for (const [name, variable] of Object.entries(cfg.groups)) groups[name] = window[variable];
   const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, loaded: {},
-              truncated: {}, open: null, redrawing: false };
+              truncated: {}, open: null, redrawing: false, kpi: null, kpis: null, cuts: [] };
 
   // ---- boxes ------------------------------------------------------------------------------
   const box = L.control({ position: "topleft" });
@@ -94,6 +94,7 @@ function twinLive(cfg) {
   function painter(name) {
     const style = TWIN_LAYERS[name].style;
     const field = TWIN_LAYERS[name].state;
+    if (name === "micro_grids" && S.kpi) return choropleth;
     return (feature) => {
       const state = field ? feature.properties[field] : null;
       const colour = (state != null && style.by_state[state]) || style.color;
@@ -176,6 +177,83 @@ function twinLive(cfg) {
     if (S.token) status(`⚠ ${error.message}`);
   }
 
+  // ---- the micro-grids coloured by a key figure (GET /kpis) -------------------------------
+  const PALETTE = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
+  const BASE_KPIS = [["edits_today", "今日编辑 Edits today"],
+                     ["edits_7_days", "7日编辑 Edits, 7 days"],
+                     ["workers_7_days", "7日在岗网格员 Workers active, 7 days"]];
+  const kpiBox = L.control({ position: "bottomright" });
+  kpiBox.onAdd = () => {
+    const div = L.DomUtil.create("div", "twin-box twin-kpi");
+    L.DomEvent.disableClickPropagation(div);
+    L.DomEvent.disableScrollPropagation(div);
+    return div;
+  };
+  kpiBox.addTo(map);
+  const kpiPanel = kpiBox.getContainer();
+  const choice = document.createElement("select");
+  choice.name = "kpi";
+  choice.append(new Option("微网格指标 Grid KPI: 无 none", ""));
+  choice.onchange = () => { S.kpi = choice.value || null; colourGrids().catch(report); };
+  const legend = document.createElement("div");
+  legend.className = "twin-kpi-legend";
+  kpiPanel.append(choice, legend);
+
+  function kpiValue(group, key) {
+    if (!key.includes(".")) return group[key] || 0;
+    const [layer, state] = key.split(".");
+    return ((group.states || {})[layer] || {})[state] || 0;
+  }
+
+  async function readKpis() {
+    const body = await api("/kpis?by=grid");
+    if (choice.options.length === 1) {  // the figures on offer, from the layers' states
+      const offered = [...BASE_KPIS];
+      for (const [layer, spec] of Object.entries(body.layers)) {
+        for (const [state, label] of Object.entries(spec.states)) {
+          offered.push([`${layer}.${state}`, `${spec.title}: ${label}`]);
+        }
+      }
+      for (const [key, label] of offered) choice.append(new Option(label, key));
+    }
+    S.kpis = Object.fromEntries(body.groups.map((g) => [g.code, g]));
+  }
+
+  // five classes of equal count over the grids' values (fewer when values repeat)
+  function classes(values) {
+    const sorted = [...values].sort((a, b) => a - b);
+    const cuts = [1, 2, 3, 4].map((k) => sorted[Math.floor((k * sorted.length) / 5)] ?? 0);
+    return [...new Set(cuts)];
+  }
+
+  function choropleth(feature) {
+    const code = feature.properties.code;
+    const value = S.kpis && S.kpis[code] ? kpiValue(S.kpis[code], S.kpi) : 0;
+    const k = S.cuts.filter((cut) => value >= cut).length;
+    return { color: "#555", weight: 1, fillColor: PALETTE[Math.min(k, 4)], fillOpacity: 0.6 };
+  }
+
+  async function colourGrids() {
+    legend.replaceChildren();
+    if (S.kpi) {
+      await readKpis();
+      S.cuts = classes(Object.values(S.kpis).map((g) => kpiValue(g, S.kpi)));
+      const bounds = [0, ...S.cuts];
+      bounds.forEach((low, k) => {
+        const row = document.createElement("div");
+        const swatch = document.createElement("span");
+        swatch.className = "twin-swatch";
+        swatch.style.background = swatch.style.borderColor = PALETTE[Math.min(k, 4)];
+        const high = bounds[k + 1];
+        row.append(swatch, high === undefined ? `≥ ${low}` : `${low} – ${high - 1}`);
+        legend.append(row);
+      });
+    }
+    const grids = groups.micro_grids;
+    if (!map.hasLayer(grids)) map.addLayer(grids);
+    await load("micro_grids", true);
+  }
+
   // ---- the change feed --------------------------------------------------------------------
   async function poll() {
     if (!S.token) return;
@@ -193,6 +271,7 @@ function twinLive(cfg) {
       await Promise.all([...changed].filter((name) => name in groups)
         .map((name) => load(name, true)));
       if (changed.size) await loadHeat();
+      if (changed.size && S.kpi) await colourGrids();
       status();
     } catch (error) {
       report(error);
@@ -202,6 +281,7 @@ function twinLive(cfg) {
   async function start() {
     status();
     try {
+      await readKpis();
       const newest = await api("/changes?limit=1");
       S.last = newest.changes.length ? newest.changes[0].id : 0;
       await loadShown();

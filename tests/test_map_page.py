@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.browser import visit
 from tests.conftest import Database, run_twin
@@ -126,3 +127,23 @@ def test_twin_map_writes_the_sample_twin_for_offline_use(sample_db: Database,
         assert layer.title in control
     assert seen.errors == []
     assert seen.external_requests() == []
+
+
+def test_twin_map_as_of_a_moment_draws_the_twin_as_it_was(sample_db: Database,
+                                                           tmp_path: Path) -> None:
+    with sample_db.admin.begin() as conn:
+        moment = conn.execute(text("SELECT max(server_time) FROM twin.changes")).scalar_one()
+        fid = conn.execute(text("SELECT min(id) FROM twin.features "
+                                "WHERE layer = 'waste_points'")).scalar_one()
+        conn.execute(text("DELETE FROM twin.features WHERE id = :id"), {"id": fid})
+    then, now = tmp_path / "then.html", tmp_path / "now.html"
+    done = run_twin("map", "--out", str(then), "--as-of", moment.isoformat(),
+                    env=sample_db.env())
+    assert done.returncode == 0, done.stderr
+    assert run_twin("map", "--out", str(now), env=sample_db.env()).returncode == 0
+    drawn = re.compile(rf'"id":\s*{fid}\b')
+    assert drawn.search(then.read_text(encoding="utf-8"))
+    assert not drawn.search(now.read_text(encoding="utf-8"))
+    assert f"截至 As of {moment.isoformat()}" in then.read_text(encoding="utf-8")
+    bad = run_twin("map", "--out", str(now), "--as-of", "yesterday", env=sample_db.env())
+    assert bad.returncode == 1 and "--as-of" in bad.stderr and "Traceback" not in bad.stderr

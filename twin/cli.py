@@ -564,14 +564,17 @@ def _print_welcome(settings: Settings, engine: Engine) -> None:
 @app.command("map")
 def map_command(
     out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    as_of: AsOfOption = None,
 ) -> None:
-    """Write a standalone Folium map of every layer (works offline)."""
+    """Write a standalone Folium map of every layer (works offline), now or as it was."""
     from twin.mapdata import standalone_map
+    from twin.times import parse_time
 
     settings = _settings()
     with _domain_errors():
+        moment = parse_time("--as-of", as_of)
         engine = _app_engine(settings)
-        html = standalone_map(engine, settings)
+        html = standalone_map(engine, settings, moment)
     out_file.write_text(html, encoding="utf-8")
     out.print(f"wrote {out_file} ({len(html.encode()) / 1e6:.1f} MB)")
 

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
 from twin.maps import render_live_map, render_map
+from twin.reads import source
 from twin.registry import all_layers
 from twin.settings import Settings
 from twin.sqlfiles import sql
 
 
-def layer_collections(engine: Engine) -> dict[str, dict[str, Any]]:
-    """Each layer of the registry as a FeatureCollection."""
-    query = text(sql("layer_geojson"))
+def layer_collections(engine: Engine, as_of: datetime | None = None
+                      ) -> dict[str, dict[str, Any]]:
+    """Each layer of the registry as a FeatureCollection, now or as it was at ``as_of``."""
+    params: dict[str, Any] = {}
+    query = sql("layer_geojson").format(features=source(as_of, params))
     with engine.connect() as conn:
-        return {name: json.loads(conn.execute(query, {"layer": name}).scalar_one())
+        return {name: json.loads(conn.exec_driver_sql(query, params | {"layer": name})
+                                 .scalar_one())
                 for name in all_layers()}
 
 
-def standalone_map(engine: Engine, settings: Settings) -> str:
-    """The whole twin as one HTML file that opens with no network."""
+def standalone_map(engine: Engine, settings: Settings, as_of: datetime | None = None) -> str:
+    """The whole twin (as it was at ``as_of``, when given) as one HTML file that opens with
+    no network."""
     with engine.connect() as conn:
         title = _title(conn)
-    return render_map(layer_collections(engine), settings, title=title, standalone=True)
+    when = f"截至 As of {as_of.isoformat()}" if as_of else None
+    return render_map(layer_collections(engine, as_of), settings,
+                      title=f"{title} · {when}" if when else title, standalone=True, note=when)
 
 
 def live_map(engine: Engine, settings: Settings) -> str:

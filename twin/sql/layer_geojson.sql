@@ -1,5 +1,6 @@
 -- One layer as a GeoJSON FeatureCollection, built by PostgreSQL; properties carry the
 -- common columns (name, tags, grid, version, last change) next to the layer's attributes.
+-- {features} is the present or the versions valid at a moment (twin.reads.source).
 SELECT json_build_object(
     'type', 'FeatureCollection',
     'features', coalesce(json_agg(json_build_object(
@@ -12,5 +13,5 @@ SELECT json_build_object(
             'changed_by', f.changed_by, 'changed_at', f.valid_from)
     ) ORDER BY f.id), '[]'::json)
 )::text
-FROM twin.features f
-WHERE f.layer = :layer
+FROM {features}
+WHERE f.layer = %(layer)s

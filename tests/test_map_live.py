@@ -5,6 +5,8 @@ made through the API without a reload, asking nothing outside 127.0.0.1."""
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -77,6 +79,23 @@ def test_the_live_map_signs_in_draws_and_follows_an_edit(live_url: str) -> None:
         assert time.monotonic() - started < 10
         assert "实时 Live" in page.inner_text(".twin-live")
         seen.screenshot("live-map-after-edit.png")
+
+        # back in time, a second before the edit: the point as it was; then now again
+        with httpx.Client(base_url=live_url, headers=auth) as http:
+            change = http.get(f"/changes?feature_id={fid}&limit=1").json()["changes"][0]
+        moment = datetime.fromisoformat(change["time"]) - timedelta(seconds=1)
+        local = moment.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%dT%H:%M:%S")
+        page.fill("input[name=as_of]", local)
+        page.get_by_text("查看 Show").click()
+        old_state = item.json()["properties"]["state"]
+        page.wait_for_function(
+            f"() => ({HELD})('waste_points').some(([id, s]) => id === {fid} && s === "
+            f"'{old_state}')", timeout=10_000)
+        assert "历史 As of" in page.inner_text(".twin-live")
+        page.get_by_text("现在 Now").click()
+        page.wait_for_function(
+            f"() => ({HELD})('waste_points').some(([id, s]) => id === {fid} && s === "
+            f"'{new_state}')", timeout=10_000)
         assert seen.errors == []
         assert seen.external_requests() == []
 

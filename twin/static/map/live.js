@@ -11,7 +11,8 @@ function twinLive(cfg) {
   const groups = {};
   for (const [name, variable] of Object.entries(cfg.groups)) groups[name] = window[variable];
   const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, loaded: {},
-              truncated: {}, open: null, redrawing: false, kpi: null, kpis: null, cuts: [] };
+              truncated: {}, open: null, redrawing: false, kpi: null, kpis: null, cuts: [],
+              asOf: null };
 
   // ---- boxes ------------------------------------------------------------------------------
   const box = L.control({ position: "topleft" });
@@ -32,9 +33,33 @@ function twinLive(cfg) {
     }));
   }
 
+  // the moment shown: now (live), or a moment in the past chosen here (the twin as it was)
+  const when = Object.assign(document.createElement("input"),
+    { type: "datetime-local", name: "as_of", step: 1, title: "时间 Time" });
+  const go = Object.assign(document.createElement("button"), { textContent: "查看 Show" });
+  const live = Object.assign(document.createElement("button"), { textContent: "现在 Now" });
+  go.onclick = () => {
+    const moment = new Date(when.value);
+    if (when.value && !isNaN(moment)) travel(moment.toISOString());
+  };
+  live.onclick = () => { when.value = ""; travel(null); };
+  const clock = document.createElement("span");
+  clock.className = "twin-clock";
+  clock.append(when, go, live);
+
+  function travel(moment) {
+    S.asOf = moment;
+    choice.disabled = Boolean(moment); // the key figures are the present's
+    S.loaded = {};
+    status();
+    loadShown().then(() => status());
+  }
+
   function status(extra) {
-    const lines = [`实时 Live · 变更 change #${S.last ?? "-"} · ${new Date()
-      .toLocaleTimeString("zh-CN", { hour12: false })}`];
+    const lines = [S.asOf
+      ? `历史 As of ${new Date(S.asOf).toLocaleString("zh-CN", { hour12: false })}`
+      : `实时 Live · 变更 change #${S.last ?? "-"} · ${new Date()
+        .toLocaleTimeString("zh-CN", { hour12: false })}`, clock];
     const more = Object.entries(S.truncated).filter(([, v]) => v)
       .map(([name]) => `${TWIN_LAYERS[name].title}: 放大查看全部 zoom in for all`);
     const out = document.createElement("a");
@@ -121,7 +146,8 @@ function twinLive(cfg) {
     const b = view.pad(0.5);
     const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
       .map((v) => v.toFixed(6)).join(",");
-    const page = await api(`/collections/${name}/items?bbox=${bbox}&limit=${cfg.limit}`);
+    const moment = S.asOf ? `&asOf=${encodeURIComponent(S.asOf)}` : "";
+    const page = await api(`/collections/${name}/items?bbox=${bbox}&limit=${cfg.limit}${moment}`);
     if (seq !== S.loads[name]) return; // a newer load of this layer is on its way
     S.loaded[name] = b;
     const paint = painter(name);
@@ -168,7 +194,9 @@ function twinLive(cfg) {
     const cell = Math.min(Math.max(Math.round(8 * perPixel), 5), 5000);
     const bbox = [view.getWest(), view.getSouth(), view.getEast(), view.getNorth()]
       .map((v) => v.toFixed(6)).join(",");
-    const found = await api(`/changes/heat?cell_m=${cell}&bbox=${bbox}`);
+    const period = S.asOf ? `&from=${encodeURIComponent(new Date(Date.parse(S.asOf) - 7 * 864e5)
+      .toISOString())}&to=${encodeURIComponent(S.asOf)}` : "";
+    const found = await api(`/changes/heat?cell_m=${cell}&bbox=${bbox}${period}`);
     heat.setLatLngs(found.cells.map(([lon, lat, n]) => [lat, lon, n / (found.max || 1)]));
     S.heat = found.changes;
   }
@@ -268,6 +296,7 @@ function twinLive(cfg) {
         }
         if (!page.links.some((link) => link.rel === "next")) break;
       }
+      if (S.asOf) return; // the past does not change: only the cursor moves
       await Promise.all([...changed].filter((name) => name in groups)
         .map((name) => load(name, true)));
       if (changed.size) await loadHeat();

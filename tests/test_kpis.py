@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -43,6 +46,18 @@ def test_kpis_per_grid_add_up_and_follow_an_edit(client: TestClient,
     assert after["workers_7_days"] == before["workers_7_days"] + 1
     assert after["states"]["waste_points"].get("full", 0) == (
         before["states"]["waste_points"].get("full", 0) + 1)
+    # a tablet's edit that waited ten minutes offline shows in the sync health
+    health = client.get("/kpis", headers=auth).json()["sync"]
+    waited = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    synced = client.post("/sync", headers=worker, json={"edits": [{
+        "edit_id": str(uuid.uuid4()), "device_id": "tablet-kpi", "device_seq": 1,
+        "layer": "waste_points", "op": "update", "feature_id": point, "base_version": 2,
+        "device_time": waited, "reason": "巡查 patrol",
+        "changes": {"state": {"new": "ok"}}}]})
+    assert synced.status_code == 200, synced.text
+    now = client.get("/kpis", headers=auth).json()["sync"]
+    assert now["devices"] == health["devices"] + 1 and now["edits"] == health["edits"] + 1
+    assert now["longest_offline_s"] >= 600 and now["last_sync"] is not None
     # a worker sees their own micro-grid; areas by committee; bad parameters named
     mine = client.get("/kpis", headers=worker).json()["groups"]
     assert [g["code"] for g in mine] == [grid]

@@ -74,3 +74,31 @@ def group_kpis(conn: Connection, by: str, time_zone: str,
               for name, layer in all_layers().items() if name in fields}
     return {"by": by, "time_zone": time_zone, "twin": {"change_id": newest or 0},
             "layers": labels, "groups": json.loads(groups)}
+
+
+_SYNC_SQL = """
+SELECT count(DISTINCT device) FILTER (WHERE device IS NOT NULL) AS devices,
+       max(received_at) AS last_sync,
+       count(*) FILTER (WHERE status = 'conflict' AND resolved_at IS NULL) AS open_conflicts,
+       count(DISTINCT device) FILTER (WHERE status = 'conflict' AND resolved_at IS NULL)
+           AS devices_waiting,
+       count(*) FILTER (WHERE status = 'rejected') AS rejected,
+       count(*) AS edits,
+       extract(epoch FROM max(received_at - device_time)) AS longest_offline_s,
+       min(device_time) FILTER (WHERE status = 'conflict' AND resolved_at IS NULL)
+           AS oldest_waiting
+  FROM twin.edits
+ WHERE received_at >= now() - interval '7 days'
+   AND (CAST(:grids AS text[]) IS NULL OR grid_code = ANY(:grids))
+"""
+
+
+def sync_health(conn: Connection, grids: Sequence[str] | None = None) -> dict[str, Any]:
+    """How the tablets' edits arrived in the last 7 days: devices that synced, the last sync,
+    edits waiting on a conflict (and how many devices they came from, the oldest), edits
+    rejected, and the longest an edit waited on a tablet before it arrived."""
+    row = conn.execute(text(_SYNC_SQL), {"grids": list(grids) if grids is not None else None}
+                       ).one()._mapping
+    return {key: (value.isoformat() if hasattr(value, "isoformat") else
+                  float(value) if key == "longest_offline_s" and value is not None else value)
+            for key, value in row.items()}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.params import bad, reject_unknown
-from twin.kpis import GROUP_COLUMNS, group_kpis
+from twin.kpis import GROUP_COLUMNS, group_kpis, sync_health
 
 router = APIRouter(tags=["kpis"])
 
@@ -19,10 +19,13 @@ router = APIRouter(tags=["kpis"])
 def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
          by: Annotated[str, Query(description="grid (default) or area")] = "grid",
          ) -> dict[str, Any]:
-    """A worker's own micro-grids only; days are those of ``TWIN_TIME_ZONE``."""
+    """A worker's own micro-grids only; days are those of ``TWIN_TIME_ZONE``. ``sync``: how
+    the tablets' edits arrived in the last 7 days (devices, last sync, edits waiting on a
+    conflict, rejected, the longest an edit waited offline)."""
     reject_unknown(request.query_params, {"by"})
     if by not in GROUP_COLUMNS:
         raise bad("by", by, "grid or area", "分组须为grid或area")
+    grids = user.grids if user.role == "worker" else None
     with engine.connect() as conn:
-        return group_kpis(conn, by, settings.time_zone,
-                          user.grids if user.role == "worker" else None)
+        return group_kpis(conn, by, settings.time_zone, grids) | {
+            "sync": sync_health(conn, grids)}

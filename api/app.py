@@ -21,6 +21,7 @@ from api.routes import (
     analysis,
     auth,
     changes,
+    dashboard,
     edits,
     features,
     field,
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(field.router)
     app.include_router(map_page.router)
     app.include_router(kpis.router)
+    app.include_router(dashboard.router)
     app.add_middleware(GZipMiddleware, minimum_size=1000)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)

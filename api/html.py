@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from html import escape
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+
+from twin.registry import all_layers
 
 
 def wants_html(request: Request) -> bool:
@@ -28,3 +32,15 @@ def link_list(links: list[dict[str, str]]) -> str:
     items = "".join(f'<li><a href="{escape(link["href"])}">{escape(link.get("title", link["rel"]))}'
                     f"</a></li>" for link in links)
     return f"<ul>{items}</ul>"
+
+
+@cache
+def layers_json() -> str:
+    """Each layer's title, geometry type, group and colours, for a page's script (written
+    into the page: the field page needs them offline)."""
+    layers = {name: {"title": layer.title, "geometry_type": layer.geometry_type,
+                     "group": layer.group, "color": layer.style.color,
+                     "by_state": layer.style.by_state, "state_field": layer.state_field}
+              for name, layer in all_layers().items()}
+    # "<" escaped so that no title can close the script element it is written into
+    return json.dumps(layers, ensure_ascii=False).replace("<", "\\u003c")

@@ -30,7 +30,7 @@ def standalone_map(engine: Engine, settings: Settings, as_of: datetime | None = 
     """The whole twin (as it was at ``as_of``, when given) as one HTML file that opens with
     no network."""
     with engine.connect() as conn:
-        title = _title(conn)
+        title = dataset_title(conn)
     when = f"截至 As of {as_of.isoformat()}" if as_of else None
     return render_map(layer_collections(engine, as_of), settings,
                       title=f"{title} · {when}" if when else title, standalone=True, note=when)
@@ -40,7 +40,7 @@ def live_map(engine: Engine, settings: Settings) -> str:
     """The map page the API serves: no feature in it, first shown on the micro-grids' box
     (the whole twin's when there are none)."""
     with engine.connect() as conn:
-        title = _title(conn)
+        title = dataset_title(conn)
         box = conn.execute(text(
             "SELECT ST_YMin(b), ST_XMin(b), ST_YMax(b), ST_XMax(b) FROM (SELECT coalesce("
             "(SELECT ST_Extent(geom) FROM twin.features WHERE layer = 'micro_grids'), "
@@ -49,7 +49,8 @@ def live_map(engine: Engine, settings: Settings) -> str:
     return render_live_map(settings, title=f"{title} · 指挥中心 Command centre", bounds=bounds)
 
 
-def _title(conn: Connection) -> str:
+def dataset_title(conn: Connection) -> str:
+    """The twin's name from its metadata, as page titles give it."""
     meta = conn.execute(text("SELECT value FROM twin.metadata WHERE key = 'dataset'")).scalar()
     name = (meta or {}).get("name_zh") or (meta or {}).get("name") or "Twin"
     return f"{name} 数字孪生 Digital twin"

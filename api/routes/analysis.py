@@ -25,7 +25,7 @@ from twin.users import User
 router = APIRouter(tags=["analysis"])
 
 COVERAGE_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "service_areas",
-                             "asOf"})
+                             "uncovered", "asOf"})
 BUILDING_PARAMS = frozenset({"layer", "within", "state", "tags", "asOf"})
 WHAT_IF_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "at", "asOf"})
 
@@ -69,17 +69,19 @@ def coverage_route(
     tags: TagsParam = None,
     with_areas: Annotated[str | None, Query(alias="service_areas", description="true: add "
                                             "each facility's service area")] = None,
+    with_uncovered: Annotated[str | None, Query(alias="uncovered", description="false: leave "
+                                                "out the uncovered buildings")] = None,
     as_of: AsOfParam = None,
 ) -> dict[str, Any]:
     """Planners, commanders and admins; the answer names the twin's moment (``twin``)."""
     _allowed(user)
     _known(request, COVERAGE_PARAMS)
     query = coverage_query(layer, within, by, state, tags, as_of)
-    if with_areas not in (None, "true", "false"):
-        raise Unprocessable(f"service_areas={with_areas}: true or false",
-                            [Problem("service_areas", with_areas, "true or false",
-                                     "须为true或false")])
-    body = coverage(engine, query).as_dict()
+    for name, value in (("service_areas", with_areas), ("uncovered", with_uncovered)):
+        if value not in (None, "true", "false"):
+            raise Unprocessable(f"{name}={value}: true or false",
+                                [Problem(name, value, "true or false", "须为true或false")])
+    body = coverage(engine, query).as_dict(uncovered=with_uncovered != "false")
     if with_areas == "true":
         body["service_areas"] = service_areas(engine, query)
     return body

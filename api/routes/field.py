@@ -7,15 +7,13 @@ written into the page from the layer registry.
 
 from __future__ import annotations
 
-import json
-from functools import cache
 from html import escape
 from importlib.resources import files
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from twin.registry import all_layers
+from api.html import layers_json
 
 router = APIRouter(tags=["field"])
 
@@ -23,21 +21,11 @@ _STATIC = files("twin") / "static" / "field"
 TITLE = "网格员 Twin Field"
 
 
-@cache
-def _layers_json() -> str:
-    layers = {name: {"title": layer.title, "geometry_type": layer.geometry_type,
-                     "group": layer.group, "color": layer.style.color,
-                     "by_state": layer.style.by_state, "state_field": layer.state_field}
-              for name, layer in all_layers().items()}
-    # "<" escaped so that no title can close the script element it is written into
-    return json.dumps(layers, ensure_ascii=False).replace("<", "\\u003c")
-
-
 @router.get("/field", response_class=HTMLResponse, summary="The grid worker's tablet page")
 def field_page() -> HTMLResponse:
     html = (_STATIC / "index.html").read_text(encoding="utf-8")
     return HTMLResponse(html.replace("{{title}}", escape(TITLE))
-                        .replace("{{layers}}", _layers_json()),
+                        .replace("{{layers}}", layers_json()),
                         headers={"Cache-Control": "no-cache"})
 
 

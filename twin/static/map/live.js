@@ -12,7 +12,7 @@ function twinLive(cfg) {
   for (const [name, variable] of Object.entries(cfg.groups)) groups[name] = window[variable];
   const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, loaded: {},
               truncated: {}, open: null, redrawing: false, kpi: null, kpis: null, cuts: [],
-              asOf: null };
+              asOf: null, pending: 0, ready: null };
 
   // ---- boxes ------------------------------------------------------------------------------
   const box = L.control({ position: "topleft" });
@@ -147,7 +147,13 @@ function twinLive(cfg) {
     const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
       .map((v) => v.toFixed(6)).join(",");
     const moment = S.asOf ? `&asOf=${encodeURIComponent(S.asOf)}` : "";
-    const page = await api(`/collections/${name}/items?bbox=${bbox}&limit=${cfg.limit}${moment}`);
+    S.pending += 1;
+    let page;
+    try {
+      page = await api(`/collections/${name}/items?bbox=${bbox}&limit=${cfg.limit}${moment}`);
+    } finally {
+      S.pending -= 1;
+    }
     if (seq !== S.loads[name]) return; // a newer load of this layer is on its way
     S.loaded[name] = b;
     const paint = painter(name);
@@ -233,17 +239,16 @@ function twinLive(cfg) {
     return ((group.states || {})[layer] || {})[state] || 0;
   }
 
+  // the figures on offer: edits, and every state of every layer with a state
+  for (const [key, label] of BASE_KPIS) choice.append(new Option(label, key));
+  for (const [layer, spec] of Object.entries(TWIN_LAYERS)) {
+    for (const [state, label] of Object.entries(spec.state ? spec.states : {})) {
+      choice.append(new Option(`${spec.title}: ${label}`, `${layer}.${state}`));
+    }
+  }
+
   async function readKpis() {
     const body = await api("/kpis?by=grid");
-    if (choice.options.length === 1) {  // the figures on offer, from the layers' states
-      const offered = [...BASE_KPIS];
-      for (const [layer, spec] of Object.entries(body.layers)) {
-        for (const [state, label] of Object.entries(spec.states)) {
-          offered.push([`${layer}.${state}`, `${spec.title}: ${label}`]);
-        }
-      }
-      for (const [key, label] of offered) choice.append(new Option(label, key));
-    }
     S.kpis = Object.fromEntries(body.groups.map((g) => [g.code, g]));
   }
 
@@ -310,10 +315,10 @@ function twinLive(cfg) {
   async function start() {
     status();
     try {
-      await readKpis();
       const newest = await api("/changes?limit=1");
       S.last = newest.changes.length ? newest.changes[0].id : 0;
       await loadShown();
+      S.ready = performance.now(); // the first view drawn (ms since the page began)
       status();
     } catch (error) {
       report(error);

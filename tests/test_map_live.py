@@ -106,3 +106,24 @@ def test_the_live_map_page_loads_without_a_token_and_asks_to_sign_in(live_url: s
         assert "请登录 sign in" in seen.page.inner_text(".twin-live")
         assert seen.errors == []
         assert seen.external_requests() == []
+
+
+def test_a_gcj02_basemap_shifts_only_what_is_drawn(live_url: str) -> None:
+    from twin.maps import render_live_map
+    from twin.settings import Settings
+
+    page_html = render_live_map(Settings(basemap="amap"), title="t", bounds=None)
+    assert '"gcj02": true' in page_html and "autonavi" in page_html
+    assert '"gcj02": false' in httpx.get(f"{live_url}/map").text
+    with visit(f"{live_url}/map") as seen:
+        shifts = seen.page.evaluate("""() => [[121.51, 31.195], [116.40, 39.91],
+                                                [2.35, 48.86]].map(([lon, lat]) => {
+            const shown = TWIN_GCJ.toDisplay([lon, lat]);
+            const back = TWIN_GCJ.fromDisplay(shown);
+            return [shown.distanceTo(L.latLng(lat, lon)), back.distanceTo(L.latLng(lat, lon))];
+        })""")
+    (shanghai, shanghai_back), (beijing, beijing_back), (paris, _paris_back) = shifts
+    assert 300 < shanghai < 800 and 300 < beijing < 800  # the datum's few hundred metres
+    assert shanghai_back < 0.01 and beijing_back < 0.01  # and back to WGS-84 to the cm
+    assert paris == 0  # outside China nothing moves
+    assert seen.errors == []

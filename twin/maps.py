@@ -47,6 +47,9 @@ _TIANDITU = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTil
              "&LAYER=%s&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}"
              "&TILECOL={x}&tk=%s")
 
+_AMAP = ("https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8"
+         "&x={x}&y={y}&z={z}")
+
 _ASSET_REF = re.compile(r"<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*[\"']([^\"']*)", re.I)
 
 _PAGE_CSS = """
@@ -223,6 +226,10 @@ def render_map(collections: dict[str, dict[str, Any]], settings: Settings, *, ti
     ``standalone`` inlines Leaflet so the file works opened from disk; otherwise scripts and
     styles are referenced under ``asset_url``. ``note`` (e.g. the data source) goes in a corner.
     """
+    if settings.basemap == "amap":
+        raise InvalidInput("basemap 'amap' (GCJ-02) is drawn by the live map (/map), which "
+                           "shifts the features as it draws them; a standalone page takes "
+                           "none, osm or tianditu")
     registry = all_layers()
     for name in collections:
         get_layer(name)  # unknown names raise NotFound naming the known layers
@@ -257,7 +264,8 @@ def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]]
               "groups": {name: group.get_name() for name, group in groups.items()},
               "min_zoom": {layer.name: layer.map_min_zoom for layer in layers},
               "cluster": [layer.name for layer in layers if layer.map_cluster],
-              "limit": LIVE_PAGE_LIMIT, "poll_ms": LIVE_POLL_MS}
+              "limit": LIVE_PAGE_LIMIT, "poll_ms": LIVE_POLL_MS,
+              "gcj02": settings.basemap == "amap"}
     _Call(f"twinLive({_js_json(config)});").add_to(m)  # after the map and its groups exist
     if bounds is not None:
         m.fit_bounds(bounds, padding=(20, 20), max_zoom=18)
@@ -325,6 +333,9 @@ def _add_basemap(m: folium.Map, settings: Settings) -> None:
     """Tiles only when asked for: by default the twin's own areas and streets are the map."""
     if settings.basemap == "osm":
         folium.TileLayer("OpenStreetMap", control=False, max_zoom=19).add_to(m)
+    elif settings.basemap == "amap":
+        folium.TileLayer(_AMAP, attr="© 高德 AutoNavi", subdomains="1234", max_zoom=18,
+                         control=False).add_to(m)
     elif settings.basemap == "tianditu":
         if not settings.tianditu_key:
             raise InvalidInput("basemap 'tianditu' needs a key: set TWIN_TIANDITU_KEY")

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
         default="twin-demo",
         description="Password of the sample twin's demo accounts (used by `twin sample`).",
     )
-    basemap: Literal["none", "osm", "tianditu"] = "none"
+    # amap: 高德 tiles, in GCJ-02: the live map shifts the twin's WGS-84 features onto them
+    # when it draws them (the data never changes)
+    basemap: Literal["none", "osm", "tianditu", "amap"] = "none"
     tianditu_key: str | None = None
     map_review_number: str | None = None
     time_zone: str = Field(

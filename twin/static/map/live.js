@@ -6,6 +6,49 @@
 // feature's history on demand.
 "use strict";
 
+// WGS-84 to GCJ-02, the shifted datum of Chinese web maps (the published conversion, good to
+// a few metres); outside China nothing is shifted. Only what is drawn moves: the twin's data,
+// the boxes asked of the API and the features' properties stay WGS-84.
+const TWIN_GCJ = (() => {
+  const A = 6378245.0;
+  const EE = 0.00669342162296594323;
+  const inChina = (lon, lat) => lon > 73.66 && lon < 135.05 && lat > 3.86 && lat < 53.55;
+  const dLat = (x, y) => -100 + 2 * x + 3 * y + 0.2 * y * y + 0.1 * x * y
+    + 0.2 * Math.sqrt(Math.abs(x))
+    + ((20 * Math.sin(6 * x * Math.PI) + 20 * Math.sin(2 * x * Math.PI)) * 2) / 3
+    + ((20 * Math.sin(y * Math.PI) + 40 * Math.sin((y / 3) * Math.PI)) * 2) / 3
+    + ((160 * Math.sin((y / 12) * Math.PI) + 320 * Math.sin((y * Math.PI) / 30)) * 2) / 3;
+  const dLon = (x, y) => 300 + x + 2 * y + 0.1 * x * x + 0.1 * x * y
+    + 0.1 * Math.sqrt(Math.abs(x))
+    + ((20 * Math.sin(6 * x * Math.PI) + 20 * Math.sin(2 * x * Math.PI)) * 2) / 3
+    + ((20 * Math.sin(x * Math.PI) + 40 * Math.sin((x / 3) * Math.PI)) * 2) / 3
+    + ((150 * Math.sin((x / 12) * Math.PI) + 300 * Math.sin((x / 30) * Math.PI)) * 2) / 3;
+  function shift(lon, lat) {  // [dLon, dLat] in degrees
+    if (!inChina(lon, lat)) return [0, 0];
+    const rad = (lat / 180) * Math.PI;
+    const magic = 1 - EE * Math.sin(rad) ** 2;
+    const root = Math.sqrt(magic);
+    return [(dLon(lon - 105, lat - 35) * 180) / ((A / root) * Math.cos(rad) * Math.PI),
+            (dLat(lon - 105, lat - 35) * 180) / (((A * (1 - EE)) / (magic * root)) * Math.PI)];
+  }
+  return {
+    toDisplay: ([lon, lat]) => {
+      const [x, y] = shift(lon, lat);
+      return L.latLng(lat + y, lon + x);
+    },
+    // a displayed point back to WGS-84: the shift barely varies over its own size, so a
+    // few steps of "subtract the shift at the last guess" settle to millimetres
+    fromDisplay: (latlng) => {
+      let [lon, lat] = [latlng.lng, latlng.lat];
+      for (let step = 0; step < 3; step += 1) {
+        const [x, y] = shift(lon, lat);
+        [lon, lat] = [latlng.lng - x, latlng.lat - y];
+      }
+      return L.latLng(lat, lon);
+    },
+  };
+})();
+
 function twinLive(cfg) {
   const map = window[cfg.map];
   const groups = {};
@@ -116,6 +159,13 @@ function twinLive(cfg) {
   };
 
   // ---- layers -----------------------------------------------------------------------------
+  // a displayed box as the API's bbox (WGS-84)
+  function wgs84Box(box) {
+    const sw = cfg.gcj02 ? TWIN_GCJ.fromDisplay(box.getSouthWest()) : box.getSouthWest();
+    const ne = cfg.gcj02 ? TWIN_GCJ.fromDisplay(box.getNorthEast()) : box.getNorthEast();
+    return [sw.lng, sw.lat, ne.lng, ne.lat].map((v) => v.toFixed(6)).join(",");
+  }
+
   function painter(name) {
     const style = TWIN_LAYERS[name].style;
     const field = TWIN_LAYERS[name].state;
@@ -144,8 +194,7 @@ function twinLive(cfg) {
     if (!again && !S.truncated[name] && S.loaded[name] && S.loaded[name].contains(view)) return;
     const seq = (S.loads[name] = (S.loads[name] || 0) + 1);
     const b = view.pad(0.5);
-    const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
-      .map((v) => v.toFixed(6)).join(",");
+    const bbox = wgs84Box(b);
     const moment = S.asOf ? `&asOf=${encodeURIComponent(S.asOf)}` : "";
     S.pending += 1;
     let page;
@@ -160,6 +209,7 @@ function twinLive(cfg) {
     const bind = twinFeature(name);
     let reopen = null;
     const drawn = L.geoJSON(page, {
+      coordsToLatLng: cfg.gcj02 ? TWIN_GCJ.toDisplay : L.GeoJSON.coordsToLatLng,
       style: paint,
       pointToLayer: (feature, at) => L.circleMarker(at, paint(feature)),
       onEachFeature: (feature, layer) => {
@@ -198,12 +248,14 @@ function twinLive(cfg) {
     // a cell of about 8 pixels at this zoom
     const perPixel = 156543 * Math.cos((map.getCenter().lat * Math.PI) / 180) / 2 ** map.getZoom();
     const cell = Math.min(Math.max(Math.round(8 * perPixel), 5), 5000);
-    const bbox = [view.getWest(), view.getSouth(), view.getEast(), view.getNorth()]
-      .map((v) => v.toFixed(6)).join(",");
+    const bbox = wgs84Box(view);
     const period = S.asOf ? `&from=${encodeURIComponent(new Date(Date.parse(S.asOf) - 7 * 864e5)
       .toISOString())}&to=${encodeURIComponent(S.asOf)}` : "";
     const found = await api(`/changes/heat?cell_m=${cell}&bbox=${bbox}${period}`);
-    heat.setLatLngs(found.cells.map(([lon, lat, n]) => [lat, lon, n / (found.max || 1)]));
+    heat.setLatLngs(found.cells.map(([lon, lat, n]) => {
+      const at = cfg.gcj02 ? TWIN_GCJ.toDisplay([lon, lat]) : L.latLng(lat, lon);
+      return [at.lat, at.lng, n / (found.max || 1)];
+    }));
     S.heat = found.changes;
   }
 

@@ -48,6 +48,12 @@ def test_the_live_map_signs_in_draws_and_follows_an_edit(live_url: str) -> None:
         page.wait_for_selector(".twin-history-list li")
         assert "v1" in page.inner_text(".twin-history-list")
         seen.screenshot("live-map.png")
+        # a layer toggles off and on in the grouped control
+        page.locator(".leaflet-control-layers").get_by_text("道路 Streets").click()
+        assert not page.evaluate("() => window.twinLiveMap.map.hasLayer("
+                                 "window.twinLiveMap.groups.streets)")
+        page.locator(".leaflet-control-layers").get_by_text("道路 Streets").click()
+        page.wait_for_function("() => window.twinLiveMap.groups.streets.getLayers().length > 0")
         # the dense point layers come in clusters; the heat map of changes is an overlay
         assert page.evaluate("() => window.twinLiveMap.groups.charging_points.getLayers()"
                              "[0] instanceof L.MarkerClusterGroup")

@@ -68,20 +68,25 @@
          row("7日 7 days", number(sum("edits_7_days"))),
          row("7日在岗网格员 workers active, 7 days", number(sum("workers_7_days"))),
          row("微网格 micro-grids", number(kpis.groups.length)));
-    const busiest = [...kpis.groups].sort((a, b) => b.edits_today - a.edits_today)
-      .filter((g) => g.edits_today > 0).slice(0, 12);
-    const top = busiest.length ? busiest[0].edits_today : 1;
+    fill("grids", bars(kpis.groups, "edits_today", 12) || el("div", "今日尚无编辑 no edits yet today"));
+  }
+
+  // the groups with the most of ``key``, as bars (null when none has any)
+  function bars(groups, key, most) {
+    const busiest = [...groups].sort((a, b) => b[key] - a[key]).filter((g) => g[key] > 0)
+      .slice(0, most);
+    if (!busiest.length) return null;
     const list = el("div", undefined, "bars");
     for (const g of busiest) {
       const bar = el("div", undefined, "bar");
-      bar.style.width = `${(100 * g.edits_today) / top}%`;
+      bar.style.width = `${(100 * g[key]) / busiest[0][key]}%`;
       const track = el("div", undefined, "track");
       track.append(bar);
       const line = el("div", undefined, "row");
-      line.append(el("span", g.name || g.code, "name"), track, el("b", number(g.edits_today)));
+      line.append(el("span", g.name || g.code, "name"), track, el("b", number(g[key])));
       list.append(line);
     }
-    fill("grids", busiest.length ? list : el("div", "今日尚无编辑 no edits yet today"));
+    return list;
   }
 
   function sync(health) {
@@ -128,6 +133,8 @@
       states(kpis);
       edits(kpis);
       sync(kpis.sync);
+      const areas = await api("/kpis?by=area");
+      fill("areas", bars(areas.groups, "edits_7_days", 10) || el("div", "—"));
       document.getElementById("moment").textContent =
         `变更 change #${kpis.twin.change_id}`;
       if (kpis.twin.change_id !== S.change) {  // coverage moves only when the twin does

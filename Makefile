@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
-.PHONY: run test lint install postgres test-tools bench bench-history soak
+.PHONY: run test lint install postgres test-tools bench bench-history bench-map soak
 
 run: install postgres
 	$(TWIN) db start
@@ -36,6 +36,10 @@ bench: install postgres
 
 bench-history: install postgres
 	$(VENV)/bin/python -m bench.history
+
+# The live map in headless Chromium on the scale-20 history twin (make bench-history first).
+bench-map: install postgres test-tools
+	$(VENV)/bin/python -m bench.map
 
 # Offline-sync soak test (never part of `make test`): every worker's tablet and a few
 # supervisors' over a link that drops, then an audit of the log; ~3 min. Knobs: SOAK_TABLETS,

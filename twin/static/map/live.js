@@ -58,15 +58,19 @@ function twinLive(cfg) {
               asOf: null, pending: 0, ready: null };
 
   // ---- boxes ------------------------------------------------------------------------------
-  const box = L.control({ position: "topleft" });
-  box.onAdd = () => {
-    const div = L.DomUtil.create("div", "twin-box twin-live");
-    L.DomEvent.disableClickPropagation(div);
-    L.DomEvent.disableScrollPropagation(div);
-    return div;
-  };
-  box.addTo(map);
-  const panel = box.getContainer();
+  // a box in a corner of the map whose clicks and scrolls stay its own
+  function cornerBox(position, className) {
+    const box = L.control({ position });
+    box.onAdd = () => {
+      const div = L.DomUtil.create("div", `twin-box ${className}`);
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.disableScrollPropagation(div);
+      return div;
+    };
+    box.addTo(map);
+    return box.getContainer();
+  }
+  const panel = cornerBox("topleft", "twin-live");
 
   function show(lines) {
     panel.replaceChildren(...lines.map((line) => {
@@ -268,15 +272,7 @@ function twinLive(cfg) {
   const BASE_KPIS = [["edits_today", "今日编辑 Edits today"],
                      ["edits_7_days", "7日编辑 Edits, 7 days"],
                      ["workers_7_days", "7日在岗网格员 Workers active, 7 days"]];
-  const kpiBox = L.control({ position: "bottomright" });
-  kpiBox.onAdd = () => {
-    const div = L.DomUtil.create("div", "twin-box twin-kpi");
-    L.DomEvent.disableClickPropagation(div);
-    L.DomEvent.disableScrollPropagation(div);
-    return div;
-  };
-  kpiBox.addTo(map);
-  const kpiPanel = kpiBox.getContainer();
+  const kpiPanel = cornerBox("bottomright", "twin-kpi");
   const choice = document.createElement("select");
   choice.name = "kpi";
   choice.append(new Option("微网格指标 Grid KPI: 无 none", ""));

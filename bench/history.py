@@ -96,7 +96,7 @@ def _facts(conninfo: str) -> dict[str, Any]:
             "last": one("SELECT max(server_time) FROM twin.changes"),
             "changes_bytes": one("SELECT pg_total_relation_size('twin.changes')"),
             "versions_bytes": one(  # a partitioned table's size is its partitions'
-                "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits "
                 "WHERE inhparent = 'twin.feature_versions'::regclass"),
         }
         rng = random.Random(7)  # noqa: S311 (a repeatable sample, not a secret)

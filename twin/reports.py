@@ -36,16 +36,24 @@ SELECT d.first_day, greatest(d.first_day, d.end_day) AS last_day,
 """)
 
 # Monthly counts for the whole months, daily ones for the other whole days, the log's own rows
-# for the partial days at the ends.
+# for the partial days at the ends. A month mostly inside the period is its monthly counts less
+# the daily counts of its days outside (``sub``), which reads a few days instead of most of a
+# month of daily rows. Each part names its period, so only that partition is read.
 _COUNTS = text("""
 SELECT CASE :by WHEN 'grid' THEN grid_code WHEN 'area' THEN area_code
                 WHEN 'actor' THEN actor ELSE layer END AS key,
        layer, operation, state_from, state_to, sum(n)::bigint AS n
   FROM (SELECT layer, grid_code, area_code, actor, operation, state_from, state_to, n
           FROM twin.change_counts
-         WHERE period = 'month' AND day >= :first_month AND day < :last_month
-            OR period = 'day' AND (day >= :first_day AND day < :first_month
-                                   OR day >= :last_month AND day < :last_day)
+         WHERE period = 'month' AND day >= :month_from AND day < :month_to
+        UNION ALL
+        SELECT layer, grid_code, area_code, actor, operation, state_from, state_to, n
+          FROM twin.change_counts
+         WHERE period = 'day' AND (day >= :add0 AND day < :add1 OR day >= :add2 AND day < :add3)
+        UNION ALL
+        SELECT layer, grid_code, area_code, actor, operation, state_from, state_to, -n
+          FROM twin.change_counts
+         WHERE period = 'day' AND (day >= :sub0 AND day < :sub1 OR day >= :sub2 AND day < :sub3)
         UNION ALL
         SELECT layer, grid_code, area_code, actor, operation, state_from, state_to, 1
           FROM twin.change_facts
@@ -54,6 +62,7 @@ SELECT CASE :by WHEN 'grid' THEN grid_code WHEN 'area' THEN area_code
  WHERE (CAST(:layer AS text) IS NULL OR layer = :layer)
    AND (CAST(:grids AS text[]) IS NULL OR grid_code = ANY(:grids))
  GROUP BY 1, 2, 3, 4, 5
+HAVING sum(n) <> 0
 """)
 
 
@@ -168,15 +177,37 @@ def _whole_months(first_day: date, last_day: date) -> tuple[date, date]:
     return (first, last) if first < last else (last_day, last_day)
 
 
+def _next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def _parts(first_day: date, last_day: date) -> dict[str, date]:
+    """Which counts make the whole days [first_day, last_day): monthly ones for
+    [month_from, month_to), daily ones added for [add0, add1) and [add2, add3) and taken away
+    for [sub0, sub1) and [sub2, sub3). A month at either end of whole months that the days
+    cover for the most part is taken whole, less its days outside."""
+    first, last = _whole_months(first_day, last_day)
+    add, sub = [(first_day, first), (last, last_day)], [(first, first), (last, last)]
+    if first < last:  # whole months: the part months at their ends may be taken whole
+        month = first_day.replace(day=1)
+        if first_day < first and (first_day - month) < (first - first_day):
+            add[0], sub[0], first = (first, first), (month, first_day), month
+        end = _next_month(last)
+        if last < last_day and (end - last_day) < (last_day - last):
+            add[1], sub[1], last = (last, last), (last_day, end), end
+    return {"month_from": first, "month_to": last,
+            "add0": add[0][0], "add1": add[0][1], "add2": add[1][0], "add3": add[1][1],
+            "sub0": sub[0][0], "sub1": sub[0][1], "sub2": sub[1][0], "sub3": sub[1][1]}
+
+
 def change_report(engine: Engine, query: ReportQuery) -> Report:
     """Count the changes of ``query``; groups in key order, transitions most frequent first."""
     with engine.connect() as conn:
         # compiling a plan for ~10^5 rows costs more than it saves
         conn.execute(text("SET LOCAL jit = off"))
         days = conn.execute(_WHOLE_DAYS, {"start": query.start, "end": query.end}).one()
-        first_month, last_month = _whole_months(days.first_day, days.last_day)
         rows = conn.execute(_COUNTS, {
-            **days._asdict(), "first_month": first_month, "last_month": last_month,
+            **days._asdict(), **_parts(days.first_day, days.last_day),
             "start": query.start, "end": query.end, "by": query.by, "layer": query.layer,
             "grids": list(query.grids) if query.grids is not None else None,
         }).all()

@@ -222,15 +222,25 @@ def read_frame(conn: Connection, as_of: datetime | None = None) -> Frame:
     return frame_for(float(lon or 0.0), float(lat or 0.0))
 
 
-def _read_network(conn: Connection, as_of: datetime | None) -> Walkable:
-    started = time.perf_counter()
+def read_ways(conn: Connection, as_of: datetime | None) -> tuple[Frame, list[Any]]:
+    """The streets and fire passages (now or at ``as_of``) in the twin's metres, with what
+    the walking and the fire networks need of them: one read for both."""
     frame = read_frame(conn, as_of)
     params: dict[str, Any] = {"srid": frame.epsg}
     rows = conn.exec_driver_sql(
-        "SELECT layer, ST_AsBinary(ST_Transform(geom, %(srid)s::integer)) AS wkb, "  # noqa: S608
-        "coalesce((props->>'width_m')::float8, 0) AS width, props->>'state' AS state "
+        "SELECT id, layer, name, ST_AsBinary(ST_Transform(geom, %(srid)s::integer)) AS wkb, "  # noqa: S608
+        "coalesce((props->>'width_m')::float8, 0) AS width, props->>'state' AS state, "
+        "props->>'road_class' AS road_class, "
+        "coalesce((props->>'fire_engine')::boolean, true) AS fire_engine, "
+        "props->>'blocked_by' AS blocked_by, ST_AsGeoJSON(geom, 7) AS geojson "
         f"FROM {source(as_of, params)} WHERE layer IN ('streets', 'fire_passages') "
         "ORDER BY id", params).all()
+    return frame, list(rows)
+
+
+def _read_network(conn: Connection, as_of: datetime | None) -> Walkable:
+    started = time.perf_counter()
+    frame, rows = read_ways(conn, as_of)
     streets = [r for r in rows if r.layer == "streets"]
     # blocked passages are left out (walkers and fire engines alike: see twin.network)
     passages = [r for r in rows if r.layer == "fire_passages" and r.state != "blocked"]

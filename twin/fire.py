@@ -45,12 +45,11 @@ from twin.coverage import (
     _read_buildings,
     checked_moment,
     layer_states,
-    read_frame,
+    read_ways,
     twin_state,
 )
 from twin.errors import Problem, Unprocessable
 from twin.network import Floats, Frame, Ints, Network, fmt_metres, street_network
-from twin.reads import source
 
 # How far a hose line goes from where the engine stops (metres): an assumption, about three
 # 20 m lengths of hose.
@@ -143,16 +142,7 @@ def _on(lines: Any, mids: Any) -> tuple[Ints, Ints]:
 
 def _read_fire_network(conn: Connection, as_of: datetime | None) -> FireNetwork:
     started = time.perf_counter()
-    frame = read_frame(conn, as_of)
-    params: dict[str, Any] = {"srid": frame.epsg}
-    rows = conn.exec_driver_sql(
-        "SELECT id, layer, name, ST_AsBinary(ST_Transform(geom, %(srid)s::integer)) AS wkb, "  # noqa: S608
-        "coalesce((props->>'width_m')::float8, 0) AS width, props->>'state' AS state, "
-        "props->>'road_class' AS road_class, "
-        "coalesce((props->>'fire_engine')::boolean, true) AS fire_engine, "
-        "props->>'blocked_by' AS blocked_by, ST_AsGeoJSON(geom, 7) AS geojson "
-        f"FROM {source(as_of, params)} WHERE layer IN ('streets', 'fire_passages') "
-        "ORDER BY id", params).all()
+    frame, rows = read_ways(conn, as_of)
     streets = [r for r in rows if r.layer == "streets" and r.fire_engine]
     passages = [r for r in rows if r.layer == "fire_passages"]
     blocked = [r for r in passages if r.state == "blocked"]

@@ -358,8 +358,12 @@ class Tablet:
                 if made.key not in keys:
                     keys.add(made.key)
                     batch.append(made)
+            rest = [made for made in self.outbox if made not in batch]
             response, heard = await self._exchange("POST", "/sync", json={
-                "edits": [made.edit for made in batch]})
+                "edits": [made.edit for made in batch], "outbox": {
+                    "device_id": self.device, "waiting": len(rest),
+                    "oldest_device_time": rest[0].edit["device_time"] if rest else None,
+                    "sent_at": (datetime.now(UTC) + self.skew).isoformat()}})
             results = response.json()["results"]
             for made, result in zip(batch, results, strict=True):
                 made.answers.append(result["status"])
@@ -663,6 +667,8 @@ def _audit(tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]
             "array_agg(client_time), array_agg(id) FROM twin.changes "
             "WHERE edit_id IS NOT NULL GROUP BY 1")}
         overwritten = conn.execute(OVERWRITTEN_SQL).fetchall()
+        still_waiting = conn.execute("SELECT device, actor, waiting FROM twin.device_outboxes "
+                                     "WHERE waiting > 0").fetchall()
         changes = {r[0]: r for r in conn.execute(
             "SELECT id, edit_id, actor, layer, feature_id, version_before, version_after, "
             "changed, old_values FROM twin.changes WHERE layer = ANY(%s) ORDER BY id",
@@ -676,7 +682,10 @@ def _audit(tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]
     fail: dict[str, list[Any]] = {k: [] for k in (
         "lost", "logged twice or both", "overwritten without conflict",
         "answer contradicts the log", "duplicates not as expected", "valid edit rejected",
-        "invalid edit applied", "device time altered", "phantom edits")}
+        "invalid edit applied", "device time altered", "phantom edits",
+        "outbox reported waiting after the last sync")}
+    fail["outbox reported waiting after the last sync"] = [
+        {"edit": device, "actor": actor, "waiting": n} for device, actor, n in still_waiting]
     fail["overwritten without conflict"] = [
         {"edit": r[1], "actor": r[0], "check": "log, base as sent", "field": r[4],
          "over change": r[2], "of": r[3]} for r in overwritten]

@@ -24,6 +24,7 @@ def test_the_board_fills_its_panels_and_follows_an_edit(live_url: str) -> None:
             assert label in states
         assert "%" in page.inner_text("#coverage")
         assert "离线最久 longest offline" in page.inner_text("#sync")
+        assert "平板待同步编辑 edits waiting on tablets" in page.inner_text("#sync")
         assert "居委会" in page.inner_text("#areas .bars")  # areas by committee name
         before = page.inner_text("#edits .figure")
         seen.screenshot("dashboard-16x9.png")

@@ -201,6 +201,11 @@ def test_offline_edits_survive_a_reload_then_sync_into_the_log(live_url: str,
         (first.id, edits[first.id]["edit_id"]), (second.id, edits[second.id]["edit_id"])}
     values = {row.feature_id: row.new_values for row in logged}
     assert values[first.id]["state"] == new_state and values[second.id][number] == new_number
+    with sample_db.admin.connect() as conn:  # the tablet told the board nothing waits on it
+        reported = conn.execute(text(
+            "SELECT waiting, oldest FROM twin.device_outboxes WHERE actor = :w AND device = :d"),
+            {"w": worker, "d": outbox[0]["device_id"]}).one()
+    assert tuple(reported) == (0, None)
     feed = httpx.get(f"{live_url}/changes", params={"actor": worker},
                      headers={"Authorization": f"Bearer {bearer(live_url, 'admin')}"}).json()
     assert {c["edit_id"] for c in feed["changes"]} == {e["edit_id"] for e in outbox}

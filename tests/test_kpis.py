@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -58,6 +59,8 @@ def test_kpis_per_grid_add_up_and_follow_an_edit(client: TestClient,
     now = client.get("/kpis", headers=auth).json()["sync"]
     assert now["devices"] == health["devices"] + 1 and now["edits"] == health["edits"] + 1
     assert now["longest_offline_s"] >= 600 and now["last_sync"] is not None
+    assert now["devices_unsynced"] == health["devices_unsynced"]
+    _tablets_report_what_waits_on_them(client, auth, worker, grid, point, sample_db)
     # a worker sees their own micro-grid; areas by committee; bad parameters named
     mine = client.get("/kpis", headers=worker).json()["groups"]
     assert [g["code"] for g in mine] == [grid]
@@ -67,3 +70,62 @@ def test_kpis_per_grid_add_up_and_follow_an_edit(client: TestClient,
         refused = client.get(f"/kpis?{query}", headers=auth)
         assert refused.status_code == 400, refused.text
         assert refused.json()["problems"][0]["field"] == field
+
+
+def _tablets_report_what_waits_on_them(client: TestClient, auth: dict[str, str],
+                                       worker: dict[str, str], grid: str, point: int,
+                                       sample_db: Database) -> None:
+    """A batch's outbox report shows on the board until a newer one says nothing waits; a
+    late older report changes nothing; a malformed one refuses the batch unapplied."""
+    def health() -> tuple[dict[str, Any], dict[str, Any]]:
+        kpis = client.get("/kpis", headers=auth).json()
+        return kpis["sync"], next(g for g in kpis["groups"] if g["code"] == grid)
+
+    def report(sent: datetime, waiting: int, oldest: str | None = None,
+               edits: list[dict[str, Any]] | None = None) -> Any:
+        return client.post("/sync", headers=worker, json={"edits": edits or [], "outbox": {
+            "device_id": "tablet-outbox", "waiting": waiting, "oldest_device_time": oldest,
+            "sent_at": sent.isoformat()}})
+
+    before, group_before = health()
+    now = datetime.now(UTC)
+    oldest = (now - timedelta(hours=3)).replace(microsecond=0)
+    assert report(now, 3, oldest.isoformat()).status_code == 200
+    waiting, group = health()
+    assert waiting["devices_unsynced"] == before["devices_unsynced"] + 1
+    assert waiting["edits_unsynced"] == before["edits_unsynced"] + 3
+    assert datetime.fromisoformat(waiting["oldest_unsynced"]) <= oldest
+    assert group["edits_unsynced"] == group_before["edits_unsynced"] + 3
+    # the worker sees their own grid's tablets too
+    mine = client.get("/kpis", headers=worker).json()["sync"]
+    assert mine["devices_unsynced"] >= 1
+
+    # a retry of an older request arriving late does not undo the newer report
+    assert report(now - timedelta(minutes=1), 7, oldest.isoformat()).status_code == 200
+    assert health()[0]["edits_unsynced"] == waiting["edits_unsynced"]
+
+    # malformed reports: the whole batch refused, its edit not applied, the report kept
+    with sample_db.app.connect() as conn:
+        version = conn.execute(text("SELECT version FROM twin.features WHERE id = :p"),
+                               {"p": point}).scalar_one()
+    edit = {"edit_id": str(uuid.uuid4()), "device_id": "tablet-outbox", "layer": "waste_points",
+            "op": "update", "feature_id": point, "base_version": version,
+            "changes": {"state": {"new": "full"}}}
+    for waiting_n, when, field in ((-1, None, "outbox.waiting"),
+                                   (2, None, "outbox"),
+                                   (0, oldest.isoformat(), "outbox")):
+        refused = report(now + timedelta(minutes=5), waiting_n, when, [edit])
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["problems"][0]["field"] == field
+    unknown = client.post("/sync", headers=worker, json={"edits": [edit], "outbx": {}})
+    assert unknown.status_code == 422 and unknown.json()["problems"][0]["field"] == "outbx"
+    with sample_db.app.connect() as conn:
+        assert conn.execute(text("SELECT version FROM twin.features WHERE id = :p"),
+                            {"p": point}).scalar_one() == version
+    assert health()[0]["edits_unsynced"] == waiting["edits_unsynced"]
+
+    # the device's last batch goes through: nothing waits on it any more
+    assert report(now + timedelta(minutes=6), 0).status_code == 200
+    cleared, group = health()
+    assert cleared["devices_unsynced"] == before["devices_unsynced"]
+    assert group["edits_unsynced"] == group_before["edits_unsynced"]

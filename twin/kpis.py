@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, text
 
+from twin.outboxes import unsynced
 from twin.registry import all_layers
 
 GROUP_COLUMNS = {"grid": "grid_code", "area": "area_code"}
@@ -38,6 +40,14 @@ WITH states AS (
        AND {column} IS NOT NULL
        AND (CAST(:grids AS text[]) IS NULL OR grid_code = ANY(:grids))
      GROUP BY 1
+), unsynced AS (  -- devices whose last report had edits waiting, by the grids of their user
+    SELECT code, count(*) AS devices, sum(waiting) AS edits
+      FROM (SELECT DISTINCT g.{column} AS code, o.device, o.actor, o.waiting
+              FROM twin.device_outboxes o
+              JOIN twin.features g ON g.layer = 'micro_grids' AND g.grid_code = ANY(o.grid_codes)
+             WHERE o.waiting > 0
+               AND (CAST(:grids AS text[]) IS NULL OR g.grid_code = ANY(:grids))) AS d
+     GROUP BY code
 ), codes AS (
     SELECT props ->> 'code' AS code, coalesce(props ->> 'committee', name) AS name
       FROM twin.features WHERE layer = :group_layer AND props ? 'code'
@@ -48,13 +58,14 @@ SELECT coalesce(json_agg(json_build_object(
            'code', c.code, 'name', c.name,
            'edits_today', coalesce(e.today, 0), 'edits_7_days', coalesce(e.week, 0),
            'workers_7_days', coalesce(e.workers, 0),
+           'devices_unsynced', coalesce(u.devices, 0), 'edits_unsynced', coalesce(u.edits, 0),
            'states', (SELECT coalesce(json_object_agg(l.layer, l.counts), '{{}}')
                         FROM (SELECT s.layer, json_object_agg(coalesce(s.state, 'none'), s.n)
                                      AS counts
                                 FROM states s WHERE s.code = c.code GROUP BY s.layer) AS l))
            ORDER BY c.code), '[]')::text,
        (SELECT max(id) FROM twin.changes)
-  FROM codes c LEFT JOIN edits e ON e.code = c.code
+  FROM codes c LEFT JOIN edits e ON e.code = c.code LEFT JOIN unsynced u ON u.code = c.code
 """
 
 
@@ -94,11 +105,12 @@ SELECT count(DISTINCT device) FILTER (WHERE device IS NOT NULL) AS devices,
 
 
 def sync_health(conn: Connection, grids: Sequence[str] | None = None) -> dict[str, Any]:
-    """How the tablets' edits arrived in the last 7 days: devices that synced, the last sync,
-    edits waiting on a conflict (and how many devices they came from, the oldest), edits
-    rejected, and the longest an edit waited on a tablet before it arrived."""
+    """What tablets last said they hold unsynced (devices, edits, the oldest), and how their
+    edits arrived in the last 7 days: devices that synced, the last sync, edits waiting on a
+    conflict (and how many devices they came from, the oldest), edits rejected, and the
+    longest an edit waited on a tablet before it arrived."""
     row = conn.execute(text(_SYNC_SQL), {"grids": list(grids) if grids is not None else None}
                        ).one()._mapping
     return {key: (value.isoformat() if hasattr(value, "isoformat") else
-                  float(value) if key == "longest_offline_s" and value is not None else value)
-            for key, value in row.items()}
+                  float(value) if isinstance(value, Decimal) else value)
+            for key, value in (unsynced(conn, grids) | dict(row)).items()}

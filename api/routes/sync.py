@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from api.deps import EngineDep, UserDep, get_pool
 from api.params import reject_unknown
@@ -27,6 +34,7 @@ from twin.edits import (
     submit,
 )
 from twin.errors import Forbidden, InvalidInput, Problem, Unprocessable
+from twin.outboxes import OutboxReport, record
 from twin.scope import DEFAULT_BUFFER_M, MAX_BUFFER_M, Scope, editable_layers, read_scope
 from twin.users import User
 
@@ -66,6 +74,38 @@ class SyncEdit(BaseModel):
                     self.device_seq, self.device_time, self.reason, self.accuracy_m)
 
 
+class Outbox(BaseModel):
+    """The device's own count of what it still holds besides this batch."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(min_length=1, max_length=200)
+    waiting: int = Field(ge=0, le=1_000_000)
+    oldest_device_time: AwareDatetime | None = None
+    sent_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def oldest_iff_waiting(self) -> Outbox:
+        if (self.waiting > 0) != (self.oldest_device_time is not None):
+            raise ValueError("oldest_device_time is given exactly when edits are waiting")
+        return self
+
+    def report(self) -> OutboxReport:
+        return OutboxReport(self.device_id, self.waiting, self.oldest_device_time, self.sent_at)
+
+
+def _outbox(raw: Any) -> OutboxReport | None:
+    """The batch's outbox report, if any; a malformed one refuses the whole batch unapplied."""
+    if raw is None:
+        return None
+    try:
+        return Outbox.model_validate(raw).report()
+    except ValidationError as exc:
+        raise Unprocessable("outbox: not an outbox report; no edit was applied", [
+            Problem(".".join(("outbox", *(str(p) for p in e["loc"]))), e.get("input"),
+                    e["msg"], "待同步报告格式错误") for e in exc.errors(include_url=False)]
+        ) from exc
+
+
 def _malformed(raw: Any, exc: ValidationError) -> dict[str, Any]:
     """The result of an edit that is not one: rejected, naming each bad member."""
     problems = [Problem(".".join(str(p) for p in e["loc"]) or "edit", e.get("input"), e["msg"],
@@ -90,6 +130,8 @@ def _apply_batch(engine: Any, user: User, edits: list[Any]) -> list[dict[str, An
 
 @router.post("/sync", summary="A tablet's outbox: one result per edit, in order")
 async def sync(request: Request, engine: EngineDep, user: UserDep) -> dict[str, Any]:
+    """``{"edits": [...], "outbox": {...}}``: ``outbox`` (optional) is the device's count of the
+    edits it still holds besides these, kept for the board's sync health."""
     reject_unknown(request.query_params, set())
     body = await read_json(request, MAX_BATCH)
     edits = body.get("edits") if isinstance(body, dict) else None
@@ -98,7 +140,16 @@ async def sync(request: Request, engine: EngineDep, user: UserDep) -> dict[str, 
                             [Problem("edits", None if edits is None else len(edits),
                                      f"a list of at most {MAX_EDITS} edits",
                                      f"edits 须为不超过 {MAX_EDITS} 条的列表")])
-    return {"results": await run_in_threadpool(_apply_batch, engine, user, edits)}
+    unknown = sorted(set(body) - {"edits", "outbox"})
+    if unknown:
+        raise Unprocessable(f"unknown member {unknown[0]}; no edit was applied", [
+            Problem(name, None, "not a member of a sync batch", "同步批次无此成员")
+            for name in unknown])
+    report = _outbox(body.get("outbox"))
+    results = await run_in_threadpool(_apply_batch, engine, user, edits)
+    if report is not None:
+        await run_in_threadpool(record, engine, user, report)
+    return {"results": results}
 
 
 def _scope_grids(user: User, asked: str | None) -> tuple[str, ...]:

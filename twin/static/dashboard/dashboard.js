@@ -89,11 +89,17 @@
     return list;
   }
 
-  function sync(health) {
+  function sync(kpis) {
+    const health = kpis.sync;
     const ago = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", { hour12: false }) : "-";
     const waited = health.longest_offline_s;
     fill("sync",
-         figure(number(health.open_conflicts), "待处理冲突 conflicts waiting"),
+         figure(number(health.edits_unsynced), "平板待同步编辑 edits waiting on tablets"),
+         row("有待同步编辑的设备 devices with pending edits", number(health.devices_unsynced),
+             health.devices_unsynced ? "alert" : ""),
+         row("最早未同步编辑 oldest unsynced edit", ago(health.oldest_unsynced)),
+         row("待处理冲突 conflicts waiting", number(health.open_conflicts),
+             health.open_conflicts ? "alert" : ""),
          row("有待处理冲突的设备 devices with edits waiting", number(health.devices_waiting),
              health.devices_waiting ? "alert" : ""),
          row("最早的待处理编辑 oldest waiting edit", ago(health.oldest_waiting)),
@@ -102,7 +108,9 @@
          row("收到的编辑 edits received", number(health.edits)),
          row("被拒绝 rejected", number(health.rejected), health.rejected ? "alert" : ""),
          row("离线最久 longest offline",
-             waited == null ? "-" : `${Math.round(waited / 60).toLocaleString("zh-CN")} min`));
+             waited == null ? "-" : `${Math.round(waited / 60).toLocaleString("zh-CN")} min`),
+         ...(health.edits_unsynced ? [el("h3", "待同步最多的网格 grids with most pending"),
+                                      bars(kpis.groups, "edits_unsynced", 5)] : []));
   }
 
   async function coverage() {
@@ -132,7 +140,7 @@
       const kpis = await api("/kpis?by=grid");
       states(kpis);
       edits(kpis);
-      sync(kpis.sync);
+      sync(kpis);
       const areas = await api("/kpis?by=area");
       fill("areas", bars(areas.groups, "edits_7_days", 10) || el("div", "—"));
       document.getElementById("moment").textContent =

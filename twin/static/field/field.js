@@ -893,6 +893,13 @@ async function settle(edit, result) {
   }
 }
 
+// What stays on this device besides the batch, for the command centre's sync health.
+function outboxReport(batch) {
+  const rest = S.outbox.filter((edit) => !batch.includes(edit));
+  return { device_id: deviceId(), waiting: rest.length,
+           oldest_device_time: rest[0]?.device_time ?? null, sent_at: rfc3339() };
+}
+
 async function pushOutbox() {
   for (;;) {
     // One edit per feature a batch: the next is rebased on the version this one makes.
@@ -903,9 +910,16 @@ async function pushOutbox() {
       seen.add(edit.key);
       batch.push(edit);
     }
-    if (!batch.length) return;
+    const outbox = outboxReport(batch);
+    if (!batch.length) {
+      // once a page load, and after a batch that left edits waiting: "nothing waits here now"
+      if (S.reportedWaiting !== 0) await api("/sync", { method: "POST", json: { edits: [], outbox } });
+      S.reportedWaiting = 0;
+      return;
+    }
     await uploadPhotos(batch);
-    const { results } = await (await api("/sync", { method: "POST", json: { edits: batch.map(wire) } })).json();
+    const { results } = await (await api("/sync", { method: "POST", json: { edits: batch.map(wire), outbox } })).json();
+    S.reportedWaiting = outbox.waiting;
     const byId = new Map(results.map((r) => [r.edit_id, r]));
     const answered = batch.filter((edit) => byId.has(edit.edit_id));
     if (!answered.length) throw new Error("POST /sync answered none of the edits");
@@ -983,6 +997,7 @@ async function loadLocal() {
   const mine = (e) => e.user === S.user.name;
   S.outbox = (await idbAll("outbox")).filter(mine).sort((a, b) => a.device_seq - b.device_seq);
   S.rejected = (await idbAll("rejected")).filter(mine);
+  S.reportedWaiting = undefined; // this user's outbox not yet reported from this page
 }
 
 function showApp() {

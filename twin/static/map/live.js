@@ -271,7 +271,8 @@ function twinLive(cfg) {
   const PALETTE = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
   const BASE_KPIS = [["edits_today", "今日编辑 Edits today"],
                      ["edits_7_days", "7日编辑 Edits, 7 days"],
-                     ["workers_7_days", "7日在岗网格员 Workers active, 7 days"]];
+                     ["workers_7_days", "7日在岗网格员 Workers active, 7 days"],
+                     ["edits_unsynced", "平板待同步编辑 Edits waiting on tablets"]];
   const kpiPanel = cornerBox("bottomright", "twin-kpi");
   const choice = document.createElement("select");
   choice.name = "kpi";

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_twin
-from twin.cluster import local_cluster
+from twin.cluster import local_cluster, memory_bytes, sized_to_memory
 from twin.settings import Settings
 
 
@@ -51,10 +51,24 @@ def test_start_status_migrate_stop(cluster_env: dict[str, str]) -> None:
     assert run_twin("db", "status", env=cluster_env).returncode == 1
 
 
-def test_the_server_listens_on_no_tcp_port(cluster_env: dict[str, str]) -> None:
+def test_the_server_listens_on_no_tcp_port_and_is_sized_to_the_machine(
+        cluster_env: dict[str, str]) -> None:
     assert run_twin("db", "start", env=cluster_env).returncode == 0
     conf = local_cluster(Settings(data_dir=Path(cluster_env["TWIN_DATA_DIR"])))
     assert conf.psql("SHOW listen_addresses") == ""
+    quarter = min(max(memory_bytes() // 2**20 // 4, 128), 8192)
+    assert conf.psql("SELECT setting::bigint * 8 / 1024 FROM pg_settings "
+                     "WHERE name = 'shared_buffers'") == str(quarter)
+    assert conf.psql("SHOW random_page_cost") == "1.1"
+
+
+@pytest.mark.parametrize(("memory_gb", "shared", "cache"), [
+    (0.5, "128MB", "256MB"), (2, "512MB", "1024MB"), (24, "6144MB", "12288MB"),
+    (256, "8192MB", "131072MB")])
+def test_the_page_cache_is_a_quarter_of_memory_within_bounds(memory_gb: float, shared: str,
+                                                             cache: str) -> None:
+    options = sized_to_memory(int(memory_gb * 2**30))
+    assert f"shared_buffers={shared}" in options and f"effective_cache_size={cache}" in options
 
 
 def test_stats_with_the_database_down_is_a_clear_error(cluster_env: dict[str, str]) -> None:

@@ -68,7 +68,8 @@ class Cluster:
         started = not self.is_running()
         if started:
             self._prepare_dirs()
-            options = f"-k {self.socket_dir} -p {self.port} -c listen_addresses=''"
+            options = (f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' "
+                       f"{sized_to_memory(memory_bytes())}")
             self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l",
                        str(self.logfile), "-o", options, "-w", "-t", "60", "start"])
         self._ensure_database()
@@ -95,7 +96,7 @@ class Cluster:
                    "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"])
         with (self.pgdata / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write("\n# Twin: a small, local, socket-only cluster\n"
-                       "listen_addresses = ''\nshared_buffers = 512MB\nwork_mem = 32MB\n"
+                       "listen_addresses = ''\nwork_mem = 32MB\n"
                        "maintenance_work_mem = 256MB\nmax_connections = 200\n"
                        "max_wal_size = 2GB\ntimezone = 'UTC'\n")
 
@@ -124,6 +125,28 @@ class Cluster:
                 f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-800:]}"
                 f"\nlog: {self.logfile}")
         return done
+
+
+def memory_bytes() -> int:
+    """This machine's memory, or the container's limit when lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def sized_to_memory(memory: int) -> str:
+    """Server options for a machine of ``memory`` bytes, set at every start so a cluster
+    follows the machine it is on: a quarter of memory (128 MB to 8 GB) for PostgreSQL's own
+    page cache, where a scale-20 history is read without copying each page from the kernel's;
+    the planner told the rest is the kernel's cache and that random reads are nearly as cheap
+    as sequential ones (memory or SSD)."""
+    mb = memory // 2**20
+    shared = min(max(mb // 4, 128), 8192)
+    return (f"-c shared_buffers={shared}MB -c effective_cache_size={max(mb // 2, shared)}MB "
+            f"-c random_page_cost=1.1")
 
 
 def find_bindir(settings: Settings) -> Path:

@@ -103,6 +103,7 @@
          row("有待处理冲突的设备 devices with edits waiting", number(health.devices_waiting),
              health.devices_waiting ? "alert" : ""),
          row("最早的待处理编辑 oldest waiting edit", ago(health.oldest_waiting)),
+         el("h3", "近7日 last 7 days"),
          row("同步的设备 devices synced", number(health.devices)),
          row("最近同步 last sync", ago(health.last_sync)),
          row("收到的编辑 edits received", number(health.edits)),

@@ -54,6 +54,12 @@ def test_the_live_map_signs_in_draws_and_follows_an_edit(live_url: str) -> None:
                                  "window.twinLiveMap.groups.streets)")
         page.locator(".leaflet-control-layers").get_by_text("道路 Streets").click()
         page.wait_for_function("() => window.twinLiveMap.groups.streets.getLayers().length > 0")
+        # with no basemap (the default) the twin's own river is drawn under it, named
+        page.wait_for_function("() => window.twinLiveMap.groups.water.getLayers().length > 0")
+        assert page.evaluate("""() => { const names = [];
+          window.twinLiveMap.groups.water.eachLayer(drawn => drawn.eachLayer(
+            f => names.push(f.feature.properties.name)));
+          return names; }""") == ["黄浦江"]
         # the dense point layers come in clusters; the heat map of changes is an overlay
         assert page.evaluate("() => window.twinLiveMap.groups.charging_points.getLayers()"
                              "[0] instanceof L.MarkerClusterGroup")

@@ -174,6 +174,18 @@ def test_the_river_lies_on_the_spec_edge(spec: SampleSpec, twin: SampleTwin) -> 
         assert x * sign > 0.005  # at least ~500 m towards the river's edge
 
 
+def test_the_river_is_drawn_beyond_the_areas_along_the_bank(spec: SampleSpec,
+                                                          twin: SampleTwin) -> None:
+    water = layer(twin, "water")
+    assert [(w.name, w.props["kind"]) for w in water] == [(spec.river, "river")]
+    river = water[0].geometry
+    areas = shapely.union_all([a.geometry for a in layer(twin, "residential_areas")])
+    assert shapely.area(shapely.intersection(river, areas)) < 1e-12
+    assert shapely.distance(river, areas) < 1e-4  # on the bank, ~10 m at most
+    assert shapely.centroid(river).x < shapely.centroid(areas).x  # west, as the spec says
+    assert not any(shapely.intersects(river, s.geometry) for s in layer(twin, "streets"))
+
+
 def test_a_larger_scale_repeats_the_subdistrict_with_unique_codes(
         spec: SampleSpec, twin: SampleTwin) -> None:
     seen = Counter[str]()

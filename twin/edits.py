@@ -450,7 +450,7 @@ def _geometry_problems(conn: Connection, layer: Layer, geometry: Any, edit: Edit
         return [Problem("geometry", list(shp.bounds), "longitude and latitude (EPSG:4326) "
                         "out of range", "经纬度超出范围")]
     problems = []
-    if layer.group != "areas" and not _covered(conn, mapping(shp), None):
+    if layer.group == "twin" and not _covered(conn, mapping(shp), None):
         problems.append(Problem("geometry", list(shp.bounds), "outside the subdistrict (its "
                                 "micro-grids)", "位置不在本街道(微网格)范围内"))
     placed = "geometry" in edit.new

@@ -68,7 +68,9 @@ class Layer:
     state_field: str | None = None
     state_labels: dict[str, str] = field(default_factory=dict)
     tile_attributes: tuple[str, ...] = ()
-    group: str = "twin"
+    # "twin": features of the subdistrict, each inside a micro-grid; "areas": the areas and
+    # grids themselves; "base": what surrounds them on the map (water), inside or not.
+    group: Literal["twin", "areas", "base"] = "twin"
     # Who may edit it (workers only inside their own micro-grids); planners edit the layers
     # that planning changes.
     edit_roles: tuple[str, ...] = ("worker", "commander", "admin")

@@ -37,7 +37,7 @@ _LIVE_CSS = (("cluster_css", "leaflet.markercluster/MarkerCluster.css"),
 _LIVE_JS = (("cluster", "leaflet.markercluster/leaflet.markercluster.js"),
             ("heat", "leaflet.heat/leaflet-heat.js"))
 
-GROUP_TITLES = {"areas": "片区 Areas", "twin": "要素 Features"}
+GROUP_TITLES = {"areas": "片区 Areas", "twin": "要素 Features", "base": "底图 Base"}
 # The live map: the most features of one layer it loads for the visible box, and how often it
 # asks the change feed what changed (milliseconds; an edit shows within this and a load).
 LIVE_PAGE_LIMIT = 5_000

@@ -37,8 +37,8 @@ from shapely.geometry.base import BaseGeometry
 
 from twin.errors import InvalidInput, Problem
 
-LAYER_ORDER = ("residential_areas", "micro_grids", "streets", "buildings", "waste_points",
-               "charging_points", "fire_passages")
+LAYER_ORDER = ("residential_areas", "micro_grids", "water", "streets", "buildings",
+               "waste_points", "charging_points", "fire_passages")
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -172,6 +172,7 @@ class SampleSpec:
     aspect: Annotated[float, Field(ge=0.25, le=4)]
     river: str
     river_edge: Literal["west", "east", "north", "south"]
+    river_width_m: Annotated[float, Field(gt=10, le=3000)]
     committees: Annotated[tuple[tuple[str, str], ...], Field(min_length=1)]
     streets: StreetNames
     counts: SampleCounts
@@ -512,6 +513,7 @@ class _Tile:
         out: dict[str, list[SampleFeature]] = {}
         self._lattice()
         out["streets"] = self._streets()
+        out["water"] = self._water()
         self._blocks()
         self._areas()
         out["buildings"] = self._buildings()
@@ -641,6 +643,21 @@ class _Tile:
                               {"road_class": road.road_class, "width_m": road.width,
                                "fire_engine": road.road_class != "alley"}, road.tags, geom)
                 for road, geom in zip(self.roads, lonlat, strict=True)]
+
+    def _water(self) -> list[SampleFeature]:
+        """The river beyond the bank line, in the tiles of the river's column: drawn from the
+        street lattice's own bank vertices, so water and riverside meet without a gap."""
+        if self.xs.kind[0] != "river":
+            return []
+        ny = len(self.ys.kind)
+        bank = np.vstack([*(self._vcoords(0, j)[:-1] for j in range(ny - 1)),
+                          self.nodes[0, -1:]])
+        far = bank[::-1] - [self.frame.spec.river_width_m, 0.0]
+        water = self.frame.to_lonlat(np.array([shapely.Polygon(np.vstack([bank, far]))],
+                                              dtype=object), snap=True)
+        return [SampleFeature("water", self.frame.spec.river,
+                              {"kind": "river", "width_m": self.frame.spec.river_width_m},
+                              ("通航",), _polygonal(water[0]))]
 
     @staticmethod
     def _runs(edges: list[tuple[_Road | None, tuple[int, int], Floats]], degree: Ints,

@@ -38,7 +38,7 @@ class Scope:
 def editable_layers(role: str) -> tuple[str, ...]:
     """The layers a role edits from a tablet (not the micro-grids and areas themselves)."""
     return tuple(name for name, layer in all_layers().items()
-                 if role in layer.edit_roles and layer.group != "areas")
+                 if role in layer.edit_roles and layer.group == "twin")
 
 
 # The grids' union, widened by the buffer (in metres, on the spheroid).

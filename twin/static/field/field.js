@@ -940,7 +940,7 @@ async function pullScope() {
 }
 
 async function loadSchemas() {
-  const names = Object.keys(LAYERS).filter((name) => LAYERS[name].group !== "areas");
+  const names = Object.keys(LAYERS).filter((name) => LAYERS[name].group === "twin");
   const schemas = await Promise.all(names.map((name) =>
     api(`/collections/${name}/schema`).then((r) => r.json()).catch(() => null)));
   names.forEach((name, i) => { if (schemas[i]) S.schemas[name] = schemas[i]; });

@@ -56,7 +56,8 @@ def _collections() -> dict[str, dict[str, Any]]:
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{"basemap": "none", "map_review_number": "沪S(2024)001号", **overrides})
+    return Settings(**{"basemap": "none", "map_review_number": "沪S(2024)001号",
+                       "map_source": "网格化管理中心 grid centre", **overrides})
 
 
 def test_page_served_by_the_api_references_only_vendored_assets() -> None:
@@ -88,6 +89,8 @@ def test_standalone_page_works_offline_in_chromium(tmp_path: Path) -> None:
         legend = page.inner_text(".twin-legend")
         assert "充电" in legend and "隐患 hazard" in legend
         assert "沪S(2024)001号" in page.inner_text(".leaflet-bottom.leaflet-right")
+        assert "数据来源 Data source: 网格化管理中心" in page.inner_text(
+            ".leaflet-bottom.leaflet-right")
 
         # Vector layers draw on a canvas: click where Leaflet puts the hazard point.
         x, y = page.evaluate("""([lon, lat]) => {

@@ -294,7 +294,9 @@ def _frame(layers: list[Layer], settings: Settings, title: str, standalone: bool
 
     _Box(_legend_html(title, layers), "bottomleft", "twin-box twin-legend").add_to(m)
     credits = [f"审图号 Map review no.: {settings.map_review_number}"
-               if settings.map_review_number else "", note or ""]
+               if settings.map_review_number else "",
+               f"数据来源 Data source: {settings.map_source}" if settings.map_source else "",
+               note or ""]
     if any(credits):
         html = "<br>".join(escape(line) for line in credits if line)
         _Box(html, "bottomright", "twin-box").add_to(m)

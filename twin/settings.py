@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     basemap: Literal["none", "osm", "tianditu", "amap"] = "none"
     tianditu_key: str | None = None
     map_review_number: str | None = None
+    map_source: str | None = None  # 数据来源, shown on the map beside the 审图号
     time_zone: str = Field(
         default=DEFAULT_TIME_ZONE,
         description="The subdistrict's IANA time zone: change reports count its calendar days.",

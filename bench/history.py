@@ -149,7 +149,19 @@ def measure(url: str, facts: dict[str, Any]) -> dict[str, dict[str, float]]:
         for name, paths in cases.items():
             print(f"  {name} ...", flush=True)
             results[name] = _time(http, paths)
+        # each box read once above, its pages fetched from the kernel or disk; now again
+        for name in BOXES:
+            print(f"  {name}, again ...", flush=True)
+            results[f"{name}, again"] = _time(http, cases[name])
     return results
+
+
+BOXES = ("bbox 100 features, present", "bbox 100 features, asOf mid-period")
+
+
+def _ratio(r: dict[str, dict[str, float]], again: str = "") -> str:
+    present, past = (r[name + again]["median_ms"] for name in BOXES)
+    return f"< 2x present: {past / present:.2f}x"
 
 
 GOALS: dict[str, Callable[[dict[str, dict[str, float]]], str]] = {
@@ -158,9 +170,10 @@ GOALS: dict[str, Callable[[dict[str, dict[str, float]]], str]] = {
     "feed: 1,000 of one micro-grid": lambda r: "< 50 ms",
     "a feature's history": lambda r: "< 10 ms",
     "bbox 100 features, present": lambda r: "",
-    "bbox 100 features, asOf mid-period": lambda r: (
-        f"< 2x present: {r['bbox 100 features, asOf mid-period']['median_ms'] / r['bbox 100 features, present']['median_ms']:.2f}x"),  # noqa: E501
+    "bbox 100 features, asOf mid-period": _ratio,
     "report by grid, whole period": lambda r: "< 2,000 ms",
+    "bbox 100 features, present, again": lambda r: "",
+    "bbox 100 features, asOf mid-period, again": lambda r: _ratio(r, ", again"),
 }
 
 

@@ -66,10 +66,10 @@ def test_maintain_sorts_each_finished_month_once_and_changes_no_answer(
     with history.admin.connect() as conn:
         clustered = set(conn.execute(text(
             "SELECT indrelid::regclass::text FROM pg_index WHERE indisclustered")).scalars())
-        # sorted by place: a month's rows in geohash order on disk
-        first = conn.execute(text(
-            "SELECT array_agg(ST_GeoHash(geom, 7) ORDER BY ctid) "
-            "FROM twin.feature_versions_2026_03")).scalar_one()
+        # sorted by place, then by when each version began: a month's rows in that order
+        first = [tuple(row) for row in conn.execute(text(
+            "SELECT ST_GeoHash(geom, 7), lower(valid) FROM twin.feature_versions_2026_03 "
+            "ORDER BY ctid"))]
     assert set(months) <= clustered
     assert first == sorted(first)
     assert _as_of_pages(history) == before

@@ -34,9 +34,10 @@ class Visit:
         return [url for url in self.requests if not local(url)]
 
     def screenshot(self, name: str) -> Path:
+        """Save the page as it settles: Leaflet's fades and zooms are run to their end."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
-        self.page.screenshot(path=str(path))
+        self.page.screenshot(path=str(path), animations="disabled")
         return path
 
 

@@ -47,6 +47,8 @@ def test_the_live_map_signs_in_draws_and_follows_an_edit(live_url: str) -> None:
         page.click(".twin-history")
         page.wait_for_selector(".twin-history-list li")
         assert "v1" in page.inner_text(".twin-history-list")
+        # the popup stays open with its history in it
+        assert page.evaluate("() => window.twinLiveMap.state.open") == ["waste_points", fid]
         seen.screenshot("live-map.png")
         # a layer toggles off and on in the grouped control
         page.locator(".leaflet-control-layers").get_by_text("道路 Streets").click()

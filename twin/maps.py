@@ -134,14 +134,17 @@ function twinFeature(name) {
           event.preventDefault();
           const list = document.createElement("ol");
           list.className = "twin-history-list";
-          link.replaceWith(list);
+          // hidden, not removed: Leaflet takes a click on a node gone from the page for a
+          // click on the map, and closes the popup
+          link.hidden = true;
+          link.after(list);
           for (const v of await window.twinHistory(name, feature.id)) {
             const c = v.change || {};
             list.append(twinText("li", [`v${v.version}`, c.actor, when(v.valid_from),
                                         c.reason, (c.changed || []).join(", ")]
               .filter(Boolean).join(" · ")));
           }
-          layer.getPopup().update();
+          layer.setPopupContent(div);  // kept as it is now: update() would build it afresh
         };
         div.append(link);
       }

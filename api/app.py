@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp
 
 from api import errors, openapi
-from api.fastpath import ReadFastPath
+from api.fastpath import GZIP_LEVEL, GZIP_MIN_BYTES, ReadFastPath
 from api.live import ChangeSignal
 from api.options import AllowMiddleware
 from api.routes import (
@@ -43,7 +43,8 @@ class TwinApp(FastAPI):
     """FastAPI, with the hot read routes dispatched ahead of its middleware (api.fastpath)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return ReadFastPath(super().build_middleware_stack(), features.HOT_ROUTES)
+        return ReadFastPath(super().build_middleware_stack(),
+                            features.HOT_ROUTES | changes.HOT_ROUTES)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -88,7 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(map_page.router)
     app.include_router(kpis.router)
     app.include_router(dashboard.router)
-    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)
     app.mount("/static", StaticFiles(directory=str(files("twin") / "static")), name="static")

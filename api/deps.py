@@ -75,3 +75,21 @@ async def token_role(request: Request, conn: AsyncConnection[Any], digest: str) 
         role = str(row[0])
         signal.remember(checkpoint, digest, role, row[1])
     return role
+
+
+def bearer_digest(request: Request) -> str:
+    """The digest of the request's bearer token (``token_role`` checks that it is live)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(SIGN_IN)
+    return str(token_digest(token.strip()))
+
+
+async def token_scope(request: Request, conn: AsyncConnection[Any], digest: str
+                      ) -> tuple[str, ...] | None:
+    """A worker's micro-grids, None for every other role (401 unless the token is live).
+    Roles are remembered, so only a worker's token costs a query."""
+    if await token_role(request, conn, digest) != "worker":
+        return None
+    return user_of_row(await (await conn.execute(USER_OF_BEARER_SQL,
+                                                 {"token": digest})).fetchone()).grids

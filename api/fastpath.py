@@ -23,6 +23,10 @@ from api import errors
 from twin.errors import TwinError
 
 log = logging.getLogger("twin.api")
+# gzip's fastest level: a 650 KB page of changes takes 2 ms, not the 20 ms of Starlette's
+# default 9, for a body 25% larger (nginx's default too); the app's own middleware uses it
+GZIP_MIN_BYTES = 1000
+GZIP_LEVEL = 1
 Handler = Callable[..., Awaitable[Response]]
 
 
@@ -56,7 +60,8 @@ class ReadFastPath:
         except Exception:  # the same answer FastAPI's stack would give, never a traceback
             response = errors.unexpected_response(request)
         if b"gzip" in dict(scope["headers"]).get(b"accept-encoding", b""):
-            response = GZipMiddleware(response, minimum_size=1000)
+            response = GZipMiddleware(response, minimum_size=GZIP_MIN_BYTES,
+                                      compresslevel=GZIP_LEVEL)
         await response(scope, receive, send)
 
 

@@ -265,6 +265,25 @@ def test_a_features_history_and_its_deletion(client: TestClient, auth: dict[str,
     assert found["numberReturned"] == 1
     missing = client.get("/collections/waste_points/items/99999999/history", headers=auth)
     assert missing.status_code == 404
+    assert client.get(f"/collections/nowhere/items/{fid}/history",
+                      headers=auth).status_code == 404
+
+
+def test_a_history_needs_a_live_token_and_is_gzipped_when_asked(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    fid, _ = _waste_point(sample_db)
+    path = f"/collections/waste_points/items/{fid}/history"
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        refused = client.get(path, headers=headers)
+        assert refused.status_code == 401 and "token" in refused.json()["description"]
+    for _ in range(12):  # a history large enough to compress
+        _edit(sample_db, "UPDATE twin.features SET tags = tags || '{checked}' WHERE id = :id",
+              {"id": fid})
+    zipped = client.get(path, headers={**auth, "Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    plain = client.get(path, headers={**auth, "Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.json() == plain.json() and len(plain.json()["versions"]) == 13
 
 
 def test_time_travel_across_insert_update_delete_and_reinsert(

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 
-from api.deps import SIGN_IN, get_pool, token_role
+from api.deps import bearer_digest, get_pool, token_role
 from api.fastpath import Handler
 from api.html import page, wants_html
 from api.params import (
@@ -31,7 +31,7 @@ from api.params import (
 )
 from twin.cql import queryables
 from twin.crs import CRS84, SUPPORTED
-from twin.errors import InvalidInput, NotFound, Problem, Unauthorized
+from twin.errors import InvalidInput, NotFound, Problem
 from twin.layer import Layer
 from twin.reads import (
     EXTENT_SQL,
@@ -43,7 +43,6 @@ from twin.reads import (
 )
 from twin.registry import all_layers, get_layer
 from twin.times import parse_time
-from twin.users import token_digest
 
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
@@ -98,7 +97,7 @@ async def _documents(request: Request, layers: list[Layer]) -> list[dict[str, An
     """Collection documents of ``layers``, after checking the parameters and the token."""
     reject_unknown(request.query_params, {"f"})
     check_format(request.query_params)
-    token = _token(request)
+    token = bearer_digest(request)
     async with get_pool(request).connection() as conn:
         await token_role(request, conn, token)
         return [_collection(layer, _base(request), await _extent(conn, layer))
@@ -120,14 +119,6 @@ async def collection(request: Request, layer: str) -> dict[str, Any] | Response:
     return _collections_html([doc]) if wants_html(request) else doc
 
 
-def _token(request: Request) -> str:
-    """The bearer token's digest (``token_role`` checks that it is live)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized(SIGN_IN)
-    return str(token_digest(token.strip()))
-
-
 def _not_modified(request: Request, etag: str) -> bool:
     asked = request.headers.get("if-none-match", "")
     return etag in [tag.strip() for tag in asked.split(",")] or asked.strip() == "*"
@@ -138,7 +129,7 @@ def _not_modified(request: Request, etag: str) -> bool:
 async def layer_queryables(request: Request, layer: str) -> Response:
     reject_unknown(request.query_params, {"f"})
     found = get_layer(layer)
-    token = _token(request)
+    token = bearer_digest(request)
     async with get_pool(request).connection() as conn:
         await token_role(request, conn, token)
     return Response(json.dumps(queryables(found, _base(request)), ensure_ascii=False),
@@ -151,7 +142,7 @@ async def items(request: Request, layer: str) -> Response:
     """A page of up to one chunk is one row, fetched whole (its statement prepared after a
     few uses); a larger one streams a chunk at a time, so memory stays flat whatever the
     limit."""
-    token = _token(request)
+    token = bearer_digest(request)
     query = items_query(request.query_params, get_layer(layer))
     sql, params = page_sql(query, _CHUNK)
     if query.limit <= _CHUNK:
@@ -246,7 +237,7 @@ def _tail(request: Request, count: int, more: Sequence[Any] | None) -> bytes:
 
 @router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")
 async def item(request: Request, layer: str, fid: str) -> Response:
-    token = _token(request)
+    token = bearer_digest(request)
     reject_unknown(request.query_params, {"f", "crs", "asOf"})
     check_format(request.query_params)
     crs = parse_crs("crs", request.query_params.get("crs"))
@@ -279,7 +270,7 @@ MVT = "application/vnd.mapbox-vector-tile"
 @router.get("/collections/{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}",
             summary="A Mapbox vector tile of a layer", response_class=Response)
 async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response:
-    token = _token(request)
+    token = bearer_digest(request)
     reject_unknown(request.query_params, set())
     found = get_layer(layer)
     zxy = tile_numbers(z, x, y)

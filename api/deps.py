@@ -55,8 +55,13 @@ async def current_user(request: Request, token: TokenDep) -> User:
     if not token:
         raise Unauthorized(SIGN_IN)
     async with get_pool(request).connection() as conn:
-        cur = await conn.execute(USER_OF_BEARER_SQL, {"token": token_digest(token)})
-        return user_of_row(await cur.fetchone())
+        return await _user_of(conn, token_digest(token))
+
+
+async def _user_of(conn: AsyncConnection[Any], digest: str) -> User:
+    """The user of a live token, by its digest (401 otherwise)."""
+    return user_of_row(await (await conn.execute(USER_OF_BEARER_SQL,
+                                                 {"token": digest})).fetchone())
 
 
 UserDep = Annotated[User, Depends(current_user)]
@@ -91,5 +96,4 @@ async def token_scope(request: Request, conn: AsyncConnection[Any], digest: str
     Roles are remembered, so only a worker's token costs a query."""
     if await token_role(request, conn, digest) != "worker":
         return None
-    return user_of_row(await (await conn.execute(USER_OF_BEARER_SQL,
-                                                 {"token": digest})).fetchone()).grids
+    return (await _user_of(conn, digest)).grids

@@ -107,6 +107,43 @@ def test_by_area_and_a_state_filter(client: TestClient, auth: dict[str, str],
         "AND tags @> ARRAY['新建', 'class=公用设施']")[0] > 0
 
 
+def test_every_parameter_that_changes_the_answer_changes_it(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    """The distances are kept in memory between requests; the grouping and the threshold of
+    each answer are its own request's, whichever was asked first."""
+    areas = {row for (row,) in _rows(
+        sample_db, "SELECT DISTINCT area_code FROM twin.features WHERE layer = 'buildings'")}
+    grids = {row for (row,) in _rows(
+        sample_db, "SELECT DISTINCT grid_code FROM twin.features WHERE layer = 'buildings'")}
+    url = "/analysis/coverage?layer=waste_points&within=130&uncovered=false"
+    answers = [_get(client, auth, f"{url}&by={by}") for by in ("grid", "area", "grid")]
+    for answer, (by, codes) in zip(answers, (("grid", grids), ("area", areas),
+                                             ("grid", grids)), strict=True):
+        assert answer["parameters"]["by"] == by
+        assert {g["code"] for g in answer["groups"]} == codes
+        assert ("name" in answer["groups"][0]) == (by == "area")
+    assert answers[0] == answers[2]
+    assert answers[0]["totals"] == answers[1]["totals"]
+    # and the other way round, for another layer; the default grouping is the grid
+    first = _get(client, auth, "/analysis/coverage?layer=charging_points&by=area")
+    then = _get(client, auth, "/analysis/coverage?layer=charging_points")
+    assert {g["code"] for g in first["groups"]} == areas
+    assert {g["code"] for g in then["groups"]} == grids
+    # what-if speaks of its own grouping too
+    lon, lat = _one(sample_db, "SELECT ST_X(ST_PointOnSurface(geom)), "
+                    "ST_Y(ST_PointOnSurface(geom)) FROM twin.features "
+                    "WHERE layer = 'streets' ORDER BY id LIMIT 1")
+    for by, codes in (("area", areas), ("grid", grids)):
+        what = _get(client, auth, f"/analysis/coverage/what-if?layer=charging_points&by={by}"
+                    f"&at={lon},{lat}")
+        assert what["parameters"]["by"] == by
+        assert {g["code"] for g in what["groups"]} <= codes
+    # fire access: the grouping of each request, whichever came first
+    fire = [_get(client, auth, f"/analysis/fire-access?by={by}") for by in ("area", "grid")]
+    assert {g["code"] for g in fire[0]["groups"]} == areas
+    assert {g["code"] for g in fire[1]["groups"]} == grids
+
+
 def _rows(db: Database, sql: str) -> list[Any]:
     with db.app.connect() as conn:
         return list(conn.execute(text(sql)))

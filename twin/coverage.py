@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -368,7 +368,8 @@ class Coverage:
     nearest: Ints  # facility id, -1 for none
     limit: float | None  # how far the search went (None: everywhere)
     seconds: float
-    _groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # summaries by (grouping, threshold), shared by every answer made from these distances
+    _groups: dict[tuple[str, float], list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def state(self) -> int:
@@ -397,10 +398,10 @@ class Coverage:
 
     def groups(self, by: str | None = None) -> list[dict[str, Any]]:
         """Summaries per micro-grid (``grid``) or residential area (``area``), by code."""
-        by = by or self.query.by
-        if by not in self._groups:
-            self._groups[by] = self.buildings.groups(by, self._sums)
-        return self._groups[by]
+        key = (by or self.query.by, self.query.within)
+        if key not in self._groups:
+            self._groups[key] = self.buildings.groups(key[0], self._sums)
+        return self._groups[key]
 
     def building(self, k: int, within: float | None = None) -> dict[str, Any]:
         b = self.buildings
@@ -463,10 +464,12 @@ def _coverage(engine: Engine, query: CoverageQuery, limit: float | None) -> Cove
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, \
             conn.begin():
         states = layer_states(conn, layers, query.as_of)
+        # the key holds what the distances depend on; the answer is this query's (its
+        # threshold and grouping), never that of the request that measured them first
         key = (db, query.as_of, tuple(sorted(states.items())), query.layer, query.state,
                query.tags, limit)
         result: Coverage = _RESULTS.get(key, lambda: _compute(conn, key, query, states, limit))
-    return result
+    return replace(result, query=query)
 
 
 def coverage(engine: Engine, query: CoverageQuery) -> Coverage:

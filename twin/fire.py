@@ -313,4 +313,5 @@ def fire_access(engine: Engine, query: FireQuery) -> FireAccess:
             b_key, lambda: _read_buildings(conn, fire.walk, query.as_of))
         result: FireAccess = _RESULTS.get((*b_key, query.reach), lambda: compute(
             fire, buildings, FireQuery(query.reach, as_of=query.as_of), states))
-    return result
+    # kept by what the answer depends on; it speaks with this query's grouping
+    return replace(result, query=query)

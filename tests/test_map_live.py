@@ -5,13 +5,15 @@ made through the API without a reload, asking nothing outside 127.0.0.1."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+from sqlalchemy import text
 
 from tests.browser import visit
-from tests.conftest import DEMO_PASSWORD, bearer
+from tests.conftest import DEMO_PASSWORD, Database, bearer
 
 # The features a layer group holds on the page, as [id, state] pairs.
 HELD = """name => {
@@ -141,3 +143,62 @@ def test_a_gcj02_basemap_shifts_only_what_is_drawn(live_url: str) -> None:
     assert shanghai_back < 0.01 and beijing_back < 0.01  # and back to WGS-84 to the cm
     assert paris == 0  # outside China nothing moves
     assert seen.errors == []
+
+
+def test_the_grid_choropleth_has_honest_classes_and_points_say_what_they_are(
+        live_url: str, sample_db: Database) -> None:
+    """Most grids hold no full waste point: zero is a class of its own, the classes rise
+    without a gap or a repeat, and grids take more than one colour. An unnamed point's
+    tooltip names its layer and id."""
+    with sample_db.admin.begin() as conn:
+        conn.execute(text("SELECT twin.set_context('commander', 'commander', 'test', 'full')"))
+        grids = [code for (code,) in conn.execute(text(
+            "SELECT DISTINCT grid_code FROM twin.features WHERE layer = 'waste_points' "
+            "AND grid_code IS NOT NULL ORDER BY grid_code LIMIT 9"))]
+        conn.execute(text("UPDATE twin.features SET props = props || '{\"state\": \"ok\"}' "
+                          "WHERE layer = 'waste_points' AND props->>'state' = 'full'"))
+        full = conn.execute(text(
+            "UPDATE twin.features SET props = props || '{\"state\": \"full\"}' "
+            "WHERE layer = 'waste_points' AND grid_code = ANY(:g) RETURNING grid_code"),
+            {"g": grids}).all()
+    per_grid = Counter(code for (code,) in full)
+    assert len(per_grid) == 9 and len(set(per_grid.values())) > 1
+    with visit(f"{live_url}/map") as seen:
+        page = seen.page
+        page.fill("input[name=username]", "commander")
+        page.fill("input[name=password]", DEMO_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_function(
+            "() => window.twinLiveMap.groups.waste_points.getLayers().length > 0", timeout=20_000)
+        # the classing itself, on distributions that broke it
+        classes = page.evaluate("""() => [[0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0],
+            [5, 5, 5], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [3, 0, 0, 7, 0, 0, 0, 0, 1]]
+            .map(window.twinLiveMap.classes)""")
+        assert classes == [[[0, 0], [1, 1]], [[0, 0]], [[5, 5]],
+                           [[0, 0], [1, 2], [3, 5], [6, 8], [9, 11]],
+                           [[0, 0], [1, 2], [3, 6], [7, 7]]]
+        page.select_option("select[name=kpi]", "waste_points.full")
+        page.wait_for_selector(".twin-kpi-legend div")
+        rows = page.locator(".twin-kpi-legend div").all_inner_texts()
+        grids = len(page.evaluate("() => Object.keys(window.twinLiveMap.state.kpis)"))
+        assert rows[0] == f"0 ({grids - 9})"
+        lows = [int(row.split()[0]) for row in rows]
+        assert lows == sorted(set(lows)) and len(rows) >= 2
+        assert sum(int(row.rsplit("(", 1)[1].rstrip(")")) for row in rows) == grids
+        assert not any("-1" in row or "≥" in row for row in rows)
+        page.wait_for_function("""() => { const colours = new Set();
+            window.twinLiveMap.groups.micro_grids.eachLayer(d => d.eachLayer(
+              f => colours.add(f.options.fillColor))); return colours.size >= 2; }""")
+        seen.screenshot("live-map-choropleth.png")
+        # an unnamed point's tooltip: the layer's title and the id, never "null"
+        fid = page.evaluate("""() => { let found = null;
+            window.twinLiveMap.groups.waste_points.eachLayer(held => held.eachLayer(f => {
+              if (found === null && !f.feature.properties.name) {
+                found = f.feature.id;
+                held.zoomToShowLayer(f, () => f.openTooltip()); } }));
+            return found; }""")
+        assert fid is not None
+        page.wait_for_selector(".leaflet-tooltip")
+        tip = page.inner_text(".leaflet-tooltip")
+        assert tip.startswith(f"垃圾投放点 Waste drop points #{fid} · ") and "null" not in tip
+        assert seen.errors == []

@@ -104,14 +104,17 @@ function twinFeature(name) {
   return (feature, layer) => {
     const p = feature.properties;
     const state = spec.state ? show(spec.state, p[spec.state]) : "";
-    layer.bindTooltip(() => twinText("div", state ? `${p.name} · ${state}` : p.name),
+    // most points have no name: the layer's title and the id (or code) say which one it is
+    const label = p.name || [spec.title, p.code || (feature.id === undefined ? "" :
+                                                    `#${feature.id}`)].filter(Boolean).join(" ");
+    layer.bindTooltip(() => twinText("div", state ? `${label} · ${state}` : label),
                       {sticky: true});
     layer.bindPopup(() => {
       const div = document.createElement("div");
       div.className = "twin-popup";
       const title = twinText("div", spec.title);
       title.className = "twin-layer";
-      div.append(twinText("b", p.name), title);
+      div.append(twinText("b", label), title);
       const rows = spec.fields.map(([key, label]) => [label, show(key, p[key])]).concat([
         ["标签 Tags", show("tags", p.tags)],
         ["微网格 Micro-grid", show("micro_grid", p.micro_grid)],

@@ -54,7 +54,7 @@ function twinLive(cfg) {
   const groups = {};
   for (const [name, variable] of Object.entries(cfg.groups)) groups[name] = window[variable];
   const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, loaded: {},
-              truncated: {}, open: null, redrawing: false, kpi: null, kpis: null, cuts: [],
+              truncated: {}, open: null, redrawing: false, kpi: null, kpis: null, classes: [[0, 0]],
               asOf: null, pending: 0, ready: null };
 
   // ---- boxes ------------------------------------------------------------------------------
@@ -301,33 +301,46 @@ function twinLive(cfg) {
     S.kpis = Object.fromEntries(body.groups.map((g) => [g.code, g]));
   }
 
-  // five classes of equal count over the grids' values (fewer when values repeat)
+  // Up to five classes of whole numbers, each [low, high], distinct and increasing, that
+  // between them hold every grid's value: zero (nothing to see) a class of its own when any
+  // grid has it, the other values in classes of about equal count. Counts are whole.
   function classes(values) {
-    const sorted = [...values].sort((a, b) => a - b);
-    const cuts = [1, 2, 3, 4].map((k) => sorted[Math.floor((k * sorted.length) / 5)] ?? 0);
-    return [...new Set(cuts)];
+    const above = values.filter((v) => v > 0).sort((a, b) => a - b);
+    const out = values.some((v) => v <= 0) ? [[0, 0]] : [];
+    const room = 5 - out.length;
+    const lows = [...new Set([...Array(room).keys()]
+      .map((k) => above[Math.floor((k * above.length) / room)])
+      .filter((v) => v !== undefined))];
+    lows.forEach((low, k) => {
+      out.push([low, k + 1 < lows.length ? lows[k + 1] - 1 : above[above.length - 1]]);
+    });
+    return out;
+  }
+
+  function classOf(value) {
+    const k = S.classes.findIndex(([low, high]) => value >= low && value <= high);
+    return k < 0 ? S.classes.length - 1 : k;
   }
 
   function choropleth(feature) {
     const code = feature.properties.code;
     const value = S.kpis && S.kpis[code] ? kpiValue(S.kpis[code], S.kpi) : 0;
-    const k = S.cuts.filter((cut) => value >= cut).length;
-    return { color: "#555", weight: 1, fillColor: PALETTE[Math.min(k, 4)], fillOpacity: 0.6 };
+    return { color: "#555", weight: 1, fillColor: PALETTE[classOf(value)], fillOpacity: 0.6 };
   }
 
   async function colourGrids() {
     legend.replaceChildren();
     if (S.kpi) {
       await readKpis();
-      S.cuts = classes(Object.values(S.kpis).map((g) => kpiValue(g, S.kpi)));
-      const bounds = [0, ...S.cuts];
-      bounds.forEach((low, k) => {
+      const values = Object.values(S.kpis).map((g) => kpiValue(g, S.kpi));
+      S.classes = classes(values.length ? values : [0]);
+      S.classes.forEach(([low, high], k) => {
         const row = document.createElement("div");
         const swatch = document.createElement("span");
         swatch.className = "twin-swatch";
-        swatch.style.background = swatch.style.borderColor = PALETTE[Math.min(k, 4)];
-        const high = bounds[k + 1];
-        row.append(swatch, high === undefined ? `≥ ${low}` : `${low} – ${high - 1}`);
+        swatch.style.background = swatch.style.borderColor = PALETTE[k];
+        const grids = values.filter((v) => v >= low && v <= high).length;
+        row.append(swatch, `${low === high ? low : `${low} – ${high}`} (${grids})`);
         legend.append(row);
       });
     }
@@ -382,6 +395,6 @@ function twinLive(cfg) {
   });
   setInterval(poll, cfg.poll_ms);
   // for the curious (and the tests): what the page holds and has seen
-  window.twinLiveMap = { map, groups, heat, state: S, load, poll };
+  window.twinLiveMap = { map, groups, heat, state: S, load, poll, classes };
   if (S.token) start(); else signInForm();
 }

@@ -12,6 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 from starlette.types import ASGIApp
+from swagger_ui_bundle import swagger_ui_path
 
 from api import errors, openapi
 from api.fastpath import GZIP_LEVEL, GZIP_MIN_BYTES, ReadFastPath
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.engine.dispose()
 
     app = TwinApp(title="Twin 数字孪生", version=__version__, lifespan=lifespan,
-                  openapi_url="/api", docs_url="/api.html", redoc_url=None,
+                  openapi_url="/api", docs_url=None, redoc_url=None,
                   description="A digital twin of a city subdistrict on PostGIS.")
     app.state.settings = settings
     errors.register(app)
@@ -92,5 +93,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)
+    # Swagger UI from its PyPI bundle, so that /api.html needs no CDN (mounted ahead of
+    # /static, which would otherwise take the path)
+    app.mount(landing.SWAGGER_UI, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=str(files("twin") / "static")), name="static")
     return app

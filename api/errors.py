@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from api.html import sign_in_page, wants_html
 from twin.errors import (
     Conflict,
     DatabaseUnavailable,
@@ -51,20 +52,23 @@ def _body(code: str, description: str, problems: list[dict[str, Any]] | None = N
     return body
 
 
-def twin_error_response(exc: TwinError) -> JSONResponse:
-    """A domain error as its status and OGC exception body."""
+def twin_error_response(exc: TwinError, request: Request) -> Response:
+    """A domain error as its status and OGC exception body; a browser that needs to sign in
+    gets the sign-in page (still a 401), which asks for the page again with a token."""
     status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)),
                         (400, "InvalidParameterValue"))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401 and wants_html(request):
+        return HTMLResponse(sign_in_page(), status_code=401, headers=headers)
     body = _body(code, exc.message, [p.as_dict() for p in exc.problems])
     if isinstance(exc, PreconditionFailed):
         body.update(exc.current)  # what to base the next attempt on
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
+async def _twin_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TwinError)
-    return twin_error_response(exc)
+    return twin_error_response(exc, request)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -56,7 +56,7 @@ class ReadFastPath:
         try:
             response = await self.handlers[name](request, **arguments)
         except TwinError as exc:
-            response = errors.twin_error_response(exc)
+            response = errors.twin_error_response(exc, request)
         except Exception:  # the same answer FastAPI's stack would give, never a traceback
             response = errors.unexpected_response(request)
         if b"gzip" in dict(scope["headers"]).get(b"accept-encoding", b""):

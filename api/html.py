@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from html import escape
+from importlib.resources import files
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -32,6 +33,12 @@ def link_list(links: list[dict[str, str]]) -> str:
     items = "".join(f'<li><a href="{escape(link["href"])}">{escape(link.get("title", link["rel"]))}'
                     f"</a></li>" for link in links)
     return f"<ul>{items}</ul>"
+
+
+@cache
+def sign_in_page() -> str:
+    """The page a browser gets where the API needs a token (twin/static/signin)."""
+    return (files("twin") / "static" / "signin" / "index.html").read_text(encoding="utf-8")
 
 
 @cache

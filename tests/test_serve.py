@@ -45,3 +45,8 @@ def test_serve_prints_where_to_go_and_answers_http(sample_db: Database) -> None:
     assert f"{base}/api.html" in output
     assert "planner" in output and "commander" in output and DEMO_PASSWORD in output
     assert "worker-" in output
+    # the pages, and a worker whose micro-grid holds points to edit
+    for page in ("/map", "/dashboard", "/field"):
+        assert f"{base}{page}" in output, page
+    assert "a worker with points to edit: worker-" in output
+    assert "Ctrl+C" in output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from twin import __version__
@@ -38,7 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+err = Console(stderr=True)
 
 
 @contextmanager
@@ -545,20 +546,41 @@ def serve(
 
 
 def _print_welcome(settings: Settings, engine: Engine) -> None:
+    from api.routes.landing import PAGES  # serve's own arrow into api/: the pages it serves
+    from twin.load import worker_name
     from twin.stats import stats
 
     meta: dict[str, Any] = stats(engine)["metadata"]
     base = f"http://{settings.host}:{settings.port}"
     out.print(f"\n[bold]Twin {__version__}[/] 数字孪生 serving {base}")
-    for path, what in (("/", "landing page 首页"), ("/api.html", "API docs 接口文档")):
+    for path, what in (("/", "landing page 首页"), ("/api.html", "API docs 接口文档"),
+                       *((path, f"{zh} {en}") for path, zh, en, _who in PAGES)):
         out.print(f"  {base}{path:<10} {what}")
     accounts = meta.get("demo_accounts")
     if accounts:
         out.print(f"demo logins 演示账号 (password: {settings.demo_password!r}): "
                   f"{', '.join(accounts['users'])} ... ({accounts['workers']} grid workers, "
                   f"worker-<grid code>)")
+        busy = _busiest_grid(engine)
+        if busy:
+            out.print(f"  a worker with points to edit: {worker_name(busy[0])} "
+                      f"({busy[1]} waste points in the micro-grid)")
         out.print(f"  token: curl -d 'username=admin&password={settings.demo_password}' "
-                  f"{base}/auth/token\n")
+                  f"{base}/auth/token")
+    command = Path(sys.argv[0]).resolve()
+    if shutil.which("twin") != str(command) and command.name == "twin":
+        out.print(f"the twin command 命令行: {command}; to type just `twin`: "
+                  f'export PATH="{command.parent}:$PATH"')
+    out.print("stop 停止: Ctrl+C\n")
+
+
+def _busiest_grid(engine: Engine) -> tuple[str, int] | None:
+    """The micro-grid holding the most waste points, for the demo's worker."""
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT grid_code, count(*) FROM twin.features WHERE layer = 'waste_points' "
+            "AND grid_code IS NOT NULL GROUP BY grid_code ORDER BY 2 DESC, 1 LIMIT 1")).first()
+    return (str(row[0]), int(row[1])) if row else None
 
 
 @app.command("map")

@@ -145,7 +145,7 @@ def _answer(outcome: Outcome, layer: str, request: Request) -> Response:
         error = _ERRORS.get(outcome.error, TwinError)(outcome.message, outcome.problems)
         if isinstance(error, PreconditionFailed):
             error.current = outcome.extra
-        return twin_error_response(error)
+        return twin_error_response(error, request)
     if outcome.feature is None:
         return Response(status_code=204)
     fid, version = outcome.feature["id"], outcome.version or 0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from html import escape
+from importlib.resources import files
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from api.html import link_list, page, wants_html
 from twin import __version__
@@ -24,6 +26,16 @@ CONFORMANCE = [
 ]
 
 
+# The pages people open in a browser; each signs in itself. The banner of `twin serve`
+# lists them too.
+PAGES = (
+    ("/map", "指挥中心地图", "Command centre map", "planners, commanders, admins"),
+    ("/dashboard", "指挥中心大屏", "Command centre board (16:9; ?layout=32:9)",
+     "the command centre's big screen"),
+    ("/field", "网格员平板", "Grid worker's tablet (works offline)", "grid workers"),
+)
+
+
 def _links(base: str) -> list[dict[str, str]]:
     return [
         {"rel": "self", "type": "application/json", "title": "this document 本页",
@@ -36,7 +48,34 @@ def _links(base: str) -> list[dict[str, str]]:
          "title": "conformance classes 符合性类", "href": f"{base}/conformance"},
         {"rel": "data", "type": "application/json", "title": "the layers 图层",
          "href": f"{base}/collections"},
+        *({"rel": "related", "type": "text/html", "title": f"{zh} {en}", "href": f"{base}{path}"}
+          for path, zh, en, _who in PAGES),
     ]
+
+
+# What a browser may open from the landing page that needs a token: the sign-in page comes
+# first (a 401 in HTML), then the answer itself.
+SIGNED_IN = (("/collections", "图层 The layers (OGC API - Features)"),
+             ("/stats", "统计 Features per layer, changes, content hash"),
+             ("/kpis", "指标 Key figures per micro-grid"),
+             ("/changes", "变更日志 The change log, newest first"))
+
+
+def _landing_html(body: dict[str, Any]) -> str:
+    pages = "".join(f'<li><a href="{path}">{escape(zh)} {escape(en)}</a> — {escape(who)}</li>'
+                    for path, zh, en, who in PAGES)
+    public = link_list([link for link in body["links"]
+                        if link["rel"] in ("service-doc", "service-desc", "conformance")])
+    signed = "".join(f'<li><a href="{path}">{escape(title)}</a> 🔒</li>'
+                     for path, title in SIGNED_IN)
+    return (f"<p>{escape(body['description'])}</p>"
+            "<h2>页面 Pages</h2><p>Each page asks you to sign in 每个页面自行登录.</p>"
+            f"<ul>{pages}</ul>"
+            f"<h2>接口 API</h2><p>Open to everyone 公开:</p>{public}"
+            "<p>🔒 需登录 Sign-in needed: the browser shows a sign-in form first, once "
+            "(the pages above share it); programs send <code>Authorization: Bearer</code> with "
+            "a token from <code>POST /auth/token</code> (OAuth2 password flow).</p>"
+            f"<ul>{signed}</ul>")
 
 
 @router.get("/", summary="Landing page")
@@ -51,8 +90,28 @@ def landing(request: Request) -> Response:
     }
     if not wants_html(request):
         return JSONResponse(body)
-    return page("Twin 数字孪生", f"<p>{escape(body['description'])}</p>"
-                f"{link_list(body['links'])}<p>Sign in 登录: POST /auth/token</p>")
+    return page("Twin 数字孪生", _landing_html(body))
+
+
+SWAGGER_UI = "/static/swagger-ui"
+
+
+@router.get("/api.html", include_in_schema=False)
+def api_docs() -> HTMLResponse:
+    """Swagger UI on the OpenAPI document, its script, styles and icon served from here:
+    the page works with no internet (FastAPI's default loads them from a CDN)."""
+    return get_swagger_ui_html(
+        openapi_url="/api", title="Twin 数字孪生: API 接口文档",
+        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+        swagger_favicon_url="/favicon.ico")
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    """Twin's icon (a grid), where every browser looks for one."""
+    return FileResponse(str(files("twin") / "static" / "favicon.png"), media_type="image/png",
+                        headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/conformance", summary="Conformance classes")

@@ -39,7 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager

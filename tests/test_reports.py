@@ -8,7 +8,7 @@ twin.changes itself.
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -269,3 +269,29 @@ def test_the_cli_prints_a_table_and_json(client: TestClient, sample_db: Database
         client, login(client, "planner"), **{"from": start, "to": end, "by": "grid"})
     bad = run_twin("report", "--from", end, "--to", start, env=sample_db.env())
     assert bad.returncode == 1 and "must be later than from" in bad.stderr
+
+
+def test_plain_dates_are_the_subdistricts_days(client: TestClient, sample_db: Database) -> None:
+    """``--from 2025-03-01`` is that day's start in TWIN_TIME_ZONE (Asia/Shanghai by default),
+    on the command line and over HTTP alike; a period of nothing but loads says so."""
+    _history(sample_db)
+    dated = run_twin("report", "--from", "2025-03-01", "--to", "2025-03-07", "--json",
+                     env=sample_db.env())
+    timed = run_twin("report", "--from", "2025-03-01T00:00:00+08:00", "--to",
+                     "2025-03-07T00:00:00+08:00", "--json", env=sample_db.env())
+    assert dated.returncode == 0, dated.stderr
+    assert json.loads(dated.stdout) == json.loads(timed.stdout)
+    assert json.loads(dated.stdout)["total"]["changes"] > 0
+    assert "note:" not in dated.stderr
+    over_http = _report(client, login(client, "planner"), **{"from": "2025-03-01",
+                                                             "to": "2025-03-07"})
+    assert over_http == json.loads(dated.stdout)
+    bad = client.get("/reports/changes", params={"from": "2025-02-30", "to": "2025-03-07"},
+                     headers=login(client, "planner"))
+    assert bad.status_code == 400 and bad.json()["problems"][0]["field"] == "from"
+    # the sample's own load, and nothing else: the report says how to get a history
+    today = datetime.now(UTC).date()
+    loads = run_twin("report", "--from", str(today - timedelta(days=1)), "--to",
+                     str(today + timedelta(days=2)), env=sample_db.env())
+    assert loads.returncode == 0, loads.stderr
+    assert "twin sample --history" in loads.stderr

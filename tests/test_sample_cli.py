@@ -1,10 +1,13 @@
 """`twin sample` and `twin stats` from the command line, and what the sample twin holds."""
 
 import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
 from tests.conftest import SEED, Database, run_twin
+from twin.kpis import group_kpis
 
 
 def _stats(db: Database) -> dict[str, object]:
@@ -65,3 +68,20 @@ def test_stats_prints_a_table(sample_db: Database) -> None:
     done = run_twin("stats", env=sample_db.env())
     assert done.returncode == 0
     assert "buildings" in done.stdout and "content hash" in done.stdout
+
+
+def test_the_sample_is_dated_at_the_start_of_its_period(db: Database) -> None:
+    """Loaded by its owner, the sample is stamped at its spec's first moment (where a history
+    follows): the board of a fresh twin counts none of it as edits today."""
+    owner = {**db.env(), "TWIN_DATABASE_URL": db.admin_url}
+    done = run_twin("sample", env=owner)
+    assert done.returncode == 0, done.stderr
+    with db.app.connect() as conn:
+        first, last = conn.execute(text(
+            "SELECT min(server_time), max(server_time) FROM twin.changes")).one()
+    start = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert first == last == start
+    with db.app.connect() as conn:
+        groups = group_kpis(conn, "grid", "Asia/Shanghai")["groups"]
+    assert len(groups) == 263 and sum(g["edits_today"] for g in groups) == 0
+    assert sum(g["edits_7_days"] for g in groups) == 0

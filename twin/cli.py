@@ -209,7 +209,13 @@ def sample(
     """Generate the (synthetic) sample twin and load it into an empty database; --history N
     then appends N generated changes, written by --jobs connections at once (only --jobs 1
     repeats a history exactly, ids of added features included)."""
-    from twin.history_sample import default_jobs, history_window, stamped_engine, write_history
+    from twin.history_sample import (
+        default_jobs,
+        history_window,
+        load_moment,
+        stamped_engine,
+        write_history,
+    )
     from twin.load import feature_count, load_sample
     from twin.sample import generate, load_spec
     from twin.users import hash_password
@@ -228,10 +234,12 @@ def sample(
         window = history_window(_admin_engine(settings), the_spec) if history else None
         if loading:
             started = time.perf_counter()
-            # A sample that a history follows is stamped at the history's start: the
-            # twin's time only moves forward.
-            target = engine if window is None else stamped_engine(
-                database_urls(settings).admin, window.start)
+            # The sample is stamped at the start of its period, where a history (now or
+            # later) follows it: the twin's time only moves forward, and a fresh twin's
+            # board counts no edits today.
+            admin_url = database_urls(settings).admin
+            moment = window.start if window else load_moment(_admin_engine(settings), the_spec)
+            target = engine if moment is None else stamped_engine(admin_url, moment)
             with _bars() as stage:
                 bar = stage("generating", scale)
                 twin = generate(the_spec, seed=seed, scale=scale,
@@ -335,21 +343,28 @@ def _count_cells(counts: Counts) -> list[str]:
 
 @app.command("report")
 def report_command(
-    start: Annotated[str, typer.Option("--from", help="Start (inclusive), RFC 3339 with its "
-                                       "offset, e.g. 2026-01-01T00:00:00+08:00.")],
-    end: Annotated[str, typer.Option("--to", help="End (exclusive), RFC 3339.")],
+    start: Annotated[str, typer.Option("--from", help="Start (inclusive): a date, e.g. "
+                                       "2026-01-01 (that day's start in TWIN_TIME_ZONE), or "
+                                       "RFC 3339 with its offset, 2026-01-01T00:00:00+08:00.")],
+    end: Annotated[str, typer.Option("--to", help="End (exclusive): a date or RFC 3339.")],
     by: Annotated[str, typer.Option(help="Group by layer, grid, area or actor.")] = "layer",
     layer: Annotated[str | None, typer.Option(help="Count this layer only.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Inserts, updates, deletes and status transitions per group in [from, to)."""
-    from twin.reports import change_report, report_query
-    from twin.times import parse_time
+    """Inserts, updates, deletes and status transitions per group in [from, to).
+
+    Example: twin report --from 2026-01-01 --to 2026-07-01 --by grid
+    """
+    from twin.reports import change_report, edits_beyond_loads, report_query
+    from twin.times import parse_day_or_time
 
     settings = _settings()
     with _domain_errors():
-        query = report_query(parse_time("from", start), parse_time("to", end), by, layer)
-        report = change_report(_app_engine(settings), query)
+        query = report_query(parse_day_or_time("from", start, settings.time_zone),
+                             parse_day_or_time("to", end, settings.time_zone), by, layer)
+        engine = _app_engine(settings)
+        report = change_report(engine, query)
+        edited = edits_beyond_loads(engine, query)
     if as_json:
         out.print_json(json.dumps(report.as_dict(), ensure_ascii=False))
         return
@@ -370,6 +385,10 @@ def report_command(
             moves.add_row(move.layer, move.label(move.state_from), move.label(move.state_to),
                           f"{move.n:,}")
         out.print(moves)
+    if not edited:
+        err.print("note: nothing but loaded data changed in this period; the sample twin "
+                  "comes without edits: `twin sample --history 10000` writes half a year of "
+                  "them (grid workers' and staff's) through the same triggers")
 
 
 def _share(value: float | None) -> str:

@@ -59,6 +59,11 @@ def check_connection(engine: Engine) -> None:
             f"{exc.orig}; start it with `twin db start` or set TWIN_DATABASE_URL") from None
 
 
+# The device a bulk load is logged under (the sample twin's): what a load wrote is told
+# apart from the edits that followed it.
+LOAD_DEVICE = "twin sample"
+
+
 @dataclass(frozen=True)
 class EditContext:
     """Who makes an edit and why: recorded by the triggers in every change row."""

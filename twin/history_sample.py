@@ -453,6 +453,22 @@ def history_window(engine: Engine, spec: SampleSpec) -> Window:
     return Window(start, start + length, period)
 
 
+def load_moment(engine: Engine, spec: SampleSpec) -> datetime | None:
+    """When a sample load is stamped: the first moment of the spec's period, before any
+    history written then or later (and so before today: a fresh twin's board counts no
+    edits today). None, now, where the spec has no period, ``engine`` may not stamp the past,
+    or the twin already changed after that moment."""
+    if spec.history is None:
+        return None
+    with engine.connect() as conn:
+        if not _clock_moves(conn):
+            return None
+        newest = conn.execute(text("SELECT max(server_time) FROM twin.changes")).scalar()
+    day = spec.history.start
+    start = datetime(day.year, day.month, day.day, tzinfo=spec.history.timezone)
+    return start if newest is None or newest <= start else None
+
+
 def _clock_moves(conn: Connection) -> bool:
     """Whether this connection may set twin.clock: asked of twin.clock() itself."""
     probe = {"t": "2000-01-01T00:00:00+00:00"}

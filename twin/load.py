@@ -10,7 +10,7 @@ import shapely
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine, text
 
-from twin.db import EditContext, set_context
+from twin.db import LOAD_DEVICE, EditContext, set_context
 from twin.errors import Conflict
 from twin.registry import all_layers
 from twin.sample import SampleFeature, SampleTwin
@@ -55,7 +55,7 @@ def load_sample(engine: Engine, twin: SampleTwin, actor: str, password_hash: str
         if existing:
             raise Conflict(f"the twin already holds {existing} features; load the sample into "
                            "an empty database (e.g. TWIN_DB_NAME=other twin db start)")
-        set_context(conn, EditContext(actor=actor, role="admin", device="twin sample",
+        set_context(conn, EditContext(actor=actor, role="admin", device=LOAD_DEVICE,
                                       reason=f"sample twin loaded (seed {twin.seed}, "
                                              f"scale {twin.scale})"))
         by_layer = {k: list(g) for k, g in groupby(twin.features, key=lambda f: f.layer)}

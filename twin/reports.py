@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import Engine, text
 
+from twin.db import LOAD_DEVICE
 from twin.errors import InvalidInput, Problem
 from twin.registry import all_layers
 
@@ -198,6 +199,16 @@ def _parts(first_day: date, last_day: date) -> dict[str, date]:
     return {"month_from": first, "month_to": last,
             "add0": add[0][0], "add1": add[0][1], "add2": add[1][0], "add3": add[1][1],
             "sub0": sub[0][0], "sub1": sub[0][1], "sub2": sub[1][0], "sub3": sub[1][1]}
+
+
+def edits_beyond_loads(engine: Engine, query: ReportQuery) -> bool:
+    """Whether anything but a bulk load changed the twin in the period (a fresh sample twin
+    holds only its load: its report says nothing of the work done)."""
+    with engine.connect() as conn:
+        return bool(conn.execute(text(
+            "SELECT EXISTS (SELECT FROM twin.changes WHERE server_time >= :start "
+            "AND server_time < :end AND device IS DISTINCT FROM :load)"),
+            {"start": query.start, "end": query.end, "load": LOAD_DEVICE}).scalar())
 
 
 def change_report(engine: Engine, query: ReportQuery) -> Report:

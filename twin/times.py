@@ -1,4 +1,5 @@
-"""RFC 3339 instants as every caller takes them (query parameters, `--as-of`, `--from`).
+"""RFC 3339 instants as every caller takes them (query parameters, `--as-of`, `--from`),
+and the plain dates a period report may begin and end on.
 
 One parser, so the API and the command line accept and refuse the same spellings.
 """
@@ -6,7 +7,8 @@ One parser, so the API and the command line accept and refuse the same spellings
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from twin.errors import InvalidInput, Problem
 
@@ -36,3 +38,16 @@ def instant(raw: str, name: str, whole: str | None = None,
 def parse_time(name: str, raw: str | None) -> datetime | None:
     """One instant (``asOf``, ``from``, ``to``, ``--as-of``), or None when not given."""
     return None if raw is None else instant(raw, name)
+
+
+def parse_day_or_time(name: str, raw: str | None, zone: str) -> datetime | None:
+    """A report's bound: an RFC 3339 time, or a plain date (``2026-01-01``) meaning that
+    day's first moment in the subdistrict's time zone ``zone`` (where its days are counted)."""
+    if raw is not None and re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw.strip()):
+        try:
+            day = date.fromisoformat(raw.strip())
+        except ValueError:
+            raise _bad(name, raw, "is not a date (YYYY-MM-DD) nor an RFC 3339 time",
+                       "日期无效") from None
+        return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone))
+    return parse_time(name, raw)

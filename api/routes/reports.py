@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from api.deps import EngineDep, UserDep
+from api.deps import EngineDep, SettingsDep, UserDep
 from api.params import reject_unknown
 from twin.reports import change_report, report_query
-from twin.times import parse_time
+from twin.times import parse_day_or_time
 
 router = APIRouter(tags=["history"])
 
@@ -21,14 +21,18 @@ REPORT_PARAMS = frozenset({"from", "to", "by", "layer"})
 def changes_report(
     request: Request,
     engine: EngineDep,
+    settings: SettingsDep,
     user: UserDep,
-    start: Annotated[str | None, Query(alias="from", description="RFC 3339, inclusive")] = None,
-    end: Annotated[str | None, Query(alias="to", description="RFC 3339, exclusive")] = None,
+    start: Annotated[str | None, Query(alias="from", description="RFC 3339 or a date (that "
+                                       "day's start in TWIN_TIME_ZONE), inclusive")] = None,
+    end: Annotated[str | None, Query(alias="to", description="RFC 3339 or a date, "
+                                     "exclusive")] = None,
     by: Annotated[str | None, Query(description="layer (default), grid, area or actor")] = None,
     layer: Annotated[str | None, Query(description="only this layer")] = None,
 ) -> dict[str, Any]:
     """A worker counts the changes of their own micro-grids only; everyone else all of them."""
     reject_unknown(request.query_params, REPORT_PARAMS)
-    query = report_query(parse_time("from", start), parse_time("to", end), by, layer,
+    query = report_query(parse_day_or_time("from", start, settings.time_zone),
+                         parse_day_or_time("to", end, settings.time_zone), by, layer,
                          grids=user.grids if user.role == "worker" else None)
     return change_report(engine, query).as_dict()

@@ -25,10 +25,13 @@ from twin import __version__
 from twin.cluster import local_cluster
 from twin.db import check_connection, database_urls, make_engine
 from twin.errors import TwinError
+from twin.layer import Grouping
+from twin.reports import GroupBy
 from twin.settings import Settings
 
 if TYPE_CHECKING:
     from twin.reports import Counts
+
 
 app = typer.Typer(help="Twin: a digital twin of a city subdistrict on PostGIS.",
                   no_args_is_help=True, add_completion=False)
@@ -206,9 +209,13 @@ def sample(
                     "the same seed, ids included; with more, the ids of added features and "
                     "the order of the log may differ from run to run.")] = None,
 ) -> None:
-    """Generate the (synthetic) sample twin and load it into an empty database; --history N
-    then appends N generated changes, written by --jobs connections at once (only --jobs 1
-    repeats a history exactly, ids of added features included)."""
+    """Generate the (synthetic) sample twin and load it into an empty database.
+
+    --history N then appends N generated changes, written by --jobs connections at once
+    (only --jobs 1 repeats a history exactly, ids of added features included).
+
+    Example: twin sample --if-empty --history 10000
+    """
     from twin.history_sample import (
         default_jobs,
         history_window,
@@ -347,7 +354,7 @@ def report_command(
                                        "2026-01-01 (that day's start in TWIN_TIME_ZONE), or "
                                        "RFC 3339 with its offset, 2026-01-01T00:00:00+08:00.")],
     end: Annotated[str, typer.Option("--to", help="End (exclusive): a date or RFC 3339.")],
-    by: Annotated[str, typer.Option(help="Group by layer, grid, area or actor.")] = "layer",
+    by: Annotated[GroupBy, typer.Option(help="Group by layer, grid, area or actor.")] = "layer",
     layer: Annotated[str | None, typer.Option(help="Count this layer only.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -398,9 +405,10 @@ def _share(value: float | None) -> str:
 @app.command("coverage")
 def coverage_command(
     layer: Annotated[str, typer.Argument(help="A point layer, e.g. waste_points.")],
-    within: Annotated[str | None, typer.Option(help="Metres along the street network; "
-                                               "default: the layer's own.")] = None,
-    by: Annotated[str, typer.Option(help="Group by grid or area.")] = "grid",
+    within: Annotated[float | None, typer.Option(help="Metres along the street network; "
+                                                 "default: the layer's own.")] = None,
+    by: Annotated[Grouping, typer.Option(help="Group by micro-grid or residential "
+                                         "area.")] = "grid",
     state: Annotated[str | None, typer.Option(help="Only facilities in this state, "
                                               "e.g. safe.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Only facilities with this tag "
@@ -507,13 +515,18 @@ def siting_command(
 def fire_access_command(
     reach: Annotated[float | None, typer.Option(help="Metres a hose line goes from where the "
                                                 "engine stops (default 60).")] = None,
-    by: Annotated[str, typer.Option(help="Group by grid or area.")] = "grid",
+    by: Annotated[Grouping, typer.Option(help="Group by micro-grid or residential "
+                                         "area.")] = "grid",
     top: Annotated[int, typer.Option(help="Blocked passages to list.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     as_of: AsOfOption = None,
 ) -> None:
-    """Which buildings a fire engine cannot get near; blocked passages ranked by the
-    households opening each would restore."""
+    """Which buildings a fire engine cannot get near; blocked passages ranked.
+
+    A passage's rank is the households that opening it would restore.
+
+    Example: twin fire-access --reach 60 --by area --top 5
+    """
     from twin.fire import fire_access, fire_query
 
     settings = _settings()

@@ -34,6 +34,7 @@ from scipy.spatial import cKDTree
 from sqlalchemy import Connection, Engine, text
 
 from twin.errors import InvalidInput, NotFound, Problem, Unprocessable
+from twin.layer import GROUP_COLUMNS
 from twin.network import Frame, Network, Snapped, fmt_metres, frame_for, street_network
 from twin.reads import source
 from twin.registry import all_layers
@@ -41,7 +42,6 @@ from twin.times import parse_time
 
 # Who may ask: planning questions, not a grid worker's.
 ANALYSIS_ROLES = ("planner", "commander", "admin")
-GROUPINGS = {"grid": "micro_grid", "area": "residential_area"}
 # The largest threshold taken (metres): beyond a subdistrict's size it means nothing.
 MAX_WITHIN_M = 20_000.0
 # How far coverage searches, in thresholds: uncovered buildings up to this many times the
@@ -118,8 +118,8 @@ def coverage_query(layer: str | None, within: str | float | None = None,
                 problems.append(_p("within", within, f"metres, above 0 and at most "
                                    f"{MAX_WITHIN_M:g}", f"须大于0且不超过{MAX_WITHIN_M:g}米"))
     group = by or "grid"
-    if group not in GROUPINGS:
-        problems.append(_p("by", by, f"one of {', '.join(GROUPINGS)}", "分组须为grid或area"))
+    if group not in GROUP_COLUMNS:
+        problems.append(_p("by", by, f"one of {', '.join(GROUP_COLUMNS)}", "分组须为grid或area"))
     if state is not None and found is not None:
         if found.state_field is None:
             problems.append(_p("state", state, f"{layer} has no state attribute",

@@ -37,7 +37,6 @@ from scipy.sparse.csgraph import connected_components
 from sqlalchemy import Connection, Engine
 
 from twin.coverage import (
-    GROUPINGS,
     MAX_WITHIN_M,
     Buildings,
     Walkable,
@@ -49,6 +48,7 @@ from twin.coverage import (
     twin_state,
 )
 from twin.errors import Problem, Unprocessable
+from twin.layer import GROUP_COLUMNS
 from twin.network import Floats, Frame, Ints, Network, fmt_metres, street_network
 
 # How far a hose line goes from where the engine stops (metres): an assumption, about three
@@ -87,8 +87,8 @@ def fire_query(reach: str | float | None = None, by: str | None = None,
             problems.append(Problem("reach", reach, f"metres, above 0 and at most "
                                     f"{MAX_WITHIN_M:g}", f"须大于0且不超过{MAX_WITHIN_M:g}米"))
     group = by or "grid"
-    if group not in GROUPINGS:
-        problems.append(Problem("by", by, f"one of {', '.join(GROUPINGS)}",
+    if group not in GROUP_COLUMNS:
+        problems.append(Problem("by", by, f"one of {', '.join(GROUP_COLUMNS)}",
                                 "分组须为grid或area"))
     if problems:
         raise Unprocessable("; ".join(f"{p.field}={p.value}: {p.reason}" for p in problems),

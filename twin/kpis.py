@@ -15,10 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from twin.layer import GROUP_COLUMNS, Grouping
 from twin.outboxes import unsynced
 from twin.registry import all_layers
-
-GROUP_COLUMNS = {"grid": "grid_code", "area": "area_code"}
 
 _SQL = """
 WITH states AS (
@@ -69,7 +68,7 @@ SELECT coalesce(json_agg(json_build_object(
 """
 
 
-def group_kpis(conn: Connection, by: str, time_zone: str,
+def group_kpis(conn: Connection, by: Grouping, time_zone: str,
                grids: Sequence[str] | None = None) -> dict[str, Any]:
     """Per micro-grid (``by="grid"``) or residential area (``"area"``): features by state for
     each layer with a state, edits today and in the last 7 days, workers who edited; a

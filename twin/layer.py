@@ -9,6 +9,11 @@ from pydantic import BaseModel
 
 from twin.errors import Problem
 
+# What features are counted by: their micro-grid or their residential area, each kept in a
+# column of its own (derived from the geometry when the feature is written).
+Grouping = Literal["grid", "area"]
+GROUP_COLUMNS: dict[Grouping, str] = {"grid": "grid_code", "area": "area_code"}
+
 GeometryType = Literal["Point", "LineString", "Polygon", "MultiPolygon"]
 
 # GB/T 30428 (digital urban management): component classes and component states.

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.params import bad, reject_unknown
-from twin.kpis import GROUP_COLUMNS, group_kpis, sync_health
+from twin.kpis import group_kpis, sync_health
+from twin.layer import GROUP_COLUMNS
 
 router = APIRouter(tags=["kpis"])
 
@@ -23,9 +24,10 @@ def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserD
     the tablets' edits arrived in the last 7 days (devices, last sync, edits waiting on a
     conflict, rejected, the longest an edit waited offline)."""
     reject_unknown(request.query_params, {"by"})
-    if by not in GROUP_COLUMNS:
+    grouping = next((g for g in GROUP_COLUMNS if g == by), None)
+    if grouping is None:
         raise bad("by", by, "grid or area", "分组须为grid或area")
     grids = user.grids if user.role == "worker" else None
     with engine.connect() as conn:
-        return group_kpis(conn, by, settings.time_zone, grids) | {
+        return group_kpis(conn, grouping, settings.time_zone, grids) | {
             "sync": sync_health(conn, grids)}

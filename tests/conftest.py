@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,13 +164,13 @@ def run_twin(*args: str, env: dict[str, str], input_text: str | None = None
                           input=input_text, timeout=600, check=False, cwd=ROOT)
 
 
-@pytest.fixture
-def live_url(sample_db: Database) -> Iterator[str]:
-    """The app served by uvicorn on a free loopback port, for clients that need real HTTP."""
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """An app of ``settings`` served by uvicorn on a free loopback port; its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(sample_db.settings()), host="127.0.0.1", port=port,
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
                             log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -181,6 +182,13 @@ def live_url(sample_db: Database) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=20)
+
+
+@pytest.fixture
+def live_url(sample_db: Database) -> Iterator[str]:
+    """The sample twin served over real HTTP, for clients that need it."""
+    with serve(sample_db.settings()) as url:
+        yield url
 
 
 def bearer(url: str, user: str = "planner") -> str:

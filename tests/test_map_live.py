@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+from playwright.sync_api import Page
 from sqlalchemy import text
 
 from tests.browser import visit
@@ -24,6 +25,15 @@ HELD = """name => {
 }"""
 
 
+def _sign_in(page: Page) -> None:
+    """As the commander, in the map's own form; waits for the waste points to be drawn."""
+    page.fill("input[name=username]", "commander")
+    page.fill("input[name=password]", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_function(
+        "() => window.twinLiveMap.groups.waste_points.getLayers().length > 0", timeout=20_000)
+
+
 def test_the_live_map_signs_in_draws_and_follows_an_edit(live_url: str) -> None:
     page_html = httpx.get(f"{live_url}/map")
     assert page_html.status_code == 200
@@ -31,11 +41,7 @@ def test_the_live_map_signs_in_draws_and_follows_an_edit(live_url: str) -> None:
     assert len(page_html.content) < 1_000_000
     with visit(f"{live_url}/map") as seen:
         page = seen.page
-        page.fill("input[name=username]", "commander")
-        page.fill("input[name=password]", DEMO_PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_function(
-            "() => window.twinLiveMap.groups.waste_points.getLayers().length > 0", timeout=20_000)
+        _sign_in(page)
         points = page.evaluate(HELD, "waste_points")
         assert len(points) > 10 and all(state for _id, state in points)
         # a point's popup: its last change, then its history from the API
@@ -165,11 +171,7 @@ def test_the_grid_choropleth_has_honest_classes_and_points_say_what_they_are(
     assert len(per_grid) == 9 and len(set(per_grid.values())) > 1
     with visit(f"{live_url}/map") as seen:
         page = seen.page
-        page.fill("input[name=username]", "commander")
-        page.fill("input[name=password]", DEMO_PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_function(
-            "() => window.twinLiveMap.groups.waste_points.getLayers().length > 0", timeout=20_000)
+        _sign_in(page)
         # the classing itself, on distributions that broke it
         classes = page.evaluate("""() => [[0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0],
             [5, 5, 5], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], [3, 0, 0, 7, 0, 0, 0, 0, 1]]

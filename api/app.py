@@ -32,12 +32,12 @@ from api.routes import (
     photos,
     reports,
     revert,
+    stats,
     sync,
-    twin,
 )
 from twin import __version__
-from twin.db import database_urls, libpq_conninfo, make_engine
 from twin.settings import Settings
+from twin.store.db import database_urls, libpq_conninfo, make_engine
 
 
 class TwinApp(FastAPI):
@@ -77,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.register(app)
     app.include_router(landing.router)
     app.include_router(auth.router)
-    app.include_router(twin.router)
+    app.include_router(stats.router)
     app.include_router(features.router)
     app.include_router(edits.router)
     app.include_router(sync.router)

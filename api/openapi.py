@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from twin.crs import SUPPORTED
-from twin.reads import DEFAULT_LIMIT, MAX_LIMIT
+from twin.features.reads import DEFAULT_LIMIT, MAX_LIMIT
 
 
 def _param(name: str, description: str, schema: dict[str, Any],

@@ -16,17 +16,17 @@ from typing import Any
 
 from starlette.datastructures import QueryParams
 
-from twin.cql import SqlFilter, parse_filter, sortable_names
 from twin.crs import CRS84, SUPPORTED, Crs, find_crs
 from twin.errors import InvalidInput, NotFound, Problem
-from twin.layer import Layer
-from twin.reads import (
+from twin.features.cql import SqlFilter, parse_filter, sortable_names
+from twin.features.reads import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     ItemsQuery,
     SortKey,
     property_names,
 )
+from twin.layer import Layer
 from twin.registry import get_layer
 from twin.times import instant, parse_time
 
@@ -36,6 +36,12 @@ ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties",
 
 def bad(name: str, value: object, reason: str, reason_zh: str) -> InvalidInput:
     return InvalidInput(f"{name}={value!s}: {reason}", [Problem(name, value, reason, reason_zh)])
+
+
+def id_number(raw: str) -> int | None:
+    """A feature's or change's id from a path or query (a PostgreSQL bigint: at most 18
+    digits here), or None when the text is no such number."""
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
 
 
 def reject_unknown(params: QueryParams, allowed: Iterable[str]) -> None:

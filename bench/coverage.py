@@ -1,4 +1,5 @@
-"""Street-network coverage at district and city size: ``twin/network.py`` on synthetic grids.
+"""Street-network coverage at district and city size: ``twin/analysis/network.py`` on synthetic
+grids.
 
     .venv/bin/python -m bench.coverage                       # 100,000 and 1,000,000 nodes
     COVERAGE_NODES=10000 .venv/bin/python -m bench.coverage  # a quick try
@@ -17,9 +18,9 @@ every building), medians of ``COVERAGE_RUNS`` runs (the build: ``COVERAGE_BUILD_
   ``Network.nearest`` (one multi-source Dijkstra up to the limit, then every building's
   distance through either end of its edge or along it);
 - one building, from the result: snap the building's point, look up its answer in the
-  coverage in memory (what ``twin.coverage.building_coverage`` does once the layer's result
+  coverage in memory (what ``twin.analysis.coverage.building_coverage`` does once the layer's result
   is cached); one building, cold: ``snap`` + ``nearest`` for that building alone;
-- what-if: one facility added at a random point, as ``twin.coverage.what_if`` does it: the
+- what-if: one facility added at a random point, as ``twin.analysis.coverage.what_if`` does it: the
   buildings within the limit as the crow flies (a k-d tree), their distances from the new
   facility searched only in its disc (``Network.from_one``), the newly covered among them;
 - peak memory: ``ru_maxrss`` of the process after the builds and after the size (it only
@@ -51,7 +52,7 @@ import numpy as np
 import shapely
 from scipy.spatial import cKDTree
 
-from twin.network import Floats, Network
+from twin.analysis.network import Floats, Network
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = [int(s) for s in os.environ.get("COVERAGE_NODES", "100000,1000000").split(",") if s]
@@ -149,7 +150,7 @@ def measure(nodes: int) -> dict[str, Any]:
         cold.append(time.perf_counter() - t)
         assert _same(alone.distance, np.array([answer[0]])), "one building differs"
 
-    # what-if: one facility added; as twin.coverage.what_if: the buildings within the limit
+    # what-if: one facility added; as twin.analysis.coverage.what_if: the buildings within the limit
     # as the crow flies (k-d tree), their distances from it alone searched in its disc
     # (Network.from_one), the newly covered among them
     tree_s, tree = _timed(lambda: cKDTree(np.column_stack([bx, by])), 1)

@@ -19,9 +19,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from bench.config import Config
-from twin.cluster import local_cluster
-from twin.db import database_urls, libpq_conninfo
 from twin.settings import Settings
+from twin.store.cluster import local_cluster
+from twin.store.db import database_urls, libpq_conninfo
 
 Log = Callable[[str], None]
 

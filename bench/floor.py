@@ -4,7 +4,7 @@ read by psycopg, with no HTTP server in between.
 Two floors share one runner and differ only in the statement:
 
 - ``floor``: Twin's own bodies with Twin's own SQL, over ``twin.features`` as Twin reads it:
-  the same feature text (``twin.reads.feature_sql``: id, geometry, every property) joined
+  the same feature text (``twin.features.reads.feature_sql``: id, geometry, every property) joined
   into a FeatureCollection with ``numberReturned`` (Twin counts nothing, so neither does this
   floor), one Feature for Q2, and for Q4 an ``ST_AsMVT`` tile as Twin's ``tile_sql`` makes it
   (without its ETag digest). It is the strict floor: it gets faster whenever Twin's SQL does.
@@ -44,12 +44,13 @@ TILE_ENVELOPE = "ST_TileEnvelope(%(z)s, %(x)s, %(y)s)"
 
 
 def attribute_sql(name: str) -> str:
-    """Twin's typed SQL of an attribute over alias f (``twin.cql.column_sql`` when there)."""
+    """Twin's typed SQL of an attribute over alias f (``twin.features.cql.column_sql``
+    when there)."""
     from twin.registry import get_layer
 
     layer = get_layer(LAYER)
     try:
-        from twin.cql import column_sql
+        from twin.features.cql import column_sql
 
         return column_sql(layer, name)
     except (ImportError, KeyError):
@@ -58,8 +59,8 @@ def attribute_sql(name: str) -> str:
 
 
 def feature_expr() -> str:
-    """Twin's feature text: ``twin.reads.feature_sql`` (id, geometry, every property)."""
-    from twin.reads import feature_sql
+    """Twin's feature text: ``twin.features.reads.feature_sql`` (id, geometry, every property)."""
+    from twin.features.reads import feature_sql
     from twin.registry import get_layer
 
     return feature_sql(get_layer(LAYER))

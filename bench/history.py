@@ -27,9 +27,9 @@ import httpx
 import psycopg
 
 from bench.twin_server import serve_twin
-from twin.db import database_urls, libpq_conninfo
-from twin.history_sample import default_jobs
+from twin.sample.history import default_jobs
 from twin.settings import Settings
+from twin.store.db import database_urls, libpq_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
 TWIN = ROOT / ".venv" / "bin" / "twin"

@@ -8,7 +8,7 @@ stand mostly in residential compounds (clusters) holding 10-150 households each,
 scattered and some without households; candidate sites and existing facilities uniform;
 a site covers the buildings within ``SITING_RADIUS`` metres as the crow flies (the coverage
 code uses network distance, which this only imitates). For each seed it times
-``twin.siting.solve_exact`` (CBC, cold, ``SITING_TIME_LIMIT`` s), ``solve`` (the greedy,
+``twin.analysis.siting.solve_exact`` (CBC, cold, ``SITING_TIME_LIMIT`` s), ``solve`` (the greedy,
 then CBC warm-started from it) and ``solve_greedy`` (greedy, 1-swaps and ``SITING_ROUNDS``
 perturbation rounds within ``SITING_BUDGET_MS``; median of ``SITING_REPEATS`` runs),
 checks the greedy against the optimum and prints one row per seed, then the medians against
@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from twin.siting import (
+from twin.analysis.siting import (
     DEFAULT_GREEDY_BUDGET_MS,
     DEFAULT_GREEDY_ROUNDS,
     SitingProblem,

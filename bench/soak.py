@@ -55,10 +55,10 @@ from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
 from bench.twin_server import serve_twin
-from twin.db import database_urls, libpq_conninfo, make_engine
 from twin.layer import Layer
 from twin.registry import all_layers
 from twin.settings import Settings
+from twin.store.db import database_urls, libpq_conninfo, make_engine
 from twin.users import User, add_user, hash_password, issue_token
 
 ROOT = Path(__file__).resolve().parents[1]

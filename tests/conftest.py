@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,9 +27,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from api.app import create_app
-from twin.db import database_urls, make_engine
-from twin.migrate import migrate
 from twin.settings import Settings
+from twin.store.db import database_urls, make_engine
+from twin.store.migrate import migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "data" / "nanmatou.toml"
@@ -45,6 +46,21 @@ class Database:
     app_url: str
     admin: Engine
     app: Engine
+
+    def one(self, sql: str, **params: Any) -> Any:
+        """The one row ``sql`` returns, read as the database's owner (who sees everything)."""
+        with self.admin.connect() as conn:
+            return conn.execute(text(sql), params).one()
+
+    def scalar(self, sql: str, **params: Any) -> Any:
+        """The one value ``sql`` returns, read as the owner."""
+        with self.admin.connect() as conn:
+            return conn.execute(text(sql), params).scalar_one()
+
+    def rows(self, sql: str, **params: Any) -> list[Any]:
+        """Every row ``sql`` returns, read as the owner."""
+        with self.admin.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
 
     def settings(self) -> Settings:
         """Settings pointing the app at this database (as the application role)."""
@@ -105,8 +121,9 @@ def _template(server: Server, name: str, fill: bool) -> Iterator[str]:
     migrate(db.admin, app_role)
     if fill:
         # imported here: only the sample template needs the generator
-        from twin.load import load_sample
-        from twin.sample import generate, load_spec
+        from twin.sample.generator import generate
+        from twin.sample.load import load_sample
+        from twin.sample.spec import load_spec
         from twin.users import hash_password
 
         twin = generate(load_spec(SPEC), seed=SEED)

@@ -77,3 +77,10 @@ class PreconditionRequired(TwinError):
 
 class DatabaseUnavailable(TwinError):
     """PostgreSQL cannot be reached."""
+
+
+def revive(kind: str, message: str, problems: list[Problem]) -> TwinError:
+    """An error kept by its kind's name (a stored answer, given again to a retry), as the
+    error it was: one of this module's kinds, or the base when the name is not one."""
+    kinds = {cls.__name__: cls for cls in TwinError.__subclasses__()}
+    return kinds.get(kind, TwinError)(message, problems)

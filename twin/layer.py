@@ -12,6 +12,14 @@ from twin.errors import Problem
 # What features are counted by: their micro-grid or their residential area, each kept in a
 # column of its own (derived from the geometry when the feature is written).
 Grouping = Literal["grid", "area"]
+
+# The fields every feature has next to its layer's attributes (twin.fields() in SQL), declared
+# here once: those an edit writes ("photos" lives in props), those the triggers derive from
+# the geometry, and those the database stamps on every write. No attribute may take a name.
+WRITTEN_FIELDS = ("name", "tags", "geometry", "photos")
+DERIVED_FIELDS = ("micro_grid", "residential_area")
+STAMPED_FIELDS = ("id", "version", "updated", "changed_by")
+COMMON_FIELDS = frozenset({*WRITTEN_FIELDS, *DERIVED_FIELDS, *STAMPED_FIELDS})
 GROUP_COLUMNS: dict[Grouping, str] = {"grid": "grid_code", "area": "area_code"}
 
 GeometryType = Literal["Point", "LineString", "Polygon", "MultiPolygon"]
@@ -81,7 +89,7 @@ class Layer:
     edit_roles: tuple[str, ...] = ("worker", "commander", "admin")
     # A position from a GPS fix less accurate than this (metres) is refused; None: no check.
     max_gps_error_m: float | None = None
-    # Coverage analysis (twin/coverage.py): the default walk along the street network, in
+    # Coverage analysis (twin/analysis/coverage.py): the default walk along the street network, in
     # metres, within which a building counts as served by this layer; None: no default.
     coverage_within_m: float | None = None
     # The live map (/map) loads this layer for the visible box from this zoom level on: a

@@ -8,13 +8,10 @@ from functools import cache
 
 import layers as layers_package
 from twin.errors import NotFound
-from twin.layer import Layer
+from twin.layer import COMMON_FIELDS, Layer
 
 # Loaded first so that a feature's micro-grid and residential area can be derived on write.
 AREA_LAYERS = ("residential_areas", "micro_grids")
-# Fields every feature has (see twin.fields() in SQL): no layer attribute may take these names.
-COMMON_FIELDS = frozenset({"id", "name", "tags", "geometry", "micro_grid", "residential_area",
-                           "version", "updated", "changed_by", "photos"})
 
 
 @cache

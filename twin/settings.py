@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; e.g. Asia/Shanghai") from None
         return value
+
+    @model_validator(mode="after")
+    def _basemap_usable(self) -> Settings:
+        """Tianditu serves no tile without a key: say so at start, not when a map is drawn."""
+        if self.basemap == "tianditu" and not self.tianditu_key:
+            raise ValueError("TWIN_BASEMAP=tianditu needs TWIN_TIANDITU_KEY (a key from "
+                             "天地图 Tianditu)")
+        return self
 
     @field_validator("data_dir")
     @classmethod

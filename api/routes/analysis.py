@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, UserDep
 from api.routes.edits import read_json
-from twin.coverage import (
+from twin.analysis.coverage import (
     ANALYSIS_ROLES,
     building_coverage,
     coverage,
@@ -17,9 +17,9 @@ from twin.coverage import (
     service_areas,
     what_if,
 )
+from twin.analysis.fire import DEFAULT_REACH_M, fire_access, fire_query
+from twin.analysis.placement import MAX_TIME_LIMIT_S, MIN_SPACING_M, site, siting_query
 from twin.errors import Forbidden, Problem, Unprocessable
-from twin.fire import DEFAULT_REACH_M, fire_access, fire_query
-from twin.placement import MAX_TIME_LIMIT_S, MIN_SPACING_M, site, siting_query
 from twin.users import User
 
 router = APIRouter(tags=["analysis"])

@@ -22,8 +22,10 @@ from psycopg_pool import AsyncConnectionPool
 from api.deps import UserDep, bearer_digest, get_pool, token_scope
 from api.fastpath import Handler
 from api.live import ChangeSignal
-from api.params import bad, parse_bbox, parse_limit, reject_unknown
-from twin.changes import (
+from api.params import bad, id_number, parse_bbox, parse_limit, reject_unknown
+from twin.crs import CRS84
+from twin.errors import Forbidden, NotFound
+from twin.history.changes import (
     CHANGE_JSON,
     CSV_COLUMNS,
     CURSOR_SQL,
@@ -34,8 +36,6 @@ from twin.changes import (
     heat_sql,
     history_sql,
 )
-from twin.crs import CRS84
-from twin.errors import Forbidden, NotFound
 from twin.registry import all_layers, get_layer
 from twin.times import parse_time
 from twin.users import ROLES, User
@@ -71,8 +71,8 @@ async def _cursor(conn: AsyncConnection[Any], raw: str | None, name: str
     if raw is None:
         return None
     row = None
-    if raw.isdigit() and len(raw) <= 18:
-        row = await (await conn.execute(CURSOR_SQL, {"id": int(raw)})).fetchone()
+    if (number := id_number(raw)) is not None:
+        row = await (await conn.execute(CURSOR_SQL, {"id": number})).fetchone()
     if row is None:
         raise bad(name, raw, "not the id of a change in the log", "不是变更记录的编号")
     return int(row[0]), int(row[1])
@@ -87,7 +87,7 @@ def _feed_query(request: Request, user: User, allowed: frozenset[str] = FEED_PAR
     if layer is not None and layer not in all_layers():
         raise bad("layer", layer, f"one of {', '.join(all_layers())}", "未知图层")
     feature = params.get("feature_id")
-    if feature is not None and not (feature.isdigit() and len(feature) <= 18):
+    if feature is not None and id_number(feature) is None:
         raise bad("feature_id", feature, "a feature id (a whole number)", "要素编号无效")
     since, until = parse_time("from", params.get("from")), parse_time("to", params.get("to"))
     if since and until and since >= until:
@@ -193,7 +193,7 @@ async def history(request: Request, layer: str, fid: str) -> Response:
     params = request.query_params
     reject_unknown(params, {"f", "limit", "cursor"})
     found = get_layer(layer)
-    number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
+    number = id_number(fid) or -1  # no feature has it: an empty history is a 404
     before = params.get("cursor")
     if before is not None and not (before.isdigit() and len(before) <= 9):
         raise bad("cursor", before, "use the next link the previous page gave", "翻页游标无效")

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import EngineDep
 from api.html import layers_json
 from api.params import bad
-from twin.mapdata import dataset_title
+from twin.maps.data import dataset_title
 
 router = APIRouter(tags=["map"])
 

@@ -19,18 +19,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import EngineDep, UserDep
-from api.errors import STATUS, twin_error_response
-from api.params import reject_unknown
-from twin.edits import Edit, Op, Outcome, etag, submit
+from api.errors import twin_error_response
+from api.params import id_number, reject_unknown
 from twin.errors import (
     InvalidInput,
     PreconditionFailed,
     PreconditionRequired,
     Problem,
     TooLarge,
-    TwinError,
     Unprocessable,
 )
+from twin.features.edits import MAX_KEY, MAX_REASON, Edit, Op, Outcome, etag, submit
+from twin.layer import DERIVED_FIELDS, STAMPED_FIELDS
 from twin.registry import get_layer
 from twin.times import instant
 
@@ -77,8 +77,9 @@ def _fields(body: Any, need_geometry: bool) -> tuple[dict[str, Any], dict[str, A
     if not isinstance(properties, dict):
         raise Unprocessable("properties must be an object", [Problem(
             "properties", properties, "an object", "properties 须为对象")])
-    derived = {"id", "micro_grid", "residential_area", "version", "updated", "changed_by"}
-    fields = {k: v for k, v in properties.items() if k not in derived}
+    # what the database derives or stamps is read back, never written: a client may send it
+    fields = {k: v for k, v in properties.items()
+              if k not in DERIVED_FIELDS and k not in STAMPED_FIELDS}
     if "geometry" in body or need_geometry:
         fields["geometry"] = body.get("geometry")
     members = {EDIT_MEMBERS[k]: v for k, v in body.items() if k in EDIT_MEMBERS}
@@ -91,9 +92,9 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
     problems = [Problem(name, value, "NUL characters are not allowed", "文本不得包含 NUL 字符")
                 for name, value in members.items() if isinstance(value, str) and "\x00" in value]
     reason = members.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
-        problems.append(Problem("reason", reason, "text of at most 500 characters",
-                                "原因须为不超过500字的文本"))
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        problems.append(Problem("reason", reason, f"text of at most {MAX_REASON} characters",
+                                f"原因须为不超过{MAX_REASON}字的文本"))
     when: datetime | None = None
     if members.get("device_time") is not None:
         try:
@@ -105,15 +106,15 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
                                  or not isinstance(accuracy, int | float)):
         problems.append(Problem("accuracy_m", accuracy, "a number of metres", "精度须为米数"))
     device = members.get("device")
-    if device is not None and (not isinstance(device, str) or len(device) > 200):
-        problems.append(Problem("device_id", device, "text of at most 200 characters",
-                                "设备编号须为不超过200字的文本"))
+    if device is not None and (not isinstance(device, str) or len(device) > MAX_KEY):
+        problems.append(Problem("device_id", device, f"text of at most {MAX_KEY} characters",
+                                f"设备编号须为不超过{MAX_KEY}字的文本"))
     if problems:
         raise Unprocessable("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
     key = request.headers.get("idempotency-key")
-    if key is not None and not 0 < len(key) <= 200:
-        raise InvalidInput("Idempotency-Key must have 1 to 200 characters", [Problem(
-            "Idempotency-Key", key, "1 to 200 characters", "幂等键长度须为1至200")])
+    if key is not None and not 0 < len(key) <= MAX_KEY:
+        raise InvalidInput(f"Idempotency-Key must have 1 to {MAX_KEY} characters", [Problem(
+            "Idempotency-Key", key, f"1 to {MAX_KEY} characters", f"幂等键长度须为1至{MAX_KEY}")])
     return Edit(layer, op, fields, fid, base, edit_id=key, device=device,
                 device_time=when, reason=reason,
                 accuracy_m=float(accuracy) if accuracy is not None else None)
@@ -128,7 +129,7 @@ def _base_version(request: Request, fid: str) -> tuple[int, int]:
             [Problem("If-Match", asked, "required: the ETag of the version you edited",
                      "须提供 If-Match(所编辑版本的 ETag)")])
     found = _ETAG.fullmatch(asked.strip().split(",")[0].strip())
-    number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
+    number = id_number(fid) or -1
     if found is None or int(found.group(1)) != number:
         raise PreconditionFailed(f"If-Match {asked} does not name a version of feature {fid}",
                                  [Problem("If-Match", asked, f'expected "{fid}-<version>"',
@@ -136,16 +137,10 @@ def _base_version(request: Request, fid: str) -> tuple[int, int]:
     return number, int(found.group(2))
 
 
-_ERRORS = {cls.__name__: cls for cls in STATUS}
-
-
 def _answer(outcome: Outcome, layer: str, request: Request) -> Response:
     """The HTTP answer of an outcome (a retried request's is its first one's)."""
-    if outcome.error:
-        error = _ERRORS.get(outcome.error, TwinError)(outcome.message, outcome.problems)
-        if isinstance(error, PreconditionFailed):
-            error.current = outcome.extra
-        return twin_error_response(error, request)
+    if outcome.refusal is not None:
+        return twin_error_response(outcome.refusal, request)
     if outcome.feature is None:
         return Response(status_code=204)
     fid, version = outcome.feature["id"], outcome.version or 0

@@ -24,16 +24,16 @@ from api.html import page, wants_html
 from api.params import (
     check_format,
     encode_cursor,
+    id_number,
     items_query,
     parse_crs,
     reject_unknown,
     tile_numbers,
 )
-from twin.cql import queryables
 from twin.crs import CRS84, SUPPORTED
 from twin.errors import InvalidInput, NotFound, Problem
-from twin.layer import Layer
-from twin.reads import (
+from twin.features.cql import queryables
+from twin.features.reads import (
     EXTENT_SQL,
     ItemsQuery,
     extent_bbox,
@@ -41,13 +41,13 @@ from twin.reads import (
     page_sql,
     tile_sql,
 )
+from twin.layer import Layer
 from twin.registry import all_layers, get_layer
 from twin.times import parse_time
 
 router = APIRouter(tags=["features"])
 GEOJSON = "application/geo+json"
 _CHUNK = 500  # features per row from PostgreSQL (and per network write when streaming)
-_STREAM_ABOVE = 1000  # smaller pages are fetched whole (and the statement is prepared)
 
 
 def _base(request: Request) -> str:
@@ -243,7 +243,7 @@ async def item(request: Request, layer: str, fid: str) -> Response:
     crs = parse_crs("crs", request.query_params.get("crs"))
     as_of = parse_time("asOf", request.query_params.get("asOf"))
     found = get_layer(layer)
-    number = int(fid) if fid.isdigit() and len(fid) <= 18 else -1
+    number = id_number(fid) or -1  # no feature has it: a 404
     sql, params = one_feature_sql(found, crs, as_of)
     async with get_pool(request).connection() as conn:
         await token_role(request, conn, token)

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.params import bad, reject_unknown
-from twin.kpis import group_kpis, sync_health
 from twin.layer import GROUP_COLUMNS
+from twin.maps.kpis import group_kpis, sync_health
 
 router = APIRouter(tags=["kpis"])
 

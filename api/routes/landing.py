@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from api.html import link_list, page, wants_html
 from twin import __version__
-from twin.cql import CONFORMANCE as CQL2_CONFORMANCE
+from twin.features.cql import CONFORMANCE as CQL2_CONFORMANCE
 
 router = APIRouter(tags=["landing"])
 

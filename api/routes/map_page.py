@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep
-from twin.mapdata import live_map
+from twin.maps.data import live_map
 
 router = APIRouter(tags=["map"])
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep, UserDep
-from twin.photos import (
+from twin.features.photos import (
     MAGIC,
     check_digest,
     check_media_type,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.params import reject_unknown
-from twin.reports import change_report, report_query
+from twin.history.reports import change_report, report_query
 from twin.times import parse_day_or_time
 
 router = APIRouter(tags=["history"])

@@ -1,4 +1,4 @@
-"""Reverting changes (admins only): the HTTP shape of twin.revert."""
+"""Reverting changes (admins only): the HTTP shape of twin.history.revert."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import EngineDep, UserDep
-from twin.revert import Reverted, revert_actor, revert_change
+from twin.history.revert import Reverted, revert_actor, revert_change
 
 router = APIRouter(tags=["history"])
 

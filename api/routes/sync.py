@@ -25,7 +25,10 @@ from pydantic import (
 from api.deps import EngineDep, UserDep, get_pool
 from api.params import reject_unknown
 from api.routes.edits import read_json
-from twin.edits import (
+from twin.errors import Forbidden, InvalidInput, Problem, Unprocessable
+from twin.features.edits import (
+    MAX_KEY,
+    MAX_REASON,
     Edit,
     Outcome,
     list_conflicts,
@@ -33,9 +36,8 @@ from twin.edits import (
     resolve_conflict,
     submit,
 )
-from twin.errors import Forbidden, InvalidInput, Problem, Unprocessable
-from twin.outboxes import OutboxReport, record
-from twin.scope import DEFAULT_BUFFER_M, MAX_BUFFER_M, Scope, editable_layers, read_scope
+from twin.field.outboxes import OutboxReport, record
+from twin.field.scope import DEFAULT_BUFFER_M, MAX_BUFFER_M, Scope, editable_layers, read_scope
 from twin.users import User
 
 router = APIRouter(tags=["sync"])
@@ -53,15 +55,15 @@ class SyncEdit(BaseModel):
     """One edit of a tablet's outbox (the sync batch of DESIGN.md)."""
 
     model_config = ConfigDict(extra="forbid")
-    edit_id: str = Field(min_length=1, max_length=200)
-    device_id: str | None = Field(default=None, max_length=200)
+    edit_id: str = Field(min_length=1, max_length=MAX_KEY)
+    device_id: str | None = Field(default=None, max_length=MAX_KEY)
     device_seq: int | None = Field(default=None, ge=0)
     layer: str = Field(max_length=64)
     feature_id: int | None = None
     op: Literal["create", "update", "delete"]
     base_version: int | None = Field(default=None, ge=1)
     changes: dict[str, Change] = Field(default_factory=dict)
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=MAX_REASON)
     device_time: AwareDatetime | None = None  # RFC 3339 with its offset
     accuracy_m: float | None = None
 
@@ -78,7 +80,7 @@ class Outbox(BaseModel):
     """The device's own count of what it still holds besides this batch."""
 
     model_config = ConfigDict(extra="forbid")
-    device_id: str = Field(min_length=1, max_length=200)
+    device_id: str = Field(min_length=1, max_length=MAX_KEY)
     waiting: int = Field(ge=0, le=1_000_000)
     oldest_device_time: AwareDatetime | None = None
     sent_at: AwareDatetime
@@ -218,7 +220,7 @@ class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
     choose: Literal["server", "mine"] | None = None
     values: dict[str, Any] | None = None
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=MAX_REASON)
 
 
 @router.post("/conflicts/{conflict_id}/resolve",

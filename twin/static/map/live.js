@@ -2,7 +2,7 @@
 // localStorage, shared with /field), it loads each shown layer for the visible box from
 // /collections/{layer}/items, and asks the change feed every few seconds what changed since
 // the newest change it has seen; a layer that changed is loaded again, so an edit made on a
-// tablet shows without a reload. Popups are twinFeature's (twin/maps.py), plus the
+// tablet shows without a reload. Popups are twinFeature's (twin/maps/page.py), plus the
 // feature's history on demand.
 "use strict";
 

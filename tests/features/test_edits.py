@@ -1,0 +1,213 @@
+"""Edits through OGC API - Features Part 4: versions, retries, validation and permission,
+through HTTP against the sample twin; each refusal leaves the twin as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Database, login
+
+
+def _changes(db: Database) -> int:
+    return int(db.one("SELECT count(*) FROM twin.changes")[0])
+
+
+@pytest.fixture
+def point(sample_db: Database) -> dict[str, Any]:
+    """A waste point, its micro-grid's worker, and a spot inside that grid."""
+    fid, grid, version = sample_db.one("""
+        SELECT f.id, f.grid_code, f.version FROM twin.features f
+         WHERE f.layer = 'waste_points' AND f.grid_code IS NOT NULL ORDER BY f.id LIMIT 1""")
+    x, y = sample_db.one("""
+        SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM twin.features
+         WHERE layer = 'micro_grids' AND props ->> 'code' = :g) s""", g=grid)
+    other = sample_db.one("""
+        SELECT props ->> 'code', ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom))
+          FROM twin.features WHERE layer = 'micro_grids' AND props ->> 'code' <> :g
+         ORDER BY props ->> 'code' LIMIT 1""", g=grid)
+    return {"id": fid, "grid": grid, "version": version, "worker": f"worker-{grid}",
+            "inside": [x, y], "other_grid": other[0], "elsewhere": [other[1], other[2]]}
+
+
+def _feature(xy: list[float], **props: Any) -> dict[str, Any]:
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": xy},
+            "properties": props}
+
+
+def test_create_read_change_delete_with_versions(client: TestClient, sample_db: Database,
+                                                 point: dict[str, Any]) -> None:
+    auth = login(client, point["worker"])
+    made = client.post("/collections/waste_points/items", headers=auth, json={
+        **_feature(point["inside"], state="ok", bins=3, name="新投放点"),
+        "reason": "新增 new point", "device_time": "2026-11-26T08:00:00+08:00"})
+    assert made.status_code == 201, made.text
+    fid = made.json()["id"]
+    assert made.headers["Location"].endswith(f"/collections/waste_points/items/{fid}")
+    assert made.headers["ETag"] == f'"{fid}-1"'
+    read = client.get(f"/collections/waste_points/items/{fid}", headers=auth)
+    assert read.json()["properties"]["bins"] == 3 and read.headers["ETag"] == f'"{fid}-1"'
+    url = f"/collections/waste_points/items/{fid}"
+    assert client.patch(url, headers=auth, json={"type": "Feature", "properties": {
+        "state": "full"}}).status_code == 428
+    changed = client.patch(url, headers={**auth, "If-Match": f'"{fid}-1"'}, json={
+        "type": "Feature", "properties": {"state": "full"}, "reason": "满溢 full"})
+    assert changed.status_code == 200 and changed.headers["ETag"] == f'"{fid}-2"'
+    assert changed.json()["properties"] | {"state": "full", "bins": 3} == \
+        changed.json()["properties"]
+    stale = client.patch(url, headers={**auth, "If-Match": f'"{fid}-1"'}, json={
+        "type": "Feature", "properties": {"state": "damaged"}})
+    assert stale.status_code == 412
+    assert stale.json()["current_version"] == 2 and stale.json()["etag"] == f'"{fid}-2"'
+    replaced = client.put(url, headers={**auth, "If-Match": f'"{fid}-2"'}, json=_feature(
+        point["inside"], state="ok"))
+    assert replaced.status_code == 200
+    assert replaced.json()["properties"]["bins"] == 4  # the model's default: PUT replaces
+    assert client.delete(url, headers=auth).status_code == 428
+    gone = client.delete(url + "?reason=撤点", headers={**auth, "If-Match": f'"{fid}-3"'})
+    assert gone.status_code == 204
+    assert client.get(url, headers=auth).status_code == 404
+    log = sample_db.one("SELECT array_agg(operation ORDER BY id), array_agg(reason ORDER BY id),"
+               " min(client_time), array_agg(DISTINCT actor) FROM twin.changes "
+               "WHERE feature_id = :id", id=fid)
+    assert log[0] == ["insert", "update", "update", "delete"]
+    assert log[1][0] == "新增 new point" and log[1][3] == "撤点"
+    assert log[2].isoformat() == "2026-11-26T00:00:00+00:00"
+    assert log[3] == [point["worker"]]
+
+
+def test_a_retried_request_applies_once(client: TestClient, sample_db: Database,
+                                        point: dict[str, Any]) -> None:
+    auth = {**login(client, point["worker"]), "Idempotency-Key": "tablet-7-edit-42"}
+    before = _changes(sample_db)
+    first = client.post("/collections/waste_points/items", headers=auth,
+                        json=_feature(point["inside"], state="ok"))
+    again = client.post("/collections/waste_points/items", headers=auth,
+                        json=_feature(point["inside"], state="ok"))
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json() and first.headers["ETag"] == again.headers["ETag"]
+    assert _changes(sample_db) == before + 1
+    url = f"/collections/waste_points/items/{point['id']}"
+    patch = {"type": "Feature", "properties": {"bins": 9}}
+    key = {**auth, "Idempotency-Key": "k2", "If-Match": f'"{point["id"]}-{point["version"]}"'}
+    assert client.patch(url, headers=key, json=patch).status_code == 200
+    assert client.patch(url, headers=key, json=patch).status_code == 200  # not 412
+    assert _changes(sample_db) == before + 2
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"properties": {"state": "exploded"}}, "state"),
+    ({"properties": {"bins": 0}}, "bins"),
+    ({"properties": {"colour": "red"}}, "colour"),
+    ({"properties": {"tags": ["nonsense"]}}, "tags"),
+    ({"properties": {"name": 5}}, "name"),
+    ({"properties": {"photos": ["0" * 64]}}, "photos"),
+    ({"geometry": {"type": "LineString", "coordinates": [[121.5, 31.2], [121.51, 31.2]]}},
+     "geometry"),
+    ({"geometry": {"type": "Point", "coordinates": [0.0, 0.0]}}, "geometry"),
+    ({"geometry": {"type": "Point", "coordinates": "here"}}, "geometry"),
+])
+def test_invalid_edits_are_422_with_every_problem_and_change_nothing(
+        client: TestClient, sample_db: Database, point: dict[str, Any],
+        body: dict[str, Any], field: str) -> None:
+    auth = {**login(client, "admin"), "If-Match": f'"{point["id"]}-{point["version"]}"'}
+    before = _changes(sample_db)
+    answer = client.patch(f"/collections/waste_points/items/{point['id']}", headers=auth,
+                          json={"type": "Feature", **body})
+    assert answer.status_code == 422, answer.text
+    problems = answer.json()["problems"]
+    assert field in [p["field"] for p in problems]
+    assert all(p["reason"] and p["reason_zh"] for p in problems)
+    assert _changes(sample_db) == before
+
+
+def test_a_poor_gps_fix_is_refused(client: TestClient, point: dict[str, Any]) -> None:
+    auth = login(client, point["worker"])
+    poor = client.post("/collections/waste_points/items", headers=auth, json={
+        **_feature(point["inside"], state="ok"), "accuracy_m": 80})
+    assert poor.status_code == 422 and poor.json()["problems"][0]["field"] == "accuracy_m"
+    good = client.post("/collections/waste_points/items", headers=auth, json={
+        **_feature(point["inside"], state="ok"), "accuracy_m": 6.5})
+    assert good.status_code == 201
+
+
+def test_a_worker_edits_only_inside_their_grid(client: TestClient, sample_db: Database,
+                                               point: dict[str, Any]) -> None:
+    auth = login(client, point["worker"])
+    before = _changes(sample_db)
+    outside = client.post("/collections/waste_points/items", headers=auth,
+                          json=_feature(point["elsewhere"], state="ok"))
+    assert outside.status_code == 403 and "micro-grid" in outside.json()["description"]
+    moved = client.patch(f"/collections/waste_points/items/{point['id']}",
+                         headers={**auth, "If-Match": f'"{point["id"]}-{point["version"]}"'},
+                         json={"type": "Feature", "geometry": {
+                             "type": "Point", "coordinates": point["elsewhere"]}})
+    assert moved.status_code == 403  # inside before, outside after
+    other = login(client, f"worker-{point['other_grid']}")
+    theirs = client.delete(f"/collections/waste_points/items/{point['id']}", headers={
+        **other, "If-Match": f'"{point["id"]}-{point["version"]}"'})
+    assert theirs.status_code == 403
+    assert _changes(sample_db) == before
+    refused = client.get("/edits?status=rejected", headers=login(client, "admin")).json()
+    assert len(refused["edits"]) == 3  # kept for admins, with their reasons
+    assert all(e["status"] == "rejected" for e in refused["edits"])
+
+
+def test_a_point_on_the_border_of_two_grids_belongs_to_both(
+        client: TestClient, sample_db: Database) -> None:
+    a, b, x, y = sample_db.one("""
+        SELECT a.props ->> 'code', b.props ->> 'code',
+               ST_X(ST_PointOnSurface(ST_Intersection(a.geom, b.geom))),
+               ST_Y(ST_PointOnSurface(ST_Intersection(a.geom, b.geom)))
+          FROM twin.features a JOIN twin.features b
+            ON b.layer = 'micro_grids' AND a.props ->> 'code' < b.props ->> 'code'
+           AND ST_Relate(a.geom, b.geom, 'F***1****')
+         WHERE a.layer = 'micro_grids' ORDER BY 1, 2 LIMIT 1""")
+    for code in (a, b):
+        made = client.post("/collections/waste_points/items", headers=login(
+            client, f"worker-{code}"), json=_feature([x, y], state="ok"))
+        assert made.status_code == 201, made.text
+
+
+def test_roles_edit_their_layers_only(client: TestClient, point: dict[str, Any]) -> None:
+    planner = login(client, "planner")
+    refused = client.post("/collections/waste_points/items", headers=planner,
+                          json=_feature(point["inside"], state="ok"))
+    assert refused.status_code == 403 and "planner" in refused.json()["description"]
+    grid = client.post("/collections/micro_grids/items", headers=login(
+        client, point["worker"]), json=_feature(point["inside"]))
+    assert grid.status_code == 403
+
+
+def test_options_and_schema_describe_what_may_be_done(client: TestClient,
+                                                      point: dict[str, Any]) -> None:
+    items = client.options("/collections/waste_points/items")
+    assert {"GET", "POST"} <= set(items.headers["allow"].split(", "))
+    one = client.options(f"/collections/waste_points/items/{point['id']}")
+    assert {"GET", "PUT", "PATCH", "DELETE"} <= set(one.headers["allow"].split(", "))
+    schema = client.get("/collections/waste_points/schema",
+                        headers=login(client, point["worker"])).json()
+    assert schema["properties"]["state"]["enum"] == ["ok", "full", "damaged", "closed"]
+    assert schema["x-twin"]["editable"] is True and schema["x-twin"]["max_gps_error_m"] == 20
+
+
+def test_bad_requests_say_what_is_wrong(client: TestClient, point: dict[str, Any]) -> None:
+    auth = login(client, point["worker"])
+    url = f"/collections/waste_points/items/{point['id']}"
+    assert client.post("/collections/waste_points/items", headers=auth,
+                       content=b"{not json").status_code == 400
+    assert client.post("/collections/waste_points/items", headers=auth,
+                       json={"type": "Point"}).status_code == 422
+    assert client.post("/collections/nowhere/items", headers=auth,
+                       json=_feature(point["inside"])).status_code == 404
+    assert client.patch(url, headers={**auth, "If-Match": '"1-1"'}, json={
+        "type": "Feature", "properties": {}}).status_code == 412
+    assert client.patch(url, headers={**auth, "If-Match": f'"{point["id"]}-1"'}, json={
+        "type": "Feature", "properties": {}, "device_time": "yesterday"}).status_code == 422
+    big = b'{"type": "Feature", "properties": {"name": "' + b"x" * 1_100_000 + b'"}}'
+    assert client.post("/collections/waste_points/items", headers=auth,
+                       content=big).status_code == 413
+    assert client.post("/collections/waste_points/items",
+                       json=_feature(point["inside"])).status_code == 401

@@ -1,0 +1,48 @@
+"""Bring a database to the current schema and register every layer of ``layers/``."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, text
+
+from twin.registry import all_layers
+from twin.settings import DEFAULT_TIME_ZONE
+from twin.store.maintain import make_partitions
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration: the revisions in ``twin/store/migrations``, run on the
+    connection a caller puts in ``attributes["connection"]``."""
+    config = Config()
+    config.set_main_option("script_location", str(files("twin.store") / "migrations"))
+    return config
+
+
+def migrate(engine: Engine, app_role: str | None = None,
+            time_zone: str = DEFAULT_TIME_ZONE) -> None:
+    """Run Alembic to head, then give each layer its partition and the app role its rights.
+
+    Layers are registered after the migrations because they are data in ``layers/``: a new
+    layer is a new file, and the next ``twin db migrate`` creates its partition. The change
+    counts learn the time zone and the layers' state fields here too (a change of either
+    recounts the log), in the migrations' transaction, so they are never left uncounted.
+    The versions get this and next month's partitions (``twin db maintain`` keeps that up).
+    """
+    config = alembic_config()
+    layers = all_layers().values()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        for layer in layers:
+            conn.execute(text("SELECT twin.register_layer(:name, :type, :title)"),
+                         {"name": layer.name, "type": layer.postgis_type, "title": layer.title})
+        conn.execute(text("SELECT twin.configure_change_counts(:zone, CAST(:fields AS jsonb))"),
+                     {"zone": time_zone, "fields": json.dumps(
+                         {layer.name: layer.state_field for layer in layers if layer.state_field})})
+        if app_role:
+            conn.execute(text("SELECT twin.grant_app(:role)"), {"role": app_role})
+        make_partitions(conn)

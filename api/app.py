@@ -15,7 +15,13 @@ from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from api import errors, openapi
-from api.fastpath import GZIP_LEVEL, GZIP_MIN_BYTES, ReadFastPath
+from api.fastpath import (
+    GZIP_LEVEL,
+    GZIP_MIN_BYTES,
+    ReadFastPath,
+    check_middleware,
+    hot_routes,
+)
 from api.live import ChangeSignal
 from api.options import AllowMiddleware
 from api.routes import (
@@ -39,17 +45,30 @@ from twin import __version__
 from twin.settings import Settings
 from twin.store.db import database_urls, libpq_conninfo, make_engine
 
+# Every route of the service, in the order they are matched (no prefixes: a route's path is
+# the one it declares, which the fast path's table relies on).
+ROUTERS = tuple(module.router for module in (
+    landing, auth, stats, features, edits, sync, changes, revert, reports, analysis, photos,
+    field, map_page, kpis, dashboard))
+
 
 class TwinApp(FastAPI):
-    """FastAPI, with the hot read routes dispatched ahead of its middleware (api.fastpath)."""
+    """FastAPI, with the routes marked ``@hot`` dispatched ahead of its middleware
+    (api.fastpath), unless ``fast_path`` is off (the tests compare both)."""
+
+    fast_path = True
 
     def build_middleware_stack(self) -> ASGIApp:
-        return ReadFastPath(super().build_middleware_stack(),
-                            features.HOT_ROUTES | changes.HOT_ROUTES)
+        stack = super().build_middleware_stack()
+        if not self.fast_path:
+            return stack
+        check_middleware(self.user_middleware)
+        return ReadFastPath(stack, hot_routes([r for router in ROUTERS for r in router.routes]))
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The Twin service, connected as the application role of ``settings``' database."""
+def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
+    """The Twin service, connected as the application role of ``settings``' database;
+    ``fast_path=False`` serves the hot read routes through FastAPI's stack too."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,23 +92,11 @@ def create_app(settings: Settings) -> FastAPI:
     app = TwinApp(title="Twin 数字孪生", version=__version__, lifespan=lifespan,
                   openapi_url="/api", docs_url=None, redoc_url=None,
                   description="A digital twin of a city subdistrict on PostGIS.")
+    app.fast_path = fast_path
     app.state.settings = settings
     errors.register(app)
-    app.include_router(landing.router)
-    app.include_router(auth.router)
-    app.include_router(stats.router)
-    app.include_router(features.router)
-    app.include_router(edits.router)
-    app.include_router(sync.router)
-    app.include_router(changes.router)
-    app.include_router(revert.router)
-    app.include_router(reports.router)
-    app.include_router(analysis.router)
-    app.include_router(photos.router)
-    app.include_router(field.router)
-    app.include_router(map_page.router)
-    app.include_router(kpis.router)
-    app.include_router(dashboard.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
     app.add_middleware(AllowMiddleware)
     openapi.install(app)

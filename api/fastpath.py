@@ -1,22 +1,27 @@
 """The read routes that carry the load, served before FastAPI's middleware and routing.
 
 A page of 100 features costs PostgreSQL about 1 ms; FastAPI's stack (six middleware layers,
-route matching, dependency solving) added a third of that again in Python. Items, one item
-and tiles are matched here by one regular expression and handed to the same handlers the
-FastAPI routes declare (so OpenAPI, ``OPTIONS`` and every other path are unchanged), with
-the same error bodies and gzip when asked.
+route matching, dependency solving) added a third of that again in Python. The routes marked
+``@hot`` (items, one item, tiles, a feature's history) are matched here by one regular
+expression and handed to the handlers their FastAPI routes declare: the route table is the
+one source (so OpenAPI, ``OPTIONS`` and every other path are unchanged), with the same error
+bodies and gzip when asked. The contract (the same answer either way) is tested by sending
+the same requests to an app without the fast path (``tests/api/test_fastpath.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from fastapi.routing import APIRoute
+from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import errors
@@ -28,6 +33,33 @@ log = logging.getLogger("twin.api")
 GZIP_MIN_BYTES = 1000
 GZIP_LEVEL = 1
 Handler = Callable[..., Awaitable[Response]]
+# What the app's own middleware does, and how the fast path does the same: gzip (below), and
+# OPTIONS (never a GET or HEAD). Any other middleware would be skipped for the hot routes.
+MIRRORED_MIDDLEWARE = frozenset({"GZipMiddleware", "AllowMiddleware"})
+
+
+def hot(handler: Handler) -> Handler:
+    """Mark a GET route's handler to be served by the fast path (under its FastAPI route)."""
+    setattr(handler, "twin_hot", True)  # noqa: B010  (a marker the route table is read for)
+    return handler
+
+
+def hot_routes(routes: Sequence[BaseRoute]) -> dict[str, Handler]:
+    """The marked routes of an app: path template -> handler."""
+    return {route.path: route.endpoint for route in routes
+            if isinstance(route, APIRoute) and getattr(route.endpoint, "twin_hot", False)
+            and "GET" in (route.methods or ())}
+
+
+def check_middleware(middleware: Sequence[Middleware]) -> None:
+    """Refuse to start with a middleware the fast path does not mirror: it would apply to
+    every route but the hot ones, silently."""
+    unknown = [getattr(m.cls, "__name__", str(m.cls)) for m in middleware
+               if getattr(m.cls, "__name__", "") not in MIRRORED_MIDDLEWARE]
+    if unknown:
+        raise RuntimeError(f"middleware {', '.join(unknown)} would not apply to the hot read "
+                           "routes (api.fastpath): mirror it there and add it to "
+                           "MIRRORED_MIDDLEWARE, or serve those routes through the stack")
 
 
 class ReadFastPath:
@@ -59,10 +91,10 @@ class ReadFastPath:
             response = errors.twin_error_response(exc, request)
         except Exception:  # the same answer FastAPI's stack would give, never a traceback
             response = errors.unexpected_response(request)
-        if b"gzip" in dict(scope["headers"]).get(b"accept-encoding", b""):
-            response = GZipMiddleware(response, minimum_size=GZIP_MIN_BYTES,
-                                      compresslevel=GZIP_LEVEL)
-        await response(scope, receive, send)
+        # always through gzip's middleware, as the stack's answers go: it compresses when
+        # asked and says ``Vary: Accept-Encoding`` either way
+        await GZipMiddleware(response, minimum_size=GZIP_MIN_BYTES,
+                             compresslevel=GZIP_LEVEL)(scope, receive, send)
 
 
 def _group(name: str, path: str) -> str:

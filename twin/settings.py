@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     tianditu_key: str | None = None
     map_review_number: str | None = None
     map_source: str | None = None  # 数据来源, shown on the map beside the 审图号
+    sample_spec: str = Field(
+        default="nanmatou.toml",
+        description="The sample twin's spec: a path, or the name of a spec shipped in data/.",
+    )
     time_zone: str = Field(
         default=DEFAULT_TIME_ZONE,
         description="The subdistrict's IANA time zone: change reports count its calendar days.",

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.deps import UserDep, bearer_digest, get_pool, token_scope
-from api.fastpath import Handler
+from api.fastpath import hot
 from api.live import ChangeSignal
 from api.params import bad, id_number, parse_bbox, parse_limit, reject_unknown
 from twin.crs import CRS84
@@ -185,6 +185,7 @@ async def stream(request: Request, user: UserDep) -> StreamingResponse:
 @router.get("/collections/{layer}/items/{fid}/history",
             summary="Every version of a feature: who, when, why, and what changed",
             response_class=Response)
+@hot
 async def history(request: Request, layer: str, fid: str) -> Response:
     """Newest version first, ``limit`` at a time (default 100); the ``next`` link carries the
     version to continue below, so a feature edited thousands of times still answers fast.
@@ -273,6 +274,3 @@ async def diff(request: Request, user: UserDep) -> Response:
     assert row is not None
     return Response(row[0], media_type="application/geo+json")
 
-
-# served by api.fastpath ahead of FastAPI's stack, like the feature routes
-HOT_ROUTES: dict[str, Handler] = {"/collections/{layer}/items/{fid}/history": history}

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 
 from api.deps import bearer_digest, get_pool, token_role
-from api.fastpath import Handler
+from api.fastpath import hot
 from api.html import page, wants_html
 from api.params import (
     check_format,
@@ -138,6 +138,7 @@ async def layer_queryables(request: Request, layer: str) -> Response:
 
 @router.get("/collections/{layer}/items", summary="Features of a layer, a page at a time",
             response_class=StreamingResponse)
+@hot
 async def items(request: Request, layer: str) -> Response:
     """A page of up to one chunk is one row, fetched whole (its statement prepared after a
     few uses); a larger one streams a chunk at a time, so memory stays flat whatever the
@@ -236,6 +237,7 @@ def _tail(request: Request, count: int, more: Sequence[Any] | None) -> bytes:
 
 
 @router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")
+@hot
 async def item(request: Request, layer: str, fid: str) -> Response:
     token = bearer_digest(request)
     reject_unknown(request.query_params, {"f", "crs", "asOf"})
@@ -269,6 +271,7 @@ MVT = "application/vnd.mapbox-vector-tile"
 
 @router.get("/collections/{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}",
             summary="A Mapbox vector tile of a layer", response_class=Response)
+@hot
 async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response:
     token = bearer_digest(request)
     reject_unknown(request.query_params, set())
@@ -285,10 +288,3 @@ async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response
         return Response(status_code=304, headers={"ETag": etag})
     return Response(bytes(row[0] or b""), media_type=MVT, headers={"ETag": etag})
 
-
-# served by api.fastpath ahead of FastAPI's stack; the routes above declare them for OpenAPI
-HOT_ROUTES: dict[str, Handler] = {
-    "/collections/{layer}/items": items,
-    "/collections/{layer}/items/{fid}": item,
-    "/collections/{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}": tile,
-}

@@ -33,8 +33,9 @@ def sample(
         min=0, help="Then append N generated changes (grid workers' and staff's edits over the "
                     "period of the spec's history table) through the history triggers; needs "
                     "the schema owner's connection.")] = 0,
-    spec: Annotated[Path, typer.Option(help="The subdistrict's sample spec.")] = Path(
-        "data/nanmatou.toml"),
+    spec: Annotated[Path | None, typer.Option(
+        help="The subdistrict's sample spec: a path, or the name of one shipped in data/ "
+             "(default TWIN_SAMPLE_SPEC, nanmatou.toml).")] = None,
     if_empty: Annotated[bool, typer.Option(
         "--if-empty", help="Load nothing when the twin has features (--history still "
                            "appends).")] = False,
@@ -60,7 +61,7 @@ def sample(
         write_history,
     )
     from twin.sample.load import feature_count, load_sample
-    from twin.sample.spec import load_spec
+    from twin.sample.spec import load_spec, spec_path
     from twin.users import hash_password
 
     settings = load_settings()
@@ -73,7 +74,7 @@ def sample(
             out.print(f"the twin already holds {existing} features; sample not loaded")
             if not history:
                 return
-        the_spec = load_spec(spec)
+        the_spec = load_spec(spec_path(spec or settings.sample_spec))
         window = history_window(admin_engine(settings), the_spec) if history else None
         if loading:
             started = time.perf_counter()

@@ -107,6 +107,19 @@ class SampleSpec:
     history: HistorySpec | None = None
 
 
+def spec_path(name: str | Path) -> Path:
+    """A spec file: ``name`` as a path when it exists, else the file of that name among the
+    specs that ship with Twin (the repository's ``data/``, installed as ``twin/sample/data``)."""
+    given = Path(name)
+    if given.exists():
+        return given
+    here = Path(__file__).resolve().parent
+    for shipped in (here / "data", here.parents[1] / "data"):  # installed, then a checkout
+        if (shipped / given).is_file():
+            return shipped / given
+    return given  # load_spec says it cannot be read
+
+
 def load_spec(path: Path) -> SampleSpec:
     """Read a spec file; its ``committees`` names a CSV (code,name,...) beside it."""
     try:

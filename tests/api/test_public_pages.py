@@ -53,6 +53,19 @@ def test_the_landing_page_leads_to_a_sign_in_then_to_the_answer(live_url: str) -
         page.click("pre a[href*='cursor=']")
         page.wait_for_selector("pre")
         assert "cursor=" in page.url
+        # one session for every page: the map opens signed in; signing out there revokes
+        # the token, and the API's pages ask again
+        kept = page.evaluate("() => localStorage.getItem('twin.token')")
+        page.goto(f"{live_url}/map")
+        page.wait_for_function(
+            "() => window.twinLiveMap && window.twinLiveMap.groups.waste_points"
+            ".getLayers().length > 0", timeout=20_000)
+        page.get_by_text("退出 Sign out").click()
+        page.wait_for_selector(".twin-live input[name=username]")
+        assert httpx.get(f"{live_url}/auth/me",
+                         headers={"Authorization": f"Bearer {kept}"}).status_code == 401
+        page.goto(f"{live_url}/stats")
+        page.wait_for_selector("input[name=username]")
         # the only errors the console saw: the 401s of the pages that asked to sign in
         assert seen.errors and all("status of 401" in error for error in seen.errors)
         assert seen.external_requests() == []

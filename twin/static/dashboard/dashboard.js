@@ -1,12 +1,12 @@
-// The command centre's board (/dashboard): the live map (/map, in a frame: it signs in and
-// keeps the token, which this page reads) and panels of key figures from GET /kpis and the
-// coverage analysis, asked again every few seconds and at once when the token appears.
-"use strict";
+// The command centre's board (/dashboard): the live map (/map, in a frame: it signs in, to
+// the session this page shares, common/session.js) and panels of key figures from GET /kpis
+// and the coverage analysis, asked again every few seconds and at once when one signs in.
+import { TOKEN_KEY, request, token } from "/static/common/session.js";
 
 (() => {
   const LAYERS = JSON.parse(document.getElementById("twin-layers").textContent);
   const EVERY_MS = 5000;
-  const S = { token: localStorage.getItem("twin.token"), change: null, coverage: null };
+  const S = { token: token(), change: null, coverage: null };
 
   function el(tag, text, cls) {
     const node = document.createElement(tag);
@@ -34,7 +34,7 @@
   const number = (n) => (n ?? 0).toLocaleString("zh-CN");
 
   async function api(path) {
-    const answer = await fetch(path, { headers: { Authorization: `Bearer ${S.token}` } });
+    const answer = await request(path);
     if (answer.status === 401) throw Object.assign(new Error("signed out"), { signedOut: true });
     if (!answer.ok) throw new Error(`${path}: ${answer.status}`);
     return answer.json();
@@ -134,7 +134,7 @@
   }
 
   async function refresh() {
-    S.token = localStorage.getItem("twin.token");
+    S.token = token();
     document.body.classList.toggle("signed-out", !S.token);
     if (!S.token) return;
     try {
@@ -160,7 +160,7 @@
       new Date().toLocaleString("zh-CN", { hour12: false });
   }
 
-  window.addEventListener("storage", (event) => { if (event.key === "twin.token") refresh(); });
+  window.addEventListener("storage", (event) => { if (event.key === TOKEN_KEY) refresh(); });
   setInterval(refresh, EVERY_MS);
   setInterval(tick, 1000);
   tick();

@@ -1,6 +1,8 @@
 // The grid worker's tablet page. Every edit goes first into an outbox in IndexedDB (so that
 // neither a dropped link nor a reload loses it), then to POST /sync; the map and the list
-// show the server's state with the pending edits laid over it.
+// show the server's state with the pending edits laid over it. Signing in is the session the
+// map and the board share (common/session.js).
+import { forget, request, signIn, signOut, token, user } from "/static/common/session.js";
 
 const LAYERS = JSON.parse(document.getElementById("twin-layers").textContent);
 const SYNC_EVERY_MS = 30_000;
@@ -89,8 +91,8 @@ const TEXT = {
 
 const S = {
   lang: localStorage.getItem("twin.lang") || "zh",
-  token: localStorage.getItem("twin.token"),
-  user: JSON.parse(localStorage.getItem("twin.user") || "null"),
+  token: token(), // null once expired
+  user: user(),
   lastSync: localStorage.getItem("twin.lastSync"),
   lastError: null,
   features: new Map(), // "layer/id" -> the server's Feature
@@ -192,17 +194,14 @@ class ApiError extends Error {
   }
 }
 
-async function api(path, { method = "GET", json, form, body, headers = {} } = {}) {
+async function api(path, { method = "GET", json, body, headers = {} } = {}) {
   const sent = { ...headers };
-  if (S.token) sent.Authorization = `Bearer ${S.token}`;
   let payload = body;
   if (json !== undefined) {
     sent["Content-Type"] = "application/json";
     payload = JSON.stringify(json);
-  } else if (form) {
-    payload = new URLSearchParams(form);
   }
-  const response = await fetch(path, { method, headers: sent, body: payload });
+  const response = await request(path, { method, headers: sent, body: payload });
   if (response.status === 401 && S.token) {
     signOutLocally();
     toast(t("signedOut"), "error");
@@ -1025,7 +1024,7 @@ function signOutLocally() {
   S.sheet = null;
   S.cursor = null;
   fitted = false;
-  localStorage.removeItem("twin.token");
+  forget();
   drawSheet();
   showApp();
 }
@@ -1035,23 +1034,22 @@ $("login").addEventListener("submit", async (event) => {
   const data = new FormData(event.target);
   $("login-error").textContent = "";
   try {
-    const answer = await (await api("/auth/token", { method: "POST",
-      form: { username: data.get("username"), password: data.get("password") } })).json();
+    const answer = await signIn(data.get("username"), data.get("password"));
+    if (!answer) {
+      $("login-error").textContent = t("badLogin");
+      return;
+    }
     S.token = answer.access_token;
     S.user = answer.user;
-    localStorage.setItem("twin.token", S.token);
-    localStorage.setItem("twin.expires", answer.expires_at);
-    localStorage.setItem("twin.user", JSON.stringify(S.user));
     await start();
   } catch (error) {
-    $("login-error").textContent = error.status === 401 ? t("badLogin") : error.message;
+    $("login-error").textContent = error.message;
   }
 });
 
 $("signout").addEventListener("click", async () => {
   if (S.outbox.length && !confirm(t("keepOutbox", { n: S.outbox.length }))) return;
-  // the token dies with the sign-out; offline it simply expires
-  if (navigator.onLine) await api("/auth/logout", { method: "POST" }).catch(() => null);
+  await signOut(); // the token dies with the sign-out; offline it simply expires
   await idbDelete("cache", `scope:${S.user.name}`);
   signOutLocally();
   render();
@@ -1075,8 +1073,6 @@ setInterval(sync, SYNC_EVERY_MS);
 
 navigator.serviceWorker?.register("/field/sw.js", { scope: "/field" });
 
-const expires = localStorage.getItem("twin.expires");
-if (S.token && expires && new Date(expires) < new Date()) signOutLocally();
 applyText();
 if (S.token) await start();
 else showApp();

@@ -3,6 +3,7 @@
 // the API is never cached here.
 const CACHE = "twin-field";
 const SHELL = ["/field", "/static/field/field.js", "/static/field/field.css",
+  "/static/common/session.js",
   "/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css"];
 const SLOW_MS = 4000; // on a link that hangs rather than fails, the cached shell opens sooner
 

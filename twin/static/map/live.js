@@ -1,5 +1,5 @@
-// The live map (/map): the page holds no feature. Signed in (the token is kept in
-// localStorage, shared with /field), it loads each shown layer for the visible box from
+// The live map (/map): the page holds no feature. Signed in (the session of
+// common/session.js, shared with the board and /field), it loads each shown layer for the visible box from
 // /collections/{layer}/items, and asks the change feed every few seconds what changed since
 // the newest change it has seen; a layer that changed is loaded again, so an edit made on a
 // tablet shows without a reload. Popups are twinFeature's (twin/maps/page.py), plus the
@@ -49,11 +49,12 @@ const TWIN_GCJ = (() => {
   };
 })();
 
-function twinLive(cfg) {
+async function twinLive(cfg) {
+  const session = await import("/static/common/session.js");
   const map = window[cfg.map];
   const groups = {};
   for (const [name, variable] of Object.entries(cfg.groups)) groups[name] = window[variable];
-  const S = { token: localStorage.getItem("twin.token"), last: null, loads: {}, loaded: {},
+  const S = { token: session.token(), last: null, loads: {}, loaded: {},
               truncated: {}, open: null, redrawing: false, kpi: null, kpis: null, classes: [[0, 0]],
               asOf: null, pending: 0, ready: null };
 
@@ -112,35 +113,25 @@ function twinLive(cfg) {
     const out = document.createElement("a");
     out.href = "#";
     out.textContent = "退出 Sign out";
-    out.onclick = (event) => { event.preventDefault(); signOut(); };
+    out.onclick = async (event) => {
+      event.preventDefault();
+      await session.signOut();
+      signOut();
+    };
     show([...lines, ...more, ...(extra ? [extra] : []), out]);
   }
 
   function signInForm(message) {
-    const form = document.createElement("form");
-    const user = Object.assign(document.createElement("input"),
-      { name: "username", placeholder: "用户名 user", autocomplete: "username" });
-    const pass = Object.assign(document.createElement("input"),
-      { name: "password", type: "password", placeholder: "密码 password",
-        autocomplete: "current-password" });
-    const go = Object.assign(document.createElement("button"),
-      { type: "submit", textContent: "登录 Sign in" });
-    form.append(user, pass, go);
-    form.onsubmit = async (event) => {
-      event.preventDefault();
-      const answer = await fetch("/auth/token", { method: "POST",
-        body: new URLSearchParams({ username: user.value, password: pass.value }) });
-      if (!answer.ok) { signInForm("用户名或密码错误 wrong user or password"); return; }
-      S.token = (await answer.json()).access_token;
-      localStorage.setItem("twin.token", S.token);
+    const form = session.signInForm({ message, onSignedIn: () => {
+      S.token = session.token();
       start();
-    };
-    show(["指挥中心 Command centre: 请登录 sign in", form, ...(message ? [message] : [])]);
+    } });
+    show(["指挥中心 Command centre: 请登录 sign in", form]);
   }
 
+  // signed out here (the session is already forgotten): the map empties, the form returns
   function signOut(message) {
     S.token = null;
-    localStorage.removeItem("twin.token");
     for (const group of Object.values(groups)) group.clearLayers();
     S.loaded = {};
     signInForm(message);
@@ -148,7 +139,7 @@ function twinLive(cfg) {
 
   // ---- the API ----------------------------------------------------------------------------
   async function api(path) {
-    const answer = await fetch(path, { headers: { Authorization: `Bearer ${S.token}` } });
+    const answer = await session.request(path);
     if (answer.status === 401) {
       signOut("登录已过期 signed out: sign in again");
       throw new Error("signed out");

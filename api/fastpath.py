@@ -22,7 +22,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from twin.errors import TwinError
@@ -91,10 +91,33 @@ class ReadFastPath:
             response = errors.twin_error_response(exc, request)
         except Exception:  # the same answer FastAPI's stack would give, never a traceback
             response = errors.unexpected_response(request)
-        # always through gzip's middleware, as the stack's answers go: it compresses when
-        # asked and says ``Vary: Accept-Encoding`` either way
-        await GZipMiddleware(response, minimum_size=GZIP_MIN_BYTES,
-                             compresslevel=GZIP_LEVEL)(scope, receive, send)
+        if b"gzip" in dict(scope["headers"]).get(b"accept-encoding", b""):
+            await GZipMiddleware(response, minimum_size=GZIP_MIN_BYTES,
+                                 compresslevel=GZIP_LEVEL)(scope, receive, send)
+        else:
+            await response(scope, receive, _vary_as_gzip_would(send))
+
+
+def _vary_as_gzip_would(send: Send) -> Send:
+    """What gzip's middleware does to an answer the client did not ask to compress: it says
+    ``Vary: Accept-Encoding`` when the body is large enough to have been compressed. The
+    middleware costs about 15 µs a request to decide that (measured: 2 µs to send a 50 KB
+    page, 17 µs through it; this, 1 µs), a twelfth of a small answer's Python; the hot
+    routes' answers are never of a type it leaves alone, content-encoded or partial."""
+    held: list[Message] = []
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            held.append(message)
+            return
+        if held:
+            start = held.pop()
+            if len(message.get("body", b"")) >= GZIP_MIN_BYTES or message.get("more_body"):
+                start["headers"] = [*start.get("headers", []), (b"vary", b"Accept-Encoding")]
+            await send(start)
+        await send(message)
+
+    return sending
 
 
 def _group(name: str, path: str) -> str:

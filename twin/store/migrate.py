@@ -11,6 +11,7 @@ from sqlalchemy import Engine, text
 
 from twin.registry import all_layers
 from twin.settings import DEFAULT_TIME_ZONE
+from twin.store.live import apply_live
 from twin.store.maintain import make_partitions
 
 
@@ -24,7 +25,8 @@ def alembic_config() -> Config:
 
 def migrate(engine: Engine, app_role: str | None = None,
             time_zone: str = DEFAULT_TIME_ZONE) -> None:
-    """Run Alembic to head, then give each layer its partition and the app role its rights.
+    """Run Alembic to head, apply the live definitions (twin.store.live), then give each layer
+    its partition and the app role its rights.
 
     Layers are registered after the migrations because they are data in ``layers/``: a new
     layer is a new file, and the next ``twin db migrate`` creates its partition. The change
@@ -37,6 +39,7 @@ def migrate(engine: Engine, app_role: str | None = None,
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+        apply_live(conn)
         for layer in layers:
             conn.execute(text("SELECT twin.register_layer(:name, :type, :title)"),
                          {"name": layer.name, "type": layer.postgis_type, "title": layer.title})

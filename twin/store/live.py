@@ -1,0 +1,24 @@
+"""The database's code as it is now: every function, trigger function and view of schema twin
+in a file of its own under ``twin/store/sql/live/``, applied by ``twin db migrate`` after the
+revisions. Read (and change) a definition there; a revision changes tables and data only,
+and a function whose signature changes is dropped by the revision that changes it."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from twin.store.sqlfiles import sql
+
+# In the order they are applied: what a view or an SQL function calls comes before it.
+LIVE = ("context", "clock", "set_context", "code_at", "fields", "features_before", "reassign",
+        "features_after", "notify_changes", "refuse", "versions_close_only", "register_layer",
+        "grant_app", "day_start", "change_day", "change_facts", "add_counts", "count_changes",
+        "configure_change_counts", "edits_resolve_only", "notify_tokens", "guard_versions",
+        "version_partitions", "unsorted_version_months", "sort_versions")
+
+
+def apply_live(conn: Connection) -> None:
+    """Create or replace each definition, in ``conn``'s transaction."""
+    cursor = conn.connection.cursor()  # the driver's own: no placeholders read in the text
+    for name in LIVE:
+        cursor.execute(sql(f"live/{name}"))

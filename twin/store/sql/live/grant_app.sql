@@ -1,0 +1,26 @@
+-- What the service's own role may do: edit features (the triggers log it), read the history and
+-- its counts, keep the edits it receives, photos and the devices' outbox reports, manage users
+-- and tokens. Never write the log, the versions or the counts directly. (Revisions 0002-0011
+-- wrapped this function four times, renaming each to grant_app_NNNN; this is all of it.)
+CREATE OR REPLACE FUNCTION twin.grant_app(app_role text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    part record;
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA twin TO %I', app_role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.features, twin.users, '
+                   'twin.user_grids, twin.tokens, twin.metadata TO %I', app_role);
+    EXECUTE format('GRANT SELECT ON twin.changes, twin.feature_versions, twin.layers TO %I',
+                   app_role);
+    EXECUTE format('GRANT USAGE ON SEQUENCE twin.feature_id_seq TO %I', app_role);
+    FOR part IN SELECT 'features_' || name AS t FROM twin.layers LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.%I TO %I', part.t,
+                       app_role);
+    END LOOP;
+    EXECUTE format('GRANT SELECT ON twin.change_counts, twin.change_counts_basis, '
+                   'twin.change_facts TO %I', app_role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.edits TO %I', app_role);
+    EXECUTE format('GRANT USAGE ON SEQUENCE twin.edits_id_seq TO %I', app_role);
+    EXECUTE format('GRANT SELECT, INSERT ON twin.photos TO %I', app_role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.device_outboxes TO %I', app_role);
+END $$;

@@ -1,0 +1,22 @@
+-- Re-derive the grid / area of every feature near a changed grid or area (twin.rederive
+-- makes features_before look them up although they did not move). Unchanged rows are
+-- skipped by features_before; the changed ones are logged with this reason.
+CREATE OR REPLACE FUNCTION twin.reassign(kind text, code text, region geometry) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    previous text := current_setting('twin.reason', true);
+    rederive text := current_setting('twin.rederive', true);
+BEGIN
+    PERFORM set_config('twin.reason',
+        format('reassigned: %s %s changed', kind, code), true);
+    PERFORM set_config('twin.rederive', 'on', true);
+    IF kind = 'micro_grids' THEN
+        UPDATE twin.features SET version = version
+        WHERE layer NOT IN ('micro_grids', 'residential_areas') AND geom && region;
+    ELSE
+        UPDATE twin.features SET version = version
+        WHERE layer <> 'residential_areas' AND geom && region;
+    END IF;
+    PERFORM set_config('twin.reason', coalesce(previous, ''), true);
+    PERFORM set_config('twin.rederive', coalesce(rederive, ''), true);
+END $$;

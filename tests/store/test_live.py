@@ -5,6 +5,7 @@ a replacement had lost put back."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -13,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from tests.conftest import Database, Server
-from twin.store.live import LIVE
+from twin.store.live import LAST_REVISION_WITH_CODE, LIVE
 from twin.store.migrate import alembic_config, migrate
 from twin.store.sqlfiles import sql
 
@@ -95,3 +96,16 @@ def test_migrated_from_empty_equals_upgraded_a_revision_at_a_time(server: Server
     finally:
         server.drop(whole)
         server.drop(steps)
+
+
+def test_revisions_after_the_live_files_define_no_function() -> None:
+    """From revision 0013 on, a revision changes tables and data: a function or view it
+    needs goes into twin/store/sql/live/ (and LIVE), where the next reader looks for it."""
+    from twin.store.sqlfiles import SQL_DIR
+
+    later = [path for path in sorted(SQL_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+             if int(path.name[:4]) > LAST_REVISION_WITH_CODE]
+    for path in later:
+        found = re.search(r"^\s*CREATE\s+(OR\s+REPLACE\s+)?(FUNCTION|VIEW|PROCEDURE)\b",
+                          path.read_text(encoding="utf-8"), flags=re.M | re.I)
+        assert found is None, f"{path.name} defines code: put it in twin/store/sql/live/"

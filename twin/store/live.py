@@ -9,6 +9,9 @@ from sqlalchemy import Connection
 
 from twin.store.sqlfiles import sql
 
+# The last revision whose SQL defined functions or views; later ones change tables and data.
+LAST_REVISION_WITH_CODE = 12
+
 # In the order they are applied: what a view or an SQL function calls comes before it.
 LIVE = ("context", "clock", "set_context", "code_at", "fields", "features_before", "reassign",
         "features_after", "notify_changes", "refuse", "versions_close_only", "register_layer",

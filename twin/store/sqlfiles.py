@@ -2,9 +2,12 @@
 
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
+
+SQL_DIR = Path(str(files("twin.store") / "sql"))
 
 
 @cache
 def sql(name: str) -> str:
     """The text of ``twin/store/sql/<name>.sql``."""
-    return (files("twin.store") / "sql" / f"{name}.sql").read_text(encoding="utf-8")
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")

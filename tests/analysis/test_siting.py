@@ -208,41 +208,41 @@ def test_random_plane_instance_exact_optimal_and_greedy_within_one_percent() -> 
     assert result.greedy_gap is not None and 0.0 <= result.greedy_gap <= 0.01
 
 
-def test_cbc_failure_falls_back_to_the_greedy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mip_failure_falls_back_to_the_greedy(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> object:
         raise siting.SolverFailed("no cbc here")
 
-    monkeypatch.setattr(siting, "_cbc", broken)
+    monkeypatch.setattr(siting, "_mip", broken)
     problem = SitingProblem(TRAP_W, TRAP_COVERS, 2)
     result = solve(problem)
     assert result.method == "greedy"
     assert result.households == 18
     assert not result.optimal
     assert result.bound >= 21
-    assert "CBC failed" in result.note
+    assert "HiGHS failed" in result.note
     assert result.greedy_gap is None
     with pytest.raises(siting.SolverFailed):
         solve_exact(problem)
 
 
-def test_cbc_time_limit_keeps_the_greedy_with_the_best_bound(
+def test_mip_time_limit_keeps_the_greedy_with_the_best_bound(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def stopped(*args: object, **kwargs: object) -> object:
-        return siting._CbcAnswer([], 0.0, False, 21.5, "no solution found")
+        return siting._MipAnswer([], 0.0, False, 21.5, "no solution found")
 
-    monkeypatch.setattr(siting, "_cbc", stopped)
+    monkeypatch.setattr(siting, "_mip", stopped)
     result = solve(SitingProblem(TRAP_W, TRAP_COVERS, 2), time_limit_s=1)
     assert result.method == "greedy"
     assert result.households == 18
     assert not result.optimal
-    assert result.bound == 21.5  # CBC's bound, tighter than the greedy's own
+    assert result.bound == 21.5  # HiGHS's bound, tighter than the greedy's own
     assert result.gap == pytest.approx(3.5 / 21.5)
     assert "time limit" in result.note
 
     def incumbent(*args: object, **kwargs: object) -> object:
-        return siting._CbcAnswer([3, 5], 21.0, False, 22.0, "solution found")
+        return siting._MipAnswer([3, 5], 21.0, False, 22.0, "solution found")
 
-    monkeypatch.setattr(siting, "_cbc", incumbent)
+    monkeypatch.setattr(siting, "_mip", incumbent)
     result = solve(SitingProblem(TRAP_W, TRAP_COVERS, 2), time_limit_s=1)
     assert result.method == "exact"
     assert not result.optimal
@@ -253,7 +253,7 @@ def test_cbc_time_limit_keeps_the_greedy_with_the_best_bound(
 
 def test_a_real_time_limit_still_answers() -> None:
     problem = plane(seed=5, radius=120.0)
-    result = solve(problem, time_limit_s=0.01)  # no time for CBC at all
+    result = solve(problem, time_limit_s=0.01)  # no time for HiGHS at all
     assert result.method == "greedy"
     assert "no time left" in result.note
     well_formed(result, problem)

@@ -7,7 +7,7 @@ the streets' centre lines every ``spacing_m`` metres (skipping those within
 ``CLEAR_OF_EXISTING_M`` of an existing facility); ``Network.within`` finds, with one
 multi-source Dijkstra, which candidate reaches which building within the distance; the
 maximal covering problem (households as weights, existing coverage kept) goes to
-``twin.analysis.siting.solve`` (greedy, then CBC within the time limit).
+``twin.analysis.siting.solve`` (greedy, then HiGHS within the time limit).
 """
 
 from __future__ import annotations

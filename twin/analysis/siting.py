@@ -21,13 +21,13 @@ enters the models; identical demand points (reached by the same candidates) are 
   search; fixed rounds and seed, so the same input gives the same answer unless the budget
   runs out first). It also proves a bound: by submodularity no N sites cover more than what
   it covers plus the N largest marginal gains left.
-- :func:`solve_exact` solves the integer program with PuLP's bundled CBC (PuLP < 4; 4.0
-  dropped the bundled binary) under a time limit: maximise sum w_i y_i subject to y_i <=
+- :func:`solve_exact` solves the integer program with HiGHS (highspy; PuLP 4 no longer
+  bundles HiGHS, which this used before) under a time limit: maximise sum w_i y_i subject to y_i <=
   sum of x_j over the candidates j reaching i, sum x_j = min(N, useful candidates),
   x binary, 0 <= y <= 1.
-- :func:`solve` runs the greedy first (an incumbent, CBC's warm start and the fallback),
-  then CBC in the time left; it reports the greedy's gap to the proven optimum, or, when
-  CBC fails or stops at the time limit, the best answer known with the best bound known.
+- :func:`solve` runs the greedy first (an incumbent, HiGHS's warm start and the fallback),
+  then HiGHS in the time left; it reports the greedy's gap to the proven optimum, or, when
+  HiGHS fails or stops at the time limit, the best answer known with the best bound known.
 
 Sites come out in the order of their marginal gain (each the one adding the most to those
 before it), with the households each adds. When fewer than N candidates add anything the
@@ -37,11 +37,11 @@ rest are filled with candidates that add nothing (those reaching the most househ
 from __future__ import annotations
 
 import math
-import re
-import tempfile
+import os
+import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -58,7 +58,7 @@ Method = Literal["exact", "greedy"]
 DEFAULT_TIME_LIMIT_S = 10.0
 DEFAULT_GREEDY_BUDGET_MS = 40.0
 DEFAULT_GREEDY_ROUNDS = 25
-_MIN_CBC_S = 0.05  # less time than this left for CBC: do not start it
+_MIN_MIP_S = 0.05  # less time than this left for HiGHS: do not start it
 _REL_TOL = 1e-9  # improvements smaller than this share of the households are noise
 
 
@@ -411,12 +411,12 @@ _NOTHING = "nothing to cover"
 
 
 class SolverFailed(RuntimeError):
-    """CBC could not be run or gave no answer."""
+    """HiGHS could not be run or gave no answer."""
 
 
 @dataclass(frozen=True)
-class _CbcAnswer:
-    sites: list[int]  # empty when CBC found no integer solution
+class _MipAnswer:
+    sites: list[int]  # empty when HiGHS found no integer solution
     objective: float
     optimal: bool
     bound: float | None  # None when unknown
@@ -439,73 +439,87 @@ def _groups(r: _Reduced) -> tuple[Any, Floats]:
     return at[first], weights
 
 
-def _cbc_bound(log: str) -> float | None:
-    """CBC's best bound from its log (it minimises the negated objective)."""
-    for pattern in (r"Upper bound:\s*(-?[\d.eE+-]+)", r"best possible\s*(-?[\d.eE+-]+)",
-                    r"Continuous objective value is\s*(-?[\d.eE+-]+)"):
-        found = re.search(pattern, log)
-        if found:
-            try:
-                return abs(float(found.group(1)))
-            except ValueError:
-                continue
-    return None
+@cache
+def _highs() -> Any:
+    """highspy, imported once: its first solver prints HiGHS's banner to the process's own
+    standard output (file descriptor 1, below Python's sys.stdout) before any option can
+    be set, which would land in `twin siting --json`. That first one is made with fd 1 on
+    /dev/null; later ones print nothing with output_flag off."""
+    import highspy  # imported here: an import the greedy path never pays
+
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        highspy.Highs()  # type: ignore[no-untyped-call]  # its __init__ has no annotations
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+    return highspy
 
 
-def _cbc(r: _Reduced, n: int, deadline: float, start: list[int] | None) -> _CbcAnswer:
-    """The integer program solved by PuLP's CBC, given what is left until ``deadline`` (a
-    ``time.perf_counter()`` value) once the model is built; raises :class:`SolverFailed`."""
-    import pulp  # imported here: an import the greedy path never pays
+def _mip(r: _Reduced, n: int, deadline: float, start: list[int] | None) -> _MipAnswer:
+    """The integer program solved by HiGHS (highspy), given what is left until ``deadline``
+    (a ``time.perf_counter()`` value) once the model is built; raises :class:`SolverFailed`.
 
-    quiet = getattr(pulp, "set_v4_migration_warnings", None)
-    if quiet is not None:  # PuLP 3.3 warns about 4.0 on every variable; pyproject pins < 4
-        quiet(False)
-
+    Columns: x_j (binary, the useful candidates) then y_g (0..1, the demand groups); rows:
+    y_g - sum of the x_j reaching g <= 0 for each group, and sum x_j = k. Built as sparse
+    arrays in one pass, which PuLP built as Python expressions."""
+    highspy = _highs()
     groups, gw = _groups(r)
     useful = np.flatnonzero(np.diff(r.a.indptr) > 0)
     k = min(n, useful.shape[0])
     if k == 0 or groups.shape[0] == 0:
-        return _CbcAnswer([], 0.0, True, 0.0, _NOTHING)
-    prob = pulp.LpProblem("siting", pulp.LpMaximize)
-    x = {int(j): pulp.LpVariable(f"x{j}", cat=pulp.LpBinary) for j in useful}
-    y = [pulp.LpVariable(f"y{g}", lowBound=0, upBound=1) for g in range(groups.shape[0])]
-    prob += pulp.lpSum(float(gw[g]) * y[g] for g in range(len(y)))
-    indptr, indices = groups.indptr, groups.indices
-    for g in range(len(y)):
-        prob += y[g] <= pulp.lpSum(x[int(j)] for j in indices[indptr[g]:indptr[g + 1]])
-    prob += pulp.lpSum(x.values()) == k
-    if start is not None:
-        chosen = {j for j in start if j in x}
-        for j, var in x.items():
-            var.setInitialValue(1.0 if j in chosen else 0.0)
-        hit = np.zeros(r.a.shape[0], dtype=bool)
-        hit[list(chosen)] = True
-        covered_g = np.asarray(groups @ hit.astype(np.float64)) > 0
-        for g, var in enumerate(y):
-            var.setInitialValue(1.0 if covered_g[g] else 0.0)
-    with tempfile.TemporaryDirectory(prefix="twin-siting-") as tmp:
-        log = Path(tmp) / "cbc.log"
-        left = max(deadline - time.perf_counter(), _MIN_CBC_S)
-        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=round(left, 3),
-                                   warmStart=start is not None, logPath=str(log))
-        solver.tmpDir = tmp
-        try:
-            prob.solve(solver)
-        except pulp.PulpSolverError as e:
-            raise SolverFailed(str(e)) from e
-        text = log.read_text(errors="replace") if log.exists() else ""
-    status = pulp.LpSolution.get(prob.sol_status, str(prob.sol_status)).lower()
-    has_solution = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
-    if not has_solution:
-        return _CbcAnswer([], 0.0, False, _cbc_bound(text), status)
-    sites = [j for j, var in x.items() if (var.value() or 0.0) > 0.5]
+        return _MipAnswer([], 0.0, True, 0.0, _NOTHING)
+    nx, ny = useful.shape[0], groups.shape[0]
+    reach = groups[:, useful].tocsr().astype(np.float64)
+    rows = sp.vstack([sp.hstack([-reach, sp.identity(ny, format="csr")]),
+                      sp.hstack([sp.csr_matrix(np.ones((1, nx))), sp.csr_matrix((1, ny))])
+                      ]).tocsc()
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = nx + ny, ny + 1
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = np.concatenate([np.zeros(nx), np.asarray(gw, dtype=np.float64)])
+    lp.col_lower_, lp.col_upper_ = np.zeros(nx + ny), np.ones(nx + ny)
+    lp.row_lower_ = np.concatenate([np.full(ny, -highspy.kHighsInf), [float(k)]])
+    lp.row_upper_ = np.concatenate([np.zeros(ny), [float(k)]])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_ = rows.indptr, rows.indices
+    lp.a_matrix_.value_ = rows.data
+    lp.integrality_ = ([highspy.HighsVarType.kInteger] * nx
+                       + [highspy.HighsVarType.kContinuous] * ny)
+    solver = highspy.Highs()
+    solver.setOptionValue("output_flag", False)
+    solver.setOptionValue("threads", 1)
+    solver.setOptionValue("random_seed", 0)
+    if solver.passModel(lp) != highspy.HighsStatus.kOk:
+        raise SolverFailed("HiGHS refused the model")
+    if start is not None:  # the greedy's sites, and what they cover, as the first incumbent
+        chosen = np.zeros(r.a.shape[0], dtype=np.float64)
+        chosen[[j for j in start if 0 <= j < r.a.shape[0]]] = 1.0
+        covered_g = (np.asarray(groups @ chosen) > 0).astype(np.float64)
+        warm = highspy.HighsSolution()
+        warm.col_value = np.concatenate([chosen[useful], covered_g]).tolist()
+        warm.value_valid = True
+        solver.setSolution(warm)
+    solver.setOptionValue("time_limit", max(deadline - time.perf_counter(), _MIN_MIP_S))
+    if solver.run() == highspy.HighsStatus.kError:
+        raise SolverFailed(f"HiGHS failed ({solver.modelStatusToString(solver.getModelStatus())})")
+    model = solver.getModelStatus()
+    status = solver.modelStatusToString(model).lower()
+    info = solver.getInfo()
+    if info.primal_solution_status != 2:  # no feasible integer solution
+        return _MipAnswer([], 0.0, False, None, status)
+    values = np.asarray(solver.getSolution().col_value[:nx])
+    sites = [int(j) for j in useful[values > 0.5]]
     objective = float(r.w[_counts(r, sites) > 0].sum())
-    optimal = prob.sol_status == pulp.LpSolutionOptimal
-    bound = objective if optimal else _cbc_bound(text)
-    return _CbcAnswer(sites, objective, optimal, bound, status)
+    optimal = model == highspy.HighsModelStatus.kOptimal
+    bound = objective if optimal else float(info.mip_dual_bound)
+    return _MipAnswer(sites, objective, optimal, bound, status)
 
 
-def _exact_result(problem: SitingProblem, answer: _CbcAnswer, started: float, note: str
+def _exact_result(problem: SitingProblem, answer: _MipAnswer, started: float, note: str
                   ) -> SitingResult:
     r = problem._reduced
     sites, marginal = _ordered(r, answer.sites, problem.n)
@@ -524,31 +538,31 @@ def _exact_result(problem: SitingProblem, answer: _CbcAnswer, started: float, no
 
 def solve_exact(problem: SitingProblem, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
                 start: tuple[int, ...] | list[int] | None = None) -> SitingResult:
-    """The integer program with CBC within ``time_limit_s`` (a warm ``start`` optional).
+    """The integer program with HiGHS within ``time_limit_s`` (a warm ``start`` optional).
 
-    Raises :class:`SolverFailed` when CBC fails or finds no solution in time; when it stops at
+    Raises :class:`SolverFailed` when HiGHS fails or finds no solution in time; when it stops at
     the limit with a solution, that solution comes back with ``optimal`` False and the best
-    bound known (CBC's, or the submodular one of the solution).
+    bound known (HiGHS's, or the submodular one of the solution).
     """
     started = time.perf_counter()
-    answer = _cbc(problem._reduced, problem.n, started + time_limit_s,
+    answer = _mip(problem._reduced, problem.n, started + time_limit_s,
                   list(start) if start is not None else None)
     if not answer.sites and answer.status != _NOTHING:
-        raise SolverFailed(f"CBC found no solution ({answer.status})")
-    note = "CBC, proven optimal" if answer.optimal else \
-        f"CBC stopped at the time limit of {time_limit_s:g} s, not proven optimal"
+        raise SolverFailed(f"HiGHS found no solution ({answer.status})")
+    note = "HiGHS, proven optimal" if answer.optimal else \
+        f"HiGHS stopped at the time limit of {time_limit_s:g} s, not proven optimal"
     return _exact_result(problem, answer, started, note)
 
 
 def solve(problem: SitingProblem, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
           greedy_budget_ms: float = DEFAULT_GREEDY_BUDGET_MS) -> SitingResult:
-    """Greedy first, then CBC warm-started from it within what is left of ``time_limit_s``.
+    """Greedy first, then HiGHS warm-started from it within what is left of ``time_limit_s``.
 
-    - CBC proves optimality: its answer (``method`` "exact"), with the greedy's households
+    - HiGHS proves optimality: its answer (``method`` "exact"), with the greedy's households
       and its gap to the optimum in ``greedy_households`` and ``greedy_gap``;
-    - CBC stops at the limit: the better of CBC's incumbent ("exact", not optimal) and the
-      greedy (the greedy on a tie), with the tighter of CBC's and the greedy's bounds;
-    - CBC fails, or no time is left for it: the greedy with its own bound.
+    - HiGHS stops at the limit: the better of HiGHS's incumbent ("exact", not optimal) and the
+      greedy (the greedy on a tie), with the tighter of HiGHS's and the greedy's bounds;
+    - HiGHS fails, or no time is left for it: the greedy with its own bound.
     ``note`` says which happened.
     """
     started = time.perf_counter()
@@ -556,25 +570,25 @@ def solve(problem: SitingProblem, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     greedy = solve_greedy(problem, min(greedy_budget_ms, 1000.0 * time_limit_s))
     mine = {"greedy_households": greedy.households}
     if greedy.optimal:
-        return _with_time(greedy, started, note="greedy, proven optimal by its own bound; CBC "
+        return _with_time(greedy, started, note="greedy, proven optimal by its own bound; HiGHS "
                           "not needed", greedy_gap=0.0, **mine)
-    if deadline - time.perf_counter() < _MIN_CBC_S:
-        return _with_time(greedy, started, note=f"no time left for CBC within {time_limit_s:g} "
+    if deadline - time.perf_counter() < _MIN_MIP_S:
+        return _with_time(greedy, started, note=f"no time left for HiGHS within {time_limit_s:g} "
                           "s; greedy answer with its own bound", **mine)
     try:
-        answer = _cbc(problem._reduced, problem.n, deadline, list(greedy.sites))
+        answer = _mip(problem._reduced, problem.n, deadline, list(greedy.sites))
     except SolverFailed as e:
-        return _with_time(greedy, started, note=f"CBC failed ({e}); greedy answer with its "
+        return _with_time(greedy, started, note=f"HiGHS failed ({e}); greedy answer with its "
                           "own bound", **mine)
     if answer.optimal and answer.objective >= greedy.households:
-        exact = _exact_result(problem, answer, started, "CBC, proven optimal")
+        exact = _exact_result(problem, answer, started, "HiGHS, proven optimal")
         return _with_time(exact, started, greedy_gap=_gap(greedy.households, exact.households),
                           **mine)
-    if answer.optimal:  # CBC's optimum (within its tolerance) is worse: the greedy is optimal
-        return _with_time(greedy, started, note="greedy, proven optimal by CBC", optimal=True,
+    if answer.optimal:  # HiGHS's optimum (within its tolerance) is worse: the greedy is optimal
+        return _with_time(greedy, started, note="greedy, proven optimal by HiGHS", optimal=True,
                           bound=greedy.households, gap=0.0, greedy_gap=0.0, **mine)
     bound = min(greedy.bound, answer.bound if answer.bound is not None else math.inf)
-    why = f"CBC stopped at the time limit of {time_limit_s:g} s ({answer.status})"
+    why = f"HiGHS stopped at the time limit of {time_limit_s:g} s ({answer.status})"
     if answer.sites and answer.objective > greedy.households:
         exact = _exact_result(problem, answer, started, "")
         bound = max(bound, exact.households)

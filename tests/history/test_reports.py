@@ -294,4 +294,4 @@ def test_plain_dates_are_the_subdistricts_days(client: TestClient, sample_db: Da
     loads = run_twin("report", "--from", str(today - timedelta(days=1)), "--to",
                      str(today + timedelta(days=2)), env=sample_db.env())
     assert loads.returncode == 0, loads.stderr
-    assert "twin sample --history" in loads.stderr
+    assert "twin sample --if-empty --history" in loads.stderr

@@ -74,5 +74,6 @@ def report_command(
         out.print(moves)
     if not edited:
         err.print("note: nothing but loaded data changed in this period; the sample twin "
-                  "comes without edits: `twin sample --history 10000` writes half a year of "
-                  "them (grid workers' and staff's) through the same triggers")
+                  "comes without edits: `twin sample --if-empty --history 10000` writes half "
+                  "a year of them (grid workers' and staff's) through the same triggers, "
+                  "after the twin's newest change (on a fresh sample, its spec's period)")

@@ -27,6 +27,7 @@ from api.options import AllowMiddleware
 from api.routes import (
     analysis,
     auth,
+    cases,
     changes,
     dashboard,
     edits,
@@ -49,7 +50,7 @@ from twin.store.db import database_urls, libpq_conninfo, make_engine
 # the one it declares, which the fast path's table relies on).
 ROUTERS = tuple(module.router for module in (
     landing, auth, stats, features, edits, sync, changes, revert, reports, analysis, photos,
-    field, map_page, kpis, dashboard))
+    field, map_page, kpis, dashboard, cases))
 
 
 class TwinApp(FastAPI):

@@ -15,6 +15,7 @@ from twin.errors import (
     Conflict,
     DatabaseUnavailable,
     Forbidden,
+    IllegalMove,
     InvalidInput,
     NotFound,
     PreconditionFailed,
@@ -63,6 +64,8 @@ def twin_error_response(exc: TwinError, request: Request) -> Response:
     body = _body(code, exc.message, [p.as_dict() for p in exc.problems])
     if isinstance(exc, PreconditionFailed):
         body.update(exc.current)  # what to base the next attempt on
+    if isinstance(exc, IllegalMove):
+        body["allowed"] = exc.allowed
     return JSONResponse(body, status_code=status, headers=headers)
 
 

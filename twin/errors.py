@@ -51,6 +51,13 @@ class Conflict(TwinError):
     """The twin changed since the caller last saw it."""
 
 
+@dataclass
+class IllegalMove(Conflict):
+    """A case was asked to move where its state does not lead."""
+
+    allowed: list[str] = field(default_factory=list)  # where it may go from here
+
+
 class Unprocessable(TwinError):
     """The request is well formed but what it asks for breaks the twin's rules (a feature's
     model, geometry or place)."""
@@ -82,5 +89,10 @@ class DatabaseUnavailable(TwinError):
 def revive(kind: str, message: str, problems: list[Problem]) -> TwinError:
     """An error kept by its kind's name (a stored answer, given again to a retry), as the
     error it was: one of this module's kinds, or the base when the name is not one."""
-    kinds = {cls.__name__: cls for cls in TwinError.__subclasses__()}
+    kinds: dict[str, type[TwinError]] = {}
+    todo = [TwinError]
+    while todo:
+        for cls in todo.pop().__subclasses__():
+            kinds[cls.__name__] = cls
+            todo.append(cls)
     return kinds.get(kind, TwinError)(message, problems)

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, text
 
 from twin.errors import Conflict, InvalidInput, NotFound, Problem, Unauthorized
 
-Role = Literal["worker", "planner", "commander", "admin"]
+Role = Literal["worker", "planner", "commander", "dispatcher", "department", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 
 _hasher = PasswordHasher()
@@ -29,6 +29,7 @@ class User:
     name: str
     role: str
     grids: tuple[str, ...]
+    department: str | None = None  # a department user's department
 
 
 def hash_password(password: str) -> str:
@@ -38,8 +39,18 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def _grid_problems(conn: Connection, role: str, grids: Sequence[str]) -> list[Problem]:
+def _grid_problems(conn: Connection, role: str, grids: Sequence[str],
+                   department: str | None = None) -> list[Problem]:
     problems: list[Problem] = []
+    if (role == "department") != (department is not None):
+        problems.append(Problem("department", department,
+                                "a department user, and only one, names its department",
+                                "部门用户须且只有部门用户指定所属部门"))
+    elif department is not None and not conn.execute(
+            text("SELECT EXISTS (SELECT FROM twin.departments WHERE code = :d)"),
+            {"d": department}).scalar():
+        problems.append(Problem("department", department, "no department has this code",
+                                "无此部门"))
     if role not in ROLES:
         problems.append(Problem("role", role, f"one of {', '.join(ROLES)}", "角色无效"))
     if role == "worker" and not grids:
@@ -57,16 +68,16 @@ def _grid_problems(conn: Connection, role: str, grids: Sequence[str]) -> list[Pr
 
 
 def add_user(engine: Engine, name: str, role: str, password_hash: str,
-             grids: Sequence[str] = ()) -> User:
-    """Create a user; a bad role, unknown grid or taken name changes nothing."""
+             grids: Sequence[str] = (), department: str | None = None) -> User:
+    """Create a user; a bad role, unknown grid or department or taken name changes nothing."""
     with engine.begin() as conn:
-        problems = _grid_problems(conn, role, grids)
+        problems = _grid_problems(conn, role, grids, department)
         if problems:
             raise InvalidInput(f"cannot add user {name!r}", problems)
         row = conn.execute(
-            text("INSERT INTO twin.users (name, role, password_hash) VALUES (:n, :r, :h) "
-                 "ON CONFLICT (name) DO NOTHING RETURNING id"),
-            {"n": name, "r": role, "h": password_hash}).scalar()
+            text("INSERT INTO twin.users (name, role, password_hash, department) "
+                 "VALUES (:n, :r, :h, :d) ON CONFLICT (name) DO NOTHING RETURNING id"),
+            {"n": name, "r": role, "h": password_hash, "d": department}).scalar()
         if row is None:
             raise Conflict(f"user {name!r} already exists",
                            [Problem("name", name, "already taken", "用户名已存在")])
@@ -74,7 +85,7 @@ def add_user(engine: Engine, name: str, role: str, password_hash: str,
             conn.execute(text("INSERT INTO twin.user_grids (user_id, grid_code) "
                               "SELECT :id, unnest(CAST(:g AS text[]))"),
                          {"id": row, "g": list(grids)})
-    return User(id=row, name=name, role=role, grids=tuple(grids))
+    return User(id=row, name=name, role=role, grids=tuple(grids), department=department)
 
 
 def add_user_rows(conn: Connection, users: Sequence[tuple[str, str, Sequence[str]]],
@@ -109,10 +120,12 @@ def authenticate(engine: Engine, name: str, password: str) -> User:
 def _load(conn: Connection, user_id: int) -> User:
     row = conn.execute(
         text("SELECT u.id, u.name, u.role, coalesce(array_agg(g.grid_code ORDER BY g.grid_code)"
-             " FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids FROM twin.users u "
+             " FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids, u.department "
+             "FROM twin.users u "
              "LEFT JOIN twin.user_grids g ON g.user_id = u.id WHERE u.id = :id GROUP BY u.id"),
         {"id": user_id}).one()
-    return User(id=row.id, name=row.name, role=row.role, grids=tuple(row.grids))
+    return User(id=row.id, name=row.name, role=row.role, grids=tuple(row.grids),
+                department=row.department)
 
 
 def list_users(engine: Engine) -> list[tuple[User, bool]]:
@@ -163,7 +176,7 @@ def issue_token(engine: Engine, user: User, minutes: int) -> tuple[str, datetime
 # The live token's user, role and micro-grids, by the token's digest (psycopg parameters).
 USER_OF_BEARER_SQL = """
 SELECT u.id, u.name, u.role, coalesce(array_agg(g.grid_code ORDER BY g.grid_code)
-       FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids
+       FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids, u.department
   FROM twin.tokens t JOIN twin.users u ON u.id = t.user_id
   LEFT JOIN twin.user_grids g ON g.user_id = u.id
  WHERE t.token_hash = %(token)s AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active
@@ -174,7 +187,7 @@ def user_of_row(row: Sequence[Any] | None) -> User:
     """The user of a USER_OF_BEARER_SQL row; no row: the token is not live (401)."""
     if row is None:
         raise Unauthorized(EXPIRED)
-    return User(id=row[0], name=row[1], role=row[2], grids=tuple(row[3]))
+    return User(id=row[0], name=row[1], role=row[2], grids=tuple(row[3]), department=row[4])
 
 
 def revoke_token(engine: Engine, token: str) -> None:

@@ -24,8 +24,9 @@ from pydantic import (
 
 from api.deps import EngineDep, UserDep, get_pool
 from api.params import reject_unknown
+from api.routes.cases import sync_case
 from api.routes.edits import read_json
-from twin.errors import Forbidden, InvalidInput, Problem, Unprocessable
+from twin.errors import Forbidden, InvalidInput, Problem, TwinError, Unprocessable
 from twin.features.edits import (
     MAX_KEY,
     MAX_REASON,
@@ -120,6 +121,9 @@ def _malformed(raw: Any, exc: ValidationError) -> dict[str, Any]:
 def _apply_batch(engine: Any, user: User, edits: list[Any]) -> list[dict[str, Any]]:
     results = []
     for raw in edits:
+        if isinstance(raw, dict) and raw.get("layer") == "cases":
+            results.append(_case_result(engine, user, raw))
+            continue
         try:
             edit = SyncEdit.model_validate(raw)
         except ValidationError as exc:
@@ -128,6 +132,17 @@ def _apply_batch(engine: Any, user: User, edits: list[Any]) -> list[dict[str, An
         outcome: Outcome = submit(engine, user, edit.edit(), merge=True)
         results.append(outcome.result(edit.edit_id))
     return results
+
+
+def _case_result(engine: Any, user: User, raw: dict[str, Any]) -> dict[str, Any]:
+    """A case report or move of the batch: its result, or rejected naming what is wrong."""
+    try:
+        outcome = sync_case(engine, user, raw)
+    except TwinError as exc:
+        return {"edit_id": raw.get("edit_id"), "status": "rejected", "version": None,
+                "feature": None, "problems": [p.as_dict() for p in exc.problems],
+                "error": type(exc).__name__, "message": exc.message}
+    return outcome.result(raw.get("edit_id"))
 
 
 @router.post("/sync", summary="A tablet's outbox: one result per edit, in order")

@@ -26,9 +26,12 @@ app.add_typer(user_app, name="user")
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="Login name.")],
-    role: Annotated[str, typer.Option(help="worker, planner, commander or admin.")],
+    role: Annotated[str, typer.Option(
+        help="worker, planner, commander, dispatcher, department or admin.")],
     grid: Annotated[list[str] | None, typer.Option(
         help="Micro-grid code a worker answers for (repeat for several).")] = None,
+    department: Annotated[str | None, typer.Option(
+        help="A department user's department code (twin cases rules).")] = None,
 ) -> None:
     """Add a user; the password comes from TWIN_PASSWORD or a prompt."""
     from twin.users import add_user, hash_password
@@ -42,8 +45,9 @@ def user_add(
         password = getpass.getpass(f"password for {name}: ")
     with domain_errors():
         engine = app_engine(settings)
-        user = add_user(engine, name, role, hash_password(password), grid or [])
+        user = add_user(engine, name, role, hash_password(password), grid or [], department)
         grids = f" for {', '.join(user.grids)}" if user.grids else ""
+        grids += f" of {user.department}" if user.department else ""
         out.print(f"added {user.role} {user.name}{grids}")
 
 

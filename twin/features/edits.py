@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -43,7 +44,7 @@ from twin.registry import all_layers, get_layer
 from twin.store.db import EditContext, set_context
 from twin.users import User
 
-Op = Literal["create", "update", "replace", "delete"]
+Op = Literal["create", "update", "replace", "delete", "transition"]
 Status = Literal["applied", "merged", "duplicate", "conflict", "rejected"]
 
 MAX_PHOTOS = 10
@@ -123,6 +124,20 @@ def outcome_of(result: dict[str, Any]) -> Outcome:
 def submit(engine: Engine, user: User, edit: Edit, merge: bool) -> Outcome:
     """Apply ``edit`` or refuse it, and record it. ``merge``: a stale base version is merged
     field by field (sync) instead of refused (HTTP ``If-Match``)."""
+    return receive(engine, user, edit, lambda conn, edit_id: _apply(conn, user, edit, edit_id,
+                                                                     merge),
+                   lambda conn, exc: _refused(conn, edit, exc))
+
+
+Apply = Callable[[Connection, str], tuple["Outcome", str | None]]
+Refuse = Callable[[Connection, TwinError], "Outcome"]
+
+
+def receive(engine: Engine, user: User, edit: Edit, apply: Apply, refuse: Refuse) -> Outcome:
+    """The one way a client's write is taken, whatever it writes (a feature, a case): once per
+    edit id and user (a retry gets the first answer), applied by ``apply`` (which returns the
+    outcome and the micro-grid it concerns) or refused by the TwinError it raises (``refuse``
+    makes the answer), and kept with its answer in ``twin.edits``."""
     edit_id = edit.edit_id or str(uuid.uuid4())
     with engine.begin() as conn:
         # the same edit arriving twice at once: the second waits here, then finds the first
@@ -134,11 +149,11 @@ def submit(engine: Engine, user: User, edit: Edit, merge: bool) -> Outcome:
             return outcome_of(first)
         attempt = conn.begin_nested()
         try:
-            outcome, grid = _apply(conn, user, edit, edit_id, merge)
+            outcome, grid = apply(conn, edit_id)
             attempt.commit()
         except TwinError as exc:
             attempt.rollback()
-            outcome, grid = _refused(conn, edit, exc), None
+            outcome, grid = refuse(conn, exc), None
         outcome.conflict = _record(conn, user, edit, edit_id, outcome, grid)
     return outcome
 

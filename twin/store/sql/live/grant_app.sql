@@ -1,6 +1,6 @@
 -- What the service's own role may do: edit features (the triggers log it), read the history and
 -- its counts, keep the edits it receives, photos and the devices' outbox reports, manage users
--- and tokens. Never write the log, the versions or the counts directly. (Revisions 0002-0011
+-- and tokens, report and move cases and edit their rules. Never write the log, the versions or the counts directly. (Revisions 0002-0011
 -- wrapped this function four times, renaming each to grant_app_NNNN; this is all of it.)
 CREATE OR REPLACE FUNCTION twin.grant_app(app_role text) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -23,4 +23,13 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SEQUENCE twin.edits_id_seq TO %I', app_role);
     EXECUTE format('GRANT SELECT, INSERT ON twin.photos TO %I', app_role);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.device_outboxes TO %I', app_role);
+    -- cases: reported and moved along (never deleted); their rules edited by admins
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.cases TO %I', app_role);
+    EXECUTE format('GRANT USAGE ON SEQUENCE twin.cases_id_seq TO %I', app_role);
+    EXECUTE format('GRANT SELECT ON twin.case_events, twin.case_transitions, '
+                   'twin.rule_changes TO %I', app_role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.departments, twin.squads, '
+                   'twin.case_categories, twin.calendar_days, twin.work_periods TO %I',
+                   app_role);
+    EXECUTE format('GRANT SELECT, UPDATE ON twin.case_rules TO %I', app_role);
 END $$;

@@ -1,6 +1,7 @@
 -- Re-derive the grid / area of every feature near a changed grid or area (twin.rederive
 -- makes features_before look them up although they did not move). Unchanged rows are
--- skipped by features_before; the changed ones are logged with this reason.
+-- skipped by features_before; the changed ones are logged with this reason. Open cases
+-- near it are re-derived too, and re-routed if their grid changed (twin.cases_before).
 CREATE OR REPLACE FUNCTION twin.reassign(kind text, code text, region geometry) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -17,6 +18,9 @@ BEGIN
         UPDATE twin.features SET version = version
         WHERE layer <> 'residential_areas' AND geom && region;
     END IF;
+    -- open cases follow (closed ones stay where they were handled)
+    UPDATE twin.cases SET version = version
+     WHERE state IN ('reported', 'filed', 'dispatched', 'handled', 'parked') AND geom && region;
     PERFORM set_config('twin.reason', coalesce(previous, ''), true);
     PERFORM set_config('twin.rederive', coalesce(rederive, ''), true);
 END $$;

@@ -1,0 +1,174 @@
+"""Honest rates: each figure is a set of cases, declared once here as a condition, counted for
+the figures and listed for their links, read as the cases stood at the period's end (so a
+past period reads the same later). Rates divide by the cases **due** in the period: a late
+case that is never closed still counts against them (the trap behind "100% on time").
+
+The figures follow 城市网格化管理 practice (GB/T 30428.3 evaluation: 立案数, 应结案数, 结案数,
+按期结案数, 结案率 = 结案数 / 应结案数, 按期结案率 = 按期结案数 / 应结案数, 返工数)."""
+
+# SQL here is composed of fixed fragments; every value is bound.
+# ruff: noqa: S608
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+from urllib.parse import urlencode
+
+from sqlalchemy import Engine, text
+
+from twin.cases.reads import _AS_OF_ROWS, _NOW_ROWS, visible_sql
+from twin.errors import InvalidInput, Problem
+from twin.users import User
+
+Grouping = Literal["grid", "area", "department", "category", "source"]
+GROUPINGS: tuple[str, ...] = get_args(Grouping)
+GROUP_COLUMN = {"grid": "grid_code", "area": "area_code", "department": "department",
+                "category": "category", "source": "source"}
+
+# figure -> (condition on a case row r as of :upto, in words, 中文). :from and :upto bound the
+# period; :upto is its end, or now for a period still running.
+FIGURES: dict[str, tuple[str, str, str]] = {
+    "reported": ("r.reported_at >= :from AND r.reported_at < :upto",
+                 "cases reported in the period", "上报数"),
+    "filed": ("r.filed_at >= :from AND r.filed_at < :upto",
+              "cases filed in the period", "立案数"),
+    "due": ("r.case_due >= :from AND r.case_due < :upto",
+            "filed cases whose deadline (extensions included) fell in the period", "应结案数"),
+    "closed": ("r.case_due >= :from AND r.case_due < :upto AND r.state = 'closed'",
+               "of the due, those closed by the period's end", "结案数"),
+    "closed_on_time": ("r.case_due >= :from AND r.case_due < :upto AND r.state = 'closed' "
+                       "AND r.closed_at <= r.case_due",
+                       "of the due, those closed by their deadline", "按期结案数"),
+    "rework": ("EXISTS (SELECT FROM twin.case_events w WHERE w.case_id = r.id "
+               "AND w.from_state = 'handled' AND w.to_state = 'dispatched' "
+               "AND w.server_time >= :from AND w.server_time < :upto)",
+               "cases sent back by a failed verification in the period (counted once per "
+               "failed check)", "返工案件"),
+    "overdue_open": ("r.state IN ('reported', 'filed', 'dispatched', 'handled') "
+                     "AND (r.stage_due < r.at OR r.case_due < r.at)",
+                     "cases open at the period's end past a stage's or the case's deadline",
+                     "超期未结案件"),
+    "parked": ("r.state = 'parked'", "cases parked (挂账) at the period's end", "挂账案件"),
+}
+RATES = {"closure_rate": ("closed", "due", "结案率 = 结案数 / 应结案数"),
+         "on_time_rate": ("closed_on_time", "due", "按期结案率 = 按期结案数 / 应结案数")}
+REWORK_EVENTS = ("(SELECT count(*) FROM twin.case_events w WHERE w.case_id = r.id "
+                 "AND w.from_state = 'handled' AND w.to_state = 'dispatched' "
+                 "AND w.server_time >= :from AND w.server_time < :upto)")
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+
+    @property
+    def upto(self) -> datetime:
+        """The end, or now if the period is still running: figures are as of then."""
+        return min(self.end, datetime.now(UTC))
+
+
+def check_period(start: datetime, end: datetime) -> Period:
+    if end <= start:
+        raise InvalidInput("to must be after from", [Problem(
+            "to", end.isoformat(), f"after from ({start.isoformat()})", "结束时间须晚于开始时间")])
+    return Period(start, end)
+
+
+def rows_sql(period: Period, user: User) -> tuple[str, dict[str, Any]]:
+    """The visible cases as they stood at the period's end: the table itself for a period
+    still running, the events' snapshots for one past. Cases that ended before it began and
+    were not due in it are left out early."""
+    where, params = visible_sql(user)
+    params = params | {"from": period.start, "upto": period.upto, "as_of": period.upto}
+    if period.upto >= datetime.now(UTC):
+        return f"SELECT * FROM ({_NOW_ROWS} WHERE {where}) r", params
+    return (f"SELECT * FROM ({_AS_OF_ROWS} AND {where} AND (c.closed_at IS NULL "
+            "OR c.closed_at >= :from OR c.case_due >= :from)) r", params)
+
+
+def figure_where(name: str) -> str:
+    if name not in FIGURES:
+        raise InvalidInput(f"kpi: unknown figure {name}", [Problem(
+            "kpi", name, f"one of {', '.join(FIGURES)}", "指标无效")])
+    return FIGURES[name][0]
+
+
+def kpis(engine: Engine, user: User, period: Period, by: str | None,
+         base_url: str = "/cases") -> dict[str, Any]:
+    """The figures for the period in total and by ``by``, each with the link listing its cases,
+    the rates, and the median working hours cases spent in each stage."""
+    if by is not None and by not in GROUPINGS:
+        raise InvalidInput(f"by: unknown grouping {by}", [Problem(
+            "by", by, f"one of {', '.join(GROUPINGS)}", "分组无效")])
+    rows, params = rows_sql(period, user)
+    counts = ", ".join(
+        f"count(*) FILTER (WHERE {cond}) AS {name}" for name, (cond, _, _) in FIGURES.items()
+        if name != "rework")
+    figures = f"{counts}, coalesce(sum({REWORK_EVENTS}), 0) AS rework"
+    if by:  # the groups, then the grand total (GROUPING 1)
+        key = f"r.{GROUP_COLUMN[by]}"
+        sql = (f"SELECT {key} AS key, {figures} FROM ({rows}) r GROUP BY ROLLUP ({key}) "
+               f"ORDER BY GROUPING({key}), {key} NULLS FIRST")
+    else:
+        sql = f"SELECT NULL AS key, {figures} FROM ({rows}) r"
+    with engine.connect() as conn:
+        found = [dict(r) for r in conn.execute(text(sql), params).mappings()]
+        stages = _stage_hours(conn, period, user)
+    total = found[-1]
+    groups = found[:-1] if by else []
+    period_params = {"from": period.start.isoformat(), "to": period.end.isoformat()}
+    return {
+        "period": {"from": period.start, "to": period.end, "as_of": period.upto},
+        "by": by,
+        "formulas": {
+            **{name: f"{words} ({zh}): {cond}" for name, (cond, words, zh) in FIGURES.items()},
+            **{name: f"{num} / {den} ({zh}); null when nothing was due"
+               for name, (num, den, zh) in RATES.items()},
+            "rework": "failed verifications (handled -> dispatched) in the period (返工次数)",
+            "stage_hours": "median working hours from a stage's start to the move out of it, "
+                           "for moves in the period (各阶段用时中位数)"},
+        "total": _group(total, None, by, base_url, period_params),
+        "groups": [_group(g, g["key"], by, base_url, period_params) for g in groups],
+        "stage_hours": stages,
+    }
+
+
+def _group(row: dict[str, Any], key: str | None, by: str | None, base_url: str,
+           period_params: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": key}
+    out |= {name: row[name] for name in FIGURES}
+    for name, (num, den, _) in RATES.items():
+        out[name] = round(row[num] / row[den], 4) if row[den] else None
+    link = {**period_params, **({"by": by, "key": key or ""} if by else {})}
+    out["links"] = {name: f"{base_url}?{urlencode({'kpi': name, **link})}" for name in FIGURES}
+    return out
+
+
+def _stage_hours(conn: Any, period: Period, user: User) -> dict[str, float | None]:
+    where, params = visible_sql(user)
+    rows = conn.execute(text(f"""
+        SELECT e.from_state, percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM
+                   twin.work_between((e.changed -> 'stage_started' ->> 0)::timestamptz,
+                                     e.server_time)) / 3600) AS hours
+          FROM twin.case_events e JOIN twin.cases c ON c.id = e.case_id
+         WHERE e.action = 'transition' AND e.server_time >= :from AND e.server_time < :upto
+           AND e.from_state IN ('reported', 'filed', 'dispatched', 'handled') AND {where}
+         GROUP BY e.from_state"""), params | {"from": period.start, "upto": period.upto})
+    found = {r.from_state: round(float(r.hours), 2) for r in rows}
+    return {s: found.get(s) for s in ("reported", "filed", "dispatched", "handled")}
+
+
+def kpi_where(name: str, period: Period, by: str | None, key: str | None
+              ) -> tuple[str, dict[str, Any]]:
+    """The condition a figure's link lists (GET /cases?kpi=...), on rows as of ``upto``."""
+    cond = figure_where(name)
+    params: dict[str, Any] = {"from": period.start, "upto": period.upto}
+    if by is not None:
+        if by not in GROUPINGS:
+            raise InvalidInput(f"by: unknown grouping {by}", [Problem(
+                "by", by, f"one of {', '.join(GROUPINGS)}", "分组无效")])
+        cond += f" AND r.{GROUP_COLUMN[by]} IS NOT DISTINCT FROM :kpi_key"
+        params["kpi_key"] = key or None
+    return cond, params

@@ -17,9 +17,10 @@ BELOW = {
     "history": {"store", "features"},
     "field": {"store", "features", "history"},
     "analysis": {"store", "features"},
-    "maps": {"store", "features", "field"},
-    "sample": {"store"},
-    "cli": {"store", "features", "history", "field", "analysis", "maps", "sample"},
+    "cases": {"store", "features"},
+    "maps": {"store", "features", "field", "cases"},
+    "sample": {"store", "cases"},
+    "cli": {"store", "features", "history", "field", "analysis", "maps", "sample", "cases"},
 }
 
 

@@ -19,6 +19,8 @@ Role = Literal["worker", "planner", "commander", "dispatcher", "department", "ad
 ROLES: tuple[str, ...] = get_args(Role)
 
 _hasher = PasswordHasher()
+# name, role, micro-grids and (a department user's) department
+DemoUser = tuple[str, str, Sequence[str]] | tuple[str, str, Sequence[str], str]
 
 
 @dataclass(frozen=True)
@@ -88,12 +90,13 @@ def add_user(engine: Engine, name: str, role: str, password_hash: str,
     return User(id=row, name=name, role=role, grids=tuple(grids), department=department)
 
 
-def add_user_rows(conn: Connection, users: Sequence[tuple[str, str, Sequence[str]]],
-                  password_hash: str) -> None:
+def add_user_rows(conn: Connection, users: Sequence[DemoUser], password_hash: str) -> None:
     """Create many users sharing one password hash (the sample's demo accounts) in one go."""
-    conn.execute(text("INSERT INTO twin.users (name, role, password_hash) "
-                      "SELECT unnest(CAST(:names AS text[])), unnest(CAST(:roles AS text[])), :h"),
+    conn.execute(text("INSERT INTO twin.users (name, role, password_hash, department) "
+                      "SELECT unnest(CAST(:names AS text[])), unnest(CAST(:roles AS text[])), :h,"
+                      " unnest(CAST(:departments AS text[]))"),
                  {"names": [u[0] for u in users], "roles": [u[1] for u in users],
+                  "departments": [u[3] if len(u) > 3 else None for u in users],
                   "h": password_hash})
     conn.execute(text("INSERT INTO twin.user_grids (user_id, grid_code) "
                       "SELECT u.id, g.code FROM unnest(CAST(:names AS text[]), "

@@ -60,7 +60,7 @@ def _print_welcome(settings: Settings, engine: Engine) -> None:
     if accounts:
         out.print(f"demo logins 演示账号 (password: {settings.demo_password!r}): "
                   f"{', '.join(accounts['users'])} ... ({accounts['workers']} grid workers, "
-                  f"worker-<grid code>)")
+                  f"worker-<grid code>; departments dept-<code>; squad leads squad-lead-<n>)")
         busy = _busiest_grid(engine)
         if busy:
             out.print(f"  a worker with points to edit: {worker_name(busy[0])} "

@@ -10,11 +10,12 @@ import shapely
 from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine, text
 
+from twin.cases.rules import load_rules
 from twin.errors import Conflict
 from twin.registry import all_layers
 from twin.sample.generator import SampleFeature, SampleTwin
 from twin.store.db import LOAD_DEVICE, EditContext, set_context
-from twin.users import add_user_rows
+from twin.users import DemoUser, add_user_rows
 
 _COPY = "COPY twin.features (layer, name, props, tags, geom) FROM STDIN"
 
@@ -66,18 +67,52 @@ def load_sample(engine: Engine, twin: SampleTwin, actor: str, password_hash: str
         conn.execute(text("INSERT INTO twin.metadata (key, value) VALUES ('dataset', :v) "
                           "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
                      {"v": json.dumps(twin.metadata, ensure_ascii=False)})
-        users = demo_users(twin.grid_codes)
+        departments: list[str] = []
+        if twin.spec.cases is not None:
+            load_rules(conn, twin.spec.cases.categories, twin.spec.cases.calendar)
+            departments = list(conn.execute(text(
+                "SELECT code FROM twin.departments ORDER BY code")).scalars())
+        squads = squad_grids(conn)
+        users = demo_users(twin.grid_codes, departments, squads)
         add_user_rows(conn, users, password_hash)
-        accounts = {"users": [name for name, _, _ in users[:4]], "workers": len(users) - 3}
+        conn.execute(text("INSERT INTO twin.squads (code, lead) SELECT unnest(CAST(:c AS text[])),"
+                          " unnest(CAST(:l AS text[]))"),
+                     {"c": list(squads), "l": [squad_lead(n) for n in range(1, len(squads) + 1)]})
+        staff = [u[0] for u in users if u[1] != "worker"]
+        accounts = {"users": staff[:5], "departments": len(departments),
+                    "workers": len(twin.grid_codes), "squad_leads": len(squads)}
         conn.execute(text("INSERT INTO twin.metadata (key, value) VALUES ('demo_accounts', :v)"),
                      {"v": json.dumps(accounts)})
 
 
-def demo_users(grid_codes: Sequence[str]) -> list[tuple[str, str, tuple[str, ...]]]:
-    """One worker per micro-grid, and one planner, commander and admin."""
-    staff = [("planner", "planner", ()), ("commander", "commander", ()), ("admin", "admin", ())]
-    workers = [(worker_name(code), "worker", (code,)) for code in grid_codes]
-    return [*staff, *workers]
+def squad_grids(conn: Connection) -> dict[str, list[str]]:
+    """Each squad (中队) named on the micro-grids, with its grids, in code order."""
+    rows = conn.execute(text(
+        "SELECT props ->> 'squad' AS squad, array_agg(props ->> 'code' ORDER BY props ->> 'code')"
+        " FROM twin.features WHERE layer = 'micro_grids' AND props ->> 'squad' IS NOT NULL "
+        "GROUP BY 1 ORDER BY 1")).all()
+    return {row[0]: list(row[1]) for row in rows}
+
+
+def demo_users(grid_codes: Sequence[str], departments: Sequence[str] = (),
+               squads: dict[str, list[str]] | None = None) -> list[DemoUser]:
+    """One worker per micro-grid; a planner, commander, admin and dispatcher; a user per
+    department; a lead per squad (a worker answering for all its grids)."""
+    staff: list[DemoUser] = [("planner", "planner", ()), ("commander", "commander", ()),
+                             ("admin", "admin", ()), ("dispatcher", "dispatcher", ())]
+    staff += [(department_user(code), "department", (), code) for code in departments]
+    leads: list[DemoUser] = [(squad_lead(n), "worker", tuple(grids))
+                             for n, grids in enumerate((squads or {}).values(), 1)]
+    workers: list[DemoUser] = [(worker_name(code), "worker", (code,)) for code in grid_codes]
+    return [*staff, *leads, *workers]
+
+
+def department_user(code: str) -> str:
+    return f"dept-{code}"
+
+
+def squad_lead(n: int) -> str:
+    return f"squad-lead-{n}"
 
 
 def worker_name(grid_code: str) -> str:

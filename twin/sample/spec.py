@@ -85,6 +85,17 @@ class HistorySpec:
 
 
 @dataclass(frozen=True)
+class CaseRulesSpec:
+    """The files of the rules cases follow (beside the spec): categories with departments,
+    and the working-time calendar."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    categories: Path
+    calendar: Path
+
+
+@dataclass(frozen=True)
 class SampleSpec:
     """A parsed spec file: the place, its committees (code, name) and its counts."""
 
@@ -105,6 +116,7 @@ class SampleSpec:
     counts: SampleCounts
     projects: ProjectAreas
     history: HistorySpec | None = None
+    cases: CaseRulesSpec | None = None
 
 
 def spec_path(name: str | Path) -> Path:
@@ -139,6 +151,8 @@ def load_spec(path: Path) -> SampleSpec:
                                [Problem("committees", str(csv_path), "needs columns code,name",
                                         "缺少 code 或 name 列")])
         raw["committees"] = [(row["code"], row["name"]) for row in rows]
+    if isinstance(raw.get("cases"), dict):  # file names relative to the spec
+        raw["cases"] = {k: path.parent / str(v) for k, v in raw["cases"].items()}
     try:
         spec = TypeAdapter(SampleSpec).validate_python(raw)
     except ValidationError as e:

@@ -129,7 +129,7 @@ def kpis(engine: Engine, user: User, period: Period, by: str | None,
             "rework": "failed verifications (handled -> dispatched) in the period (返工次数)",
             "stage_hours": "median working hours from a stage's start to the move out of it, "
                            "for moves in the period (各阶段用时中位数)"},
-        "total": _group(total, None, by, base_url, period_params),
+        "total": _group(total, None, None, base_url, period_params),
         "groups": [_group(g, g["key"], by, base_url, period_params) for g in groups],
         "stage_hours": stages,
     }
@@ -137,6 +137,8 @@ def kpis(engine: Engine, user: User, period: Period, by: str | None,
 
 def _group(row: dict[str, Any], key: str | None, by: str | None, base_url: str,
            period_params: dict[str, str]) -> dict[str, Any]:
+    """A group's figures and rates, and the links listing each figure's cases (``by`` None:
+    the total's)."""
     out: dict[str, Any] = {"key": key}
     out |= {name: row[name] for name in FIGURES}
     for name, (num, den, _) in RATES.items():

@@ -113,18 +113,18 @@ def get_case(engine: Engine, user: User, case_id: int, as_of: datetime | None = 
                                                           "not yours to see)", "无此案件")])
         case = dict(found)
         props = case["properties"]
-        props["stages"] = [dict(r) for r in conn.execute(text("""
-            SELECT e.snapshot ->> 'state' AS state,
-                   (e.snapshot ->> 'stage_started')::timestamptz AS started,
-                   (e.snapshot ->> 'stage_due')::timestamptz AS due,
-                   lead(e.server_time) OVER w AS ended,
-                   coalesce(lead(e.server_time) OVER w, :at)
-                       > (e.snapshot ->> 'stage_due')::timestamptz AS late
-              FROM twin.case_events e
-             WHERE e.case_id = :id AND e.action IN ('report', 'transition')
-               AND e.server_time <= :at
-            WINDOW w AS (ORDER BY e.version)
-             ORDER BY e.version"""), {"id": case_id, "at": props["as_of"]}).mappings()]
+        props["stages"] = conn.execute(text("""
+            SELECT coalesce(json_agg(json_build_object(
+                       'state', state, 'started', started, 'due', due, 'ended', ended,
+                       'late', coalesce(ended, :at) > due) ORDER BY version), '[]')
+              FROM (SELECT e.version, e.snapshot ->> 'state' AS state,
+                           (e.snapshot ->> 'stage_started')::timestamptz AS started,
+                           (e.snapshot ->> 'stage_due')::timestamptz AS due,
+                           lead(e.server_time) OVER (ORDER BY e.version) AS ended
+                      FROM twin.case_events e
+                     WHERE e.case_id = :id AND e.action IN ('report', 'transition')
+                       AND e.server_time <= :at) s"""),
+            {"id": case_id, "at": props["as_of"]}).scalar()
         props["allowed"] = list(conn.execute(text(
             "SELECT to_state FROM twin.case_transitions WHERE from_state = :s ORDER BY to_state"),
             {"s": props["state"]}).scalars())

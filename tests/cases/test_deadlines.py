@@ -4,8 +4,10 @@ its working periods, as data; the limits counted by twin.add_work in SQL."""
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import Database
 
@@ -13,11 +15,11 @@ from tests.conftest import Database
 def _due(db: Database, start: str, limit: str) -> str:
     value: datetime = db.scalar("SELECT twin.add_work(CAST(:t AS timestamptz), :l)",
                                 t=start, l=limit)
-    return value.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai")).isoformat()
+    return value.astimezone(ZoneInfo("Asia/Shanghai")).isoformat()
 
 
 @pytest.mark.parametrize(("start", "limit", "due"), [
-    # within a morning: 4 working hours from 08:30 end at 13:30 + 1h (lunch 11:30-13:30)
+    # 4 working hours from 08:30: 3 in the morning, 1 after lunch (11:30-13:30)
     ("2026-03-03T08:30:00+08:00", "4h", "2026-03-03T14:30:00+08:00"),
     # the day's end carries over to the next working day's start
     ("2026-03-03T16:30:00+08:00", "2h", "2026-03-04T10:00:00+08:00"),
@@ -51,7 +53,7 @@ def test_working_time_between_counts_only_working_periods(sample_db: Database) -
 def test_the_calendar_is_data_and_its_changes_are_logged(sample_db: Database) -> None:
     before = sample_db.scalar("SELECT count(*) FROM twin.rule_changes")
     with sample_db.admin.begin() as conn:
-        conn.execute(__import__("sqlalchemy").text(
+        conn.execute(text(
             "INSERT INTO twin.calendar_days (day, working, source) "
             "VALUES ('2026-03-04', false, 'a typhoon day off')"))
     assert _due(sample_db, "2026-03-03T16:30:00+08:00", "2h") == "2026-03-05T10:00:00+08:00"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -11,8 +13,8 @@ from tests.conftest import Database
 
 
 def _refused(exc: pytest.ExceptionInfo[DBAPIError]) -> tuple[str, str]:
-    orig = exc.value.orig
-    return getattr(orig, "sqlstate", ""), str(getattr(orig, "diag").message_primary)
+    orig: Any = exc.value.orig
+    return orig.sqlstate, str(orig.diag.message_primary)
 
 
 def test_an_illegal_transition_is_refused_in_plain_sql(sample_db: Database) -> None:

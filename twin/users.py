@@ -131,6 +131,17 @@ def _load(conn: Connection, user_id: int) -> User:
                 department=row.department)
 
 
+def user_named(engine: Engine, name: str) -> User:
+    """An active user by name (a command acting as them: `twin cases move --as`)."""
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT id FROM twin.users WHERE name = :n AND active"),
+                             {"n": name}).scalar()
+        if found is None:
+            raise NotFound(f"no active user {name!r}", [Problem("name", name, "no such user",
+                                                               "无此用户")])
+        return _load(conn, found)
+
+
 def list_users(engine: Engine) -> list[tuple[User, bool]]:
     """Every user with whether the account is active, by name."""
     with engine.connect() as conn:

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from twin.history.reports import GroupBy
-
 if TYPE_CHECKING:
     from twin.history.reports import Counts
 from twin.cli.common import (
@@ -34,18 +32,30 @@ def report_command(
                                        "2026-01-01 (that day's start in TWIN_TIME_ZONE), or "
                                        "RFC 3339 with its offset, 2026-01-01T00:00:00+08:00.")],
     end: Annotated[str, typer.Option("--to", help="End (exclusive): a date or RFC 3339.")],
-    by: Annotated[GroupBy, typer.Option(help="Group by layer, grid, area or actor.")] = "layer",
+    by: Annotated[str | None, typer.Option(
+        help="Group by layer (the default), grid, area or actor; with --cases by grid, area, "
+             "department, category or source.")] = None,
     layer: Annotated[str | None, typer.Option(help="Count this layer only.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cases: Annotated[bool, typer.Option(
+        "--cases", help="The cases' figures instead (一网统管): filed, due, closed, closed on "
+                        "time and their rates, rework, overdue, time in each stage.")] = False,
 ) -> None:
-    """Inserts, updates, deletes and status transitions per group in [from, to).
+    """Inserts, updates, deletes and status transitions per group in [from, to); with
+    --cases, the cases' figures with their formulas.
 
-    Example: twin report --from 2026-01-01 --to 2026-07-01 --by grid
+    Examples: twin report --from 2026-01-01 --to 2026-07-01 --by grid;
+    twin report --cases --from 2026-01-01 --to 2026-07-01 --by department
     """
     from twin.history.reports import change_report, edits_beyond_loads, report_query
     from twin.times import parse_day_or_time
 
     settings = load_settings()
+    if cases:
+        from twin.cli.cases import case_report
+
+        case_report(settings, start, end, by, as_json)
+        return
     with domain_errors():
         query = report_query(parse_day_or_time("from", start, settings.time_zone),
                              parse_day_or_time("to", end, settings.time_zone), by, layer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -40,18 +41,27 @@ def sample(
         "--if-empty", help="Load nothing when the twin has features (--history still "
                            "appends).")] = False,
     jobs: Annotated[int | None, typer.Option(
-        min=1, help="Connections writing the history at once, each in its own micro-grids "
-                    "(default: one per CPU, up to 8). --jobs 1 gives the same history for "
-                    "the same seed, ids included; with more, the ids of added features and "
-                    "the order of the log may differ from run to run.")] = None,
+        min=1, help="Connections writing the history (and the cases) at once, each in its "
+                    "own micro-grids (default: one per CPU, up to 8). --jobs 1 gives the same "
+                    "history for the same seed, ids included; with more, the ids of added "
+                    "features and the order of the log may differ from run to run.")] = None,
+    cases: Annotated[int | None, typer.Option(
+        min=0, help="Cases filed (立案) over the spec's history period, each run through the "
+                    "loop by the real triggers; the reports not filed come on top (default: "
+                    "the spec's count times --scale when the sample is loaded, as the schema "
+                    "owner; none when --if-empty finds a twin). Given, N are appended to a "
+                    "loaded twin too, after its newest case.")] = None,
 ) -> None:
     """Generate the (synthetic) sample twin and load it into an empty database.
 
     --history N then appends N generated changes, written by --jobs connections at once
-    (only --jobs 1 repeats a history exactly, ids of added features included).
+    (only --jobs 1 repeats a history exactly, ids of added features included). Then the
+    half year's cases: the spec's count (8,146 filed for Nanmatou) unless --cases says
+    otherwise (--cases 0: none).
 
     Example: twin sample --if-empty --history 10000
     """
+    from twin.sample.cases import cases_window, may_stamp, write_cases
     from twin.sample.generator import generate
     from twin.sample.history import (
         default_jobs,
@@ -72,10 +82,21 @@ def sample(
         loading = not (existing and if_empty)
         if not loading:
             out.print(f"the twin already holds {existing} features; sample not loaded")
-            if not history:
+            if not history and not cases:
                 return
         the_spec = load_spec(spec_path(spec or settings.sample_spec))
         window = history_window(admin_engine(settings), the_spec) if history else None
+        n_cases = (cases if cases is not None else
+                   the_spec.counts.cases_filed * scale if loading else 0)
+        if n_cases and cases is None and (the_spec.history is None or the_spec.cases is None
+                                          or not may_stamp(admin_engine(settings))):
+            out.print("cases not generated: they are stamped in the past, which only the "
+                      "owner of schema twin may do (twin sample --cases N as the owner)"
+                      if the_spec.history and the_spec.cases else
+                      "cases not generated: the spec has no [history] period or [cases] rules")
+            n_cases = 0
+        if n_cases and cases is not None:  # refused before anything is loaded
+            cases_window(admin_engine(settings), the_spec)
         if loading:
             started = time.perf_counter()
             # The sample is stamped at the start of its period, where a history (now or
@@ -102,6 +123,17 @@ def sample(
                       f"{run.changes / run.seconds:,.0f} changes/s, from "
                       f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} "
                       f"({window.period.timezone})")
+        if n_cases:
+            case_seed = the_spec.seed if seed is None else seed
+            span = cases_window(admin_engine(settings), the_spec)
+            with bars() as stage:
+                done = write_cases(database_urls(settings).admin, n_cases, case_seed, span,
+                                   progress=lambda total: stage("cases", total),
+                                   jobs=jobs or default_jobs())
+            out.print(f"wrote {done.filed:,} cases filed and {done.reported - done.filed:,} "
+                      f"reports not filed (seed {case_seed}), {done.events:,} case events, in "
+                      f"{done.seconds:.1f} s, from {span.start:%Y-%m-%d} to "
+                      f"{span.end - timedelta(days=1):%Y-%m-%d} ({span.period.timezone})")
 
 
 

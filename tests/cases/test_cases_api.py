@@ -234,3 +234,13 @@ def test_a_tablet_reports_and_moves_cases_in_the_sync_batch(client: TestClient,
     assert "moved on" in held["problems"][0]["reason"]
     assert sample_db.scalar("SELECT state FROM twin.cases WHERE id = :id", id=case["id"]) \
         == "filed"
+    conflicts = client.get("/conflicts", headers=worker).json()["conflicts"]
+    assert [c["id"] for c in conflicts] == [held["conflict"]]
+    assert conflicts[0]["layer"] == "cases" and "moved on" in \
+        conflicts[0]["problems"][0]["reason"]
+    mine = client.post(f"/conflicts/{held['conflict']}/resolve", headers=worker,
+                       json={"choose": "mine"})
+    assert mine.status_code == 422
+    settled = client.post(f"/conflicts/{held['conflict']}/resolve", headers=worker,
+                          json={"choose": "server"})
+    assert settled.status_code == 200 and settled.json()["status"] == "resolved"

@@ -543,8 +543,9 @@ def list_conflicts(engine: Engine, user: User, which: str = "open") -> list[dict
 
 
 def _conflict_json(conn: Connection, row: Any) -> dict[str, Any]:
-    layer = get_layer(row["layer"])
-    current = _current(conn, layer, row["feature_id"], lock=False)
+    # a case's move held because the case moved on: what the answer said, nothing to merge
+    layer = all_layers().get(row["layer"])
+    current = _current(conn, layer, row["feature_id"], lock=False) if layer else None
     fields = row["result"].get("fields", {})
     if current is not None:  # the server side as it is now, not as it was at the conflict
         fields = {name: {**sides, "server": current.fields.get(name)}
@@ -556,6 +557,7 @@ def _conflict_json(conn: Connection, row: Any) -> dict[str, Any]:
             "feature": current.feature if current else None,
             "version": current.version if current else None,
             "reason": row["edit"].get("reason"),
+            "problems": row["result"].get("problems", []),
             "status": "open" if row["resolved_at"] is None else "resolved",
             "resolved_by": row["resolved_by"], "resolution": row["resolution"]}
 
@@ -575,11 +577,17 @@ def resolve_conflict(engine: Engine, user: User, conflict_id: int,
         if row["resolved_at"] is not None:
             raise Conflict(f"conflict {conflict_id} was resolved by {row['resolved_by']}",
                            [Problem("id", conflict_id, "already resolved", "该冲突已处理")])
-        layer = get_layer(row["layer"])
+        if row["layer"] not in all_layers() and choose != "server":
+            raise Unprocessable(f"conflict {conflict_id} is a case's move made stale: keep the "
+                                "server's side (choose server) and act on the case as it is",
+                                [Problem("choose", choose, "only server, for a case",
+                                         "案件冲突只能保留服务器状态,请按当前状态重新处理")])
+        layer = all_layers().get(row["layer"])
         sent = row["edit"]
         new = values if values is not None else (sent["new"] if choose == "mine" else None)
         version = None
-        if new is not None or (choose == "mine" and sent["op"] == "delete"):
+        if layer is not None and (new is not None
+                                  or (choose == "mine" and sent["op"] == "delete")):
             current = _current(conn, layer, row["feature_id"], lock=True)
             if current is None:
                 raise Conflict(f"feature {row['feature_id']} was deleted on the server: keep "
@@ -598,7 +606,7 @@ def resolve_conflict(engine: Engine, user: User, conflict_id: int,
                      {"by": user.name, "id": conflict_id, "how": json.dumps(
                          {"choose": choose, "values": values, "reason": reason,
                           "version": version})})
-        after = _current(conn, layer, row["feature_id"], lock=False)
+        after = _current(conn, layer, row["feature_id"], lock=False) if layer else None
     return {"id": conflict_id, "status": "resolved", "version": after.version if after else None,
             "feature": after.feature if after else None}
 

@@ -158,3 +158,18 @@ def test_an_approved_extension_moves_the_deadlines(sample_db: Database) -> None:
     actions = [r[0] for r in sample_db.rows(
         "SELECT action FROM twin.case_events WHERE case_id = :id ORDER BY version", id=case_id)]
     assert actions[-2:] == ["extension_request", "extension_approval"]
+
+
+def test_a_new_case_near_an_open_one_of_its_category_is_flagged_and_can_be_voided(
+        sample_db: Database) -> None:
+    lon, lat, _ = a_place(sample_db)
+    first = report(sample_db, None, lon, lat)
+    near = report(sample_db, None, lon + 0.0003, lat)  # about 29 m east
+    other_kind = report(sample_db, None, lon, lat, "E0506")
+    far = report(sample_db, None, lon + 0.001, lat)  # about 95 m
+    flagged = dict(sample_db.rows("SELECT id, likely_duplicate_of FROM twin.cases"))
+    assert flagged == {first: None, near: first, other_kind: None, far: None}
+    move(sample_db, None, near, "void", context={"reason": "repeats an open case"},
+         duplicate_of=first)
+    assert sample_db.one("SELECT state, duplicate_of, closed_at IS NOT NULL FROM twin.cases "
+                         "WHERE id = :id", id=near) == ("void", first, True)

@@ -244,3 +244,39 @@ def test_a_tablet_reports_and_moves_cases_in_the_sync_batch(client: TestClient,
     settled = client.post(f"/conflicts/{held['conflict']}/resolve", headers=worker,
                           json={"choose": "server"})
     assert settled.status_code == 200 and settled.json()["status"] == "resolved"
+
+
+def test_an_extension_is_asked_for_by_the_handler_and_decided_by_the_dispatcher(
+        client: TestClient, sample_db: Database) -> None:
+    lon, lat, grid = a_place(sample_db)
+    worker = login(client, f"worker-{grid}")
+    dispatcher = login(client, "dispatcher")
+    case = _report(client, worker, lon, lat).json()
+    case = _move(client, dispatcher, case, "filed").json()
+    case = _move(client, dispatcher, case, "dispatched").json()
+
+    def ask(headers: dict[str, str], body: dict[str, Any]) -> Any:
+        etag = f'"case-{case["id"]}-{case["properties"]["version"]}"'
+        return client.post(f"/cases/{case['id']}/extension", json=body,
+                           headers=headers | {"If-Match": etag})
+
+    assert ask(worker, {"decision": "request", "limit": "2d"}).status_code == 422  # no reason
+    assert ask(worker, {"decision": "request", "limit": "soon", "reason": "x"}).json()[
+        "problems"][0]["field"] == "extension"
+    asked = ask(worker, {"decision": "request", "limit": "2d", "reason": "bins on order"})
+    assert asked.status_code == 200, asked.text
+    case = asked.json()
+    assert case["properties"]["extension"] == "2d"
+    assert ask(worker, {"decision": "approve"}).status_code == 403
+    due_before = case["properties"]["due"]
+    approved = ask(dispatcher, {"decision": "approve", "reason": "ok"})
+    assert approved.status_code == 200, approved.text
+    props = approved.json()["properties"]
+    assert props["extended"] == ["2d"] and props["extension"] is None
+    assert props["due"]["stage"] > due_before["stage"]
+    assert props["due"]["case"] > due_before["case"]
+    case = approved.json()
+    nothing = ask(dispatcher, {"decision": "refuse", "reason": "no"})
+    assert nothing.status_code == 422  # nothing is waiting
+    assert sample_db.scalar("SELECT count(*) FROM twin.case_events WHERE case_id = :id "
+                            "AND action LIKE 'extension%'", id=case["id"]) == 2

@@ -40,7 +40,7 @@ FIGURES: dict[str, tuple[str, str, str]] = {
     "closed_on_time": ("r.case_due >= :from AND r.case_due < :upto AND r.state = 'closed' "
                        "AND r.closed_at <= r.case_due",
                        "of the due, those closed by their deadline", "按期结案数"),
-    "rework": ("EXISTS (SELECT FROM twin.case_events w WHERE w.case_id = r.id "
+    "rework": ("r.rework > 0 AND EXISTS (SELECT FROM twin.case_events w WHERE w.case_id = r.id "
                "AND w.from_state = 'handled' AND w.to_state = 'dispatched' "
                "AND w.server_time >= :from AND w.server_time < :upto)",
                "cases sent back by a failed verification in the period (counted once per "
@@ -53,9 +53,11 @@ FIGURES: dict[str, tuple[str, str, str]] = {
 }
 RATES = {"closure_rate": ("closed", "due", "结案率 = 结案数 / 应结案数"),
          "on_time_rate": ("closed_on_time", "due", "按期结案率 = 按期结案数 / 应结案数")}
-REWORK_EVENTS = ("(SELECT count(*) FROM twin.case_events w WHERE w.case_id = r.id "
-                 "AND w.from_state = 'handled' AND w.to_state = 'dispatched' "
-                 "AND w.server_time >= :from AND w.server_time < :upto)")
+# failed checks of a case in the period, looked up only for the few cases ever reworked
+REWORK_EVENTS = ("CASE WHEN r.rework > 0 THEN (SELECT count(*) FROM twin.case_events w "
+                 "WHERE w.case_id = r.id AND w.from_state = 'handled' "
+                 "AND w.to_state = 'dispatched' AND w.server_time >= :from "
+                 "AND w.server_time < :upto) ELSE 0 END")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine, text
 
-from twin.cases.reads import _AS_OF_ROWS, _NOW_ROWS, visible_sql
+from twin.cases.reads import AS_OF_ROWS, NOW_ROWS, OVERDUE, visible_sql
 from twin.errors import InvalidInput, Problem
 from twin.users import User
 
@@ -37,6 +37,8 @@ FIGURES: dict[str, tuple[str, str, str]] = {
             "filed cases whose deadline (extensions included) fell in the period", "应结案数"),
     "closed": ("r.case_due >= :from AND r.case_due < :upto AND r.state = 'closed'",
                "of the due, those closed by the period's end", "结案数"),
+    "closed_in_period": ("r.state = 'closed' AND r.closed_at >= :from AND r.closed_at < :upto",
+                         "cases closed in the period, whenever they were due", "期内结案数"),
     "closed_on_time": ("r.case_due >= :from AND r.case_due < :upto AND r.state = 'closed' "
                        "AND r.closed_at <= r.case_due",
                        "of the due, those closed by their deadline", "按期结案数"),
@@ -45,8 +47,7 @@ FIGURES: dict[str, tuple[str, str, str]] = {
                "AND w.server_time >= :from AND w.server_time < :upto)",
                "cases sent back by a failed verification in the period (counted once per "
                "failed check)", "返工案件"),
-    "overdue_open": ("r.state IN ('reported', 'filed', 'dispatched', 'handled') "
-                     "AND (r.stage_due < r.at OR r.case_due < r.at)",
+    "overdue_open": (OVERDUE,
                      "cases open at the period's end past a stage's or the case's deadline",
                      "超期未结案件"),
     "parked": ("r.state = 'parked'", "cases parked (挂账) at the period's end", "挂账案件"),
@@ -85,8 +86,8 @@ def rows_sql(period: Period, user: User) -> tuple[str, dict[str, Any]]:
     where, params = visible_sql(user)
     params = params | {"from": period.start, "upto": period.upto, "as_of": period.upto}
     if period.upto >= datetime.now(UTC):
-        return f"SELECT * FROM ({_NOW_ROWS} WHERE {where}) r", params
-    return (f"SELECT * FROM ({_AS_OF_ROWS} AND {where} AND (c.closed_at IS NULL "
+        return f"SELECT * FROM ({NOW_ROWS} WHERE {where}) r", params
+    return (f"SELECT * FROM ({AS_OF_ROWS} AND {where} AND (c.closed_at IS NULL "
             "OR c.closed_at >= :from OR c.case_due >= :from)) r", params)
 
 
@@ -108,7 +109,7 @@ def kpis(engine: Engine, user: User, period: Period, by: str | None,
     counts = ", ".join(
         f"count(*) FILTER (WHERE {cond}) AS {name}" for name, (cond, _, _) in FIGURES.items()
         if name != "rework")
-    figures = f"{counts}, coalesce(sum({REWORK_EVENTS}), 0) AS rework"
+    figures = f"{counts}, coalesce(sum({REWORK_EVENTS}), 0)::bigint AS rework"
     if by:  # the groups, then the grand total (GROUPING 1)
         key = f"r.{GROUP_COLUMN[by]}"
         sql = (f"SELECT {key} AS key, {figures} FROM ({rows}) r GROUP BY ROLLUP ({key}) "

@@ -21,7 +21,7 @@ STATES = (*OPEN, "not_filed", "closed", "parked", "void")
 MAX_LIMIT = 1000
 
 # The case's own columns, from twin.cases as it is now ...
-_NOW_ROWS = """
+NOW_ROWS = """
 SELECT c.id, c.version, c.state, c.geom, c.category, c.source, c.priority, c.description,
        c.photos, c.feature_layer, c.feature_id, c.grid_code, c.area_code, c.squad,
        c.department, c.assignee, c.handled_by, c.duplicate_of, c.likely_duplicate_of,
@@ -29,7 +29,7 @@ SELECT c.id, c.version, c.state, c.geom, c.category, c.source, c.priority, c.des
        c.case_due, c.extension, c.extended, c.rework, c.order_number, now() AS at
   FROM twin.cases c"""
 # ... or as its last event before a moment left it (what moves lives in the snapshot).
-_AS_OF_ROWS = """
+AS_OF_ROWS = """
 SELECT c.id, e.version, s ->> 'state' AS state, c.geom, c.category, c.source, c.priority,
        c.description, c.photos, c.feature_layer, c.feature_id, s ->> 'grid_code' AS grid_code,
        s ->> 'area_code' AS area_code, s ->> 'squad' AS squad, s ->> 'department' AS department,
@@ -47,8 +47,8 @@ SELECT c.id, e.version, s ->> 'state' AS state, c.geom, c.category, c.source, c.
                       ORDER BY e.version DESC LIMIT 1) e
  WHERE c.reported_at <= :as_of"""
 
-_OVERDUE = ("(r.state IN ('reported', 'filed', 'dispatched', 'handled') "
-            "AND (r.stage_due < r.at OR r.case_due < r.at))")
+OVERDUE = ("(r.state IN ('reported', 'filed', 'dispatched', 'handled') "
+            "AND (coalesce(r.stage_due < r.at, false) OR coalesce(r.case_due < r.at, false)))")
 
 # One case as the API gives it, from a row r of the above and its category k.
 FEATURE_SQL = f"""
@@ -65,11 +65,11 @@ json_build_object('type', 'Feature', 'id', r.id,
     'reported_by', r.reported_by, 'reported_at', r.reported_at, 'filed_at', r.filed_at,
     'closed_at', r.closed_at, 'stage_started', r.stage_started,
     'due', json_build_object('stage', r.stage_due, 'case', r.case_due),
-    'overdue', coalesce({_OVERDUE}, false),
-    'overdue_hours', CASE WHEN {_OVERDUE} THEN round((extract(epoch FROM twin.work_between(
+    'overdue', {OVERDUE},
+    'overdue_hours', CASE WHEN {OVERDUE} THEN round((extract(epoch FROM twin.work_between(
         least(r.stage_due, r.case_due), r.at)) / 3600)::numeric, 2) END,
     'time_left_hours', CASE WHEN r.state IN ('reported', 'filed', 'dispatched', 'handled')
-        AND NOT {_OVERDUE} THEN round((extract(epoch FROM twin.work_between(
+        AND NOT {OVERDUE} THEN round((extract(epoch FROM twin.work_between(
         r.at, least(r.stage_due, coalesce(r.case_due, r.stage_due)))) / 3600)::numeric, 2) END,
     'extension', r.extension, 'extended', r.extended, 'rework', r.rework,
     'duplicate_of', r.duplicate_of, 'likely_duplicate_of', r.likely_duplicate_of,
@@ -88,7 +88,7 @@ def visible_sql(user: User) -> tuple[str, dict[str, Any]]:
 
 def case_feature(conn: Connection, case_id: int) -> dict[str, Any]:
     """One case as it is now (no permission check: the caller has made it)."""
-    found = conn.execute(text(f"SELECT {FEATURE_SQL} FROM ({_NOW_ROWS} WHERE c.id = :id) r "
+    found = conn.execute(text(f"SELECT {FEATURE_SQL} FROM ({NOW_ROWS} WHERE c.id = :id) r "
                               "JOIN twin.case_categories k ON k.code = r.category"),
                          {"id": case_id}).scalar()
     if found is None:
@@ -101,7 +101,7 @@ def get_case(engine: Engine, user: User, case_id: int, as_of: datetime | None = 
     """A case with its stages (each with its start, due, end and whether it ran late) and
     the moves it may make now."""
     where, params = visible_sql(user)
-    rows = _AS_OF_ROWS if as_of else _NOW_ROWS
+    rows = AS_OF_ROWS if as_of else NOW_ROWS
     joiner = "AND" if as_of else "WHERE"
     with engine.connect() as conn:
         found = conn.execute(text(
@@ -187,7 +187,7 @@ def _conditions(q: CaseQuery) -> tuple[list[str], dict[str, Any]]:
         conds.append("r.state = ANY(CAST(:states AS text[]))")
         params["states"] = list(q.states)
     if q.overdue is not None:
-        conds.append(_OVERDUE if q.overdue else f"NOT {_OVERDUE}")
+        conds.append(OVERDUE if q.overdue else f"NOT {OVERDUE}")
     if q.bbox is not None:
         conds.append("r.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
         params |= dict(zip(("x0", "y0", "x1", "y1"), q.bbox, strict=True))
@@ -213,7 +213,7 @@ def list_cases(engine: Engine, user: User, q: CaseQuery) -> dict[str, Any]:
             "limit", q.limit, f"between 1 and {MAX_LIMIT}", f"须在1到{MAX_LIMIT}之间")])
     where, params = visible_sql(user)
     conds, more = _conditions(q)
-    rows = _AS_OF_ROWS + f" AND {where}" if q.as_of else _NOW_ROWS + f" WHERE {where}"
+    rows = AS_OF_ROWS + f" AND {where}" if q.as_of else NOW_ROWS + f" WHERE {where}"
     filtered = f"SELECT * FROM ({rows}) r WHERE {' AND '.join(conds) or 'true'}"
     params |= more | {"as_of": q.as_of, "after": q.after, "limit": q.limit + 1}
     with engine.connect() as conn:

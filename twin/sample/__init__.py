@@ -1,4 +1,5 @@
-"""The sample twin: its spec and generator, the generated history, and the bulk loader.
+"""The sample twin: its spec and generator, the generated history and cases, and the bulk
+loader.
 
-May import: the root modules and ``twin.store``.
+May import: the root modules, ``twin.store`` and ``twin.cases`` (the rules cases follow).
 """

@@ -1,33 +1,75 @@
 """Key figures per micro-grid or residential area: what the command centre's map and board
-show (features by state, edits today and this week, workers active)."""
+show (features by state, edits today and this week, workers active, cases open, overdue,
+filed and closed today), and the list of cases behind each case figure."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.params import bad, reject_unknown
+from twin.cases.reads import list_cases
 from twin.layer import GROUP_COLUMNS
+from twin.maps.cases import FIGURES, case_figures, figure_query
 from twin.maps.kpis import group_kpis, sync_health
 
 router = APIRouter(tags=["kpis"])
+GEOJSON = "application/geo+json"
 
 
-@router.get("/kpis", summary="Features by state and edits today / in 7 days, per micro-grid "
-            "or residential area")
+@router.get("/kpis", summary="Features by state, edits today / in 7 days and cases (open, "
+            "overdue, filed and closed today) per micro-grid or residential area")
 def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
          by: Annotated[str, Query(description="grid (default) or area")] = "grid",
          ) -> dict[str, Any]:
     """A worker's own micro-grids only; days are those of ``TWIN_TIME_ZONE``. ``sync``: how
     the tablets' edits arrived in the last 7 days (devices, last sync, edits waiting on a
-    conflict, rejected, the longest an edit waited offline)."""
+    conflict, rejected, the longest an edit waited offline). ``cases``: the case figures in
+    total with their formulas and the link listing each (``GET /kpis/cases``; a group's list
+    adds ``by`` and ``key``), each group's under its ``cases``; ``twin.case_event_id`` moves
+    whenever a case does."""
     reject_unknown(request.query_params, {"by"})
     grouping = next((g for g in GROUP_COLUMNS if g == by), None)
     if grouping is None:
         raise bad("by", by, "grid or area", "分组须为grid或area")
     grids = user.grids if user.role == "worker" else None
+    base = f"{str(request.base_url).rstrip('/')}/kpis/cases"
     with engine.connect() as conn:
-        return group_kpis(conn, grouping, settings.time_zone, grids) | {
+        answer = group_kpis(conn, grouping, settings.time_zone, grids) | {
             "sync": sync_health(conn, grids)}
+        cases = case_figures(conn, user, grouping, settings.time_zone, base)
+    zero = dict.fromkeys(FIGURES, 0)
+    per_group = cases.pop("groups")
+    for group in answer["groups"]:
+        group["cases"] = per_group.get(group["code"], zero)
+    answer["twin"]["case_event_id"] = cases.pop("newest_event")
+    answer["cases"] = cases
+    return answer
+
+
+@router.get("/kpis/cases", summary="The cases a case figure of /kpis counts (open, overdue, "
+            "filed_today, closed_today), in total or in one group; paged like /cases")
+def figure_cases(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
+                 figure: Annotated[str, Query(description=", ".join(FIGURES))],
+                 by: Annotated[str | None, Query(description="grid or area")] = None,
+                 key: Annotated[str | None, Query(description="the group's code")] = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                 cursor: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    """A FeatureCollection as ``GET /cases`` answers it, with a ``next`` link."""
+    reject_unknown(request.query_params, {"figure", "by", "key", "limit", "cursor"})
+    if key is not None and by is None:
+        raise bad("by", by, "grid or area, with key", "须同时给出分组")
+    found = list_cases(engine, user, figure_query(figure, by, key, settings.time_zone,
+                                                  limit, cursor))
+    links = [{"rel": "self", "href": str(request.url), "type": GEOJSON}]
+    if found["next"] is not None:
+        rest = {k: v for k, v in request.query_params.items() if k != "cursor"}
+        base = str(request.base_url).rstrip("/")
+        links.append({"rel": "next", "type": GEOJSON, "href":
+                      f"{base}/kpis/cases?{urlencode({**rest, 'cursor': found['next']})}"})
+    body = {k: v for k, v in found.items() if k != "next"} | {"links": links}
+    return JSONResponse(body, media_type=GEOJSON)

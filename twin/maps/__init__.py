@@ -1,4 +1,6 @@
-"""Maps and key figures: the Folium page, the data behind the live map, per-grid KPIs.
+"""Maps and key figures: the Folium page, the data behind the live map, per-grid KPIs and
+the cases the command centre watches.
 
-May import: the root modules, ``twin.store``, ``twin.features`` and ``twin.field``.
+May import: the root modules, ``twin.store``, ``twin.features``, ``twin.field`` and
+``twin.cases``.
 """

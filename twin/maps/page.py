@@ -42,6 +42,23 @@ GROUP_TITLES = {"areas": "片区 Areas", "twin": "要素 Features", "base": "底
 # asks the change feed what changed (milliseconds; an edit shows within this and a load).
 LIVE_PAGE_LIMIT = 5_000
 LIVE_POLL_MS = 3_000
+# Cases (一网统管) on the live map: the states drawn (open, and parked), their colours and
+# labels, and how often the page asks for the cases in view again. It asks rather than waits
+# for a signal: a case goes overdue by the clock passing, with no event that could signal it.
+CASE_STATES = {
+    "reported": ("#8e24aa", "上报 reported"),
+    "filed": ("#1e88e5", "立案 filed"),
+    "dispatched": ("#fb8c00", "已派遣 dispatched"),
+    "handled": ("#43a047", "已处置待核查 handled"),
+    "parked": ("#6d4c41", "挂账 parked"),
+    "closed": ("#78909c", "结案 closed"),
+    "not_filed": ("#bdbdbd", "不予立案 not filed"),
+    "void": ("#bdbdbd", "作废 void"),
+}
+CASE_SHOWN = ("reported", "filed", "dispatched", "handled", "parked")
+CASE_OVERDUE = "#d50000"
+CASE_POLL_MS = 5_000
+CASE_PAGES = 5  # pages of 1,000 cases at most for one view
 
 _TIANDITU = ("https://t{s}.tianditu.gov.cn/%s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
              "&LAYER=%s&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}"
@@ -78,6 +95,32 @@ _PAGE_CSS = """
 .twin-kpi select { max-width: 260px; }
 .twin-kpi-legend { margin-top: 4px; }
 """
+
+# The live map's cases: a dot coloured by state; an overdue one bigger, ringed in red and
+# pulsing; a cluster holding an overdue case ringed too.
+_CASE_CSS = """
+.twin-case { border-radius: 50%; border: 2px solid #fff; box-sizing: border-box;
+             box-shadow: 0 0 2px rgba(0,0,0,.6); }
+.twin-case.overdue { border: 3px solid OVERDUE; box-shadow: 0 0 0 2px #fff, 0 0 6px OVERDUE; }
+.twin-case.overdue::after { content: ""; position: absolute; inset: -9px; border-radius: 50%;
+  border: 2px solid OVERDUE; animation: twin-pulse 1.6s ease-out infinite; }
+@keyframes twin-pulse { from { transform: scale(.6); opacity: 1; }
+                        to { transform: scale(1.5); opacity: 0; } }
+.twin-case-cluster div { background: rgba(30,136,229,.75); color: #fff; font-weight: bold; }
+.twin-case-cluster { background: rgba(30,136,229,.3); }
+.twin-case-cluster.overdue { background: rgba(213,0,0,.35); box-shadow: 0 0 0 3px OVERDUE; }
+.twin-case-cluster.overdue div { background: OVERDUE; }
+.twin-case-popup .twin-case-state { display: inline-block; padding: 0 6px; border-radius: 3px;
+  color: #fff; margin-right: 6px; }
+.twin-case-popup .twin-case-late { color: OVERDUE; font-weight: bold; }
+.twin-case-timeline { margin: 4px 0 0; padding-left: 18px; max-height: 200px; overflow-y: auto; }
+.twin-case-timeline li { margin-bottom: 3px; }
+.twin-case-timeline .twin-case-reason { color: #555; }
+.twin-legend .twin-case-swatch { display: inline-block; width: 10px; height: 10px;
+  margin: 0 8px 0 2px; border-radius: 50%; vertical-align: middle; }
+.twin-legend .twin-case-swatch.overdue { border: 2px solid OVERDUE; width: 12px; height: 12px;
+  margin: 0 6px 0 0; box-sizing: border-box; }
+""".replace("OVERDUE", CASE_OVERDUE)
 
 # Popups and tooltips are built with textContent: feature properties are user input.
 _PAGE_JS = """
@@ -256,8 +299,10 @@ def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]]
     change feed says it changed. ``bounds`` ([[south, west], [north, east]]) is the first
     view."""
     layers = list(all_layers().values())
-    m, groups = _frame(layers, settings, title, False, f"{asset_url}/vendor", note)
+    m, groups = _frame(layers, settings, title, False, f"{asset_url}/vendor", note,
+                       _case_legend_html())
     figure = cast(Figure, m.get_root())
+    figure.header.add_child(Element(f"<style>{_CASE_CSS}</style>"), name="twin_case_css")
     for name, path in _LIVE_CSS:
         figure.header.add_child(CssLink(f"{asset_url}/vendor/{path}"), name=name)
     for name, path in _LIVE_JS:
@@ -271,7 +316,11 @@ def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]]
               "min_zoom": {layer.name: layer.map_min_zoom for layer in layers},
               "cluster": [layer.name for layer in layers if layer.map_cluster],
               "limit": LIVE_PAGE_LIMIT, "poll_ms": LIVE_POLL_MS,
-              "gcj02": settings.basemap == "amap"}
+              "gcj02": settings.basemap == "amap", "time_zone": settings.time_zone,
+              "cases": {"states": {state: {"colour": colour, "label": label}
+                                   for state, (colour, label) in CASE_STATES.items()},
+                        "shown": list(CASE_SHOWN), "overdue": CASE_OVERDUE,
+                        "poll_ms": CASE_POLL_MS, "pages": CASE_PAGES}}
     _Call(f"twinLive({_js_json(config)});").add_to(m)  # after the map and its groups exist
     if bounds is not None:
         m.fit_bounds(bounds, padding=(20, 20), max_zoom=18)
@@ -279,9 +328,10 @@ def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]]
 
 
 def _frame(layers: list[Layer], settings: Settings, title: str, standalone: bool,
-           asset_url: str, note: str | None) -> tuple[folium.Map, dict[str, folium.FeatureGroup]]:
+           asset_url: str, note: str | None, more_legend: str = ""
+           ) -> tuple[folium.Map, dict[str, folium.FeatureGroup]]:
     """The map with its assets, basemap, an empty group per layer in the grouped layer
-    control, the legend and the credits."""
+    control, the legend (and ``more_legend``, HTML made here) and the credits."""
     m = folium.Map(tiles=None, prefer_canvas=True, control_scale=True, maxZoom=20)
     figure = cast(Figure, m.get_root())
     figure.title = escape(title)
@@ -298,7 +348,8 @@ def _frame(layers: list[Layer], settings: Settings, title: str, standalone: bool
             (layer.title, group.get_name()))
     _Groups(grouped).add_to(m)
 
-    _Box(_legend_html(title, layers), "bottomleft", "twin-box twin-legend").add_to(m)
+    _Box(_legend_html(title, layers) + more_legend, "bottomleft",
+         "twin-box twin-legend").add_to(m)
     credits = [f"审图号 Map review no.: {settings.map_review_number}"
                if settings.map_review_number else "",
                f"数据来源 Data source: {settings.map_source}" if settings.map_source else "",
@@ -410,6 +461,16 @@ def _legend_html(title: str, layers: list[Layer]) -> str:
         items.append(f"<li>{swatch(layer, style.color, fill) if not states else ''}"
                      f"{escape(layer.title)}{f'<ul>{states}</ul>' if states else ''}</li>")
     return f"<h1>{escape(title)}</h1><div>图例 Legend</div><ul>{''.join(items)}</ul>"
+
+
+def _case_legend_html() -> str:
+    """The cases' colours by state, and how an overdue one looks."""
+    items = "".join(f'<li><span class="twin-case-swatch" style="background:{escape(colour)}">'
+                    f"</span>{escape(label)}</li>"
+                    for state, (colour, label) in CASE_STATES.items() if state in CASE_SHOWN)
+    late = ('<li><span class="twin-case-swatch overdue"></span>'
+            "超期 overdue (红圈 red ring)</li>")
+    return f"<ul><li>案件 Cases (一网统管)<ul>{items}{late}</ul></li></ul>"
 
 
 def _js_json(value: Any) -> str:

@@ -1,12 +1,16 @@
 // The command centre's board (/dashboard): the live map (/map, in a frame: it signs in, to
 // the session this page shares, common/session.js) and panels of key figures from GET /kpis
-// and the coverage analysis, asked again every few seconds and at once when one signs in.
+// and the coverage analysis, asked again every few seconds and at once when one signs in. The
+// cases panel: filed and closed today, open and overdue (GET /kpis), the overdue list
+// (GET /cases?overdue=true) and rates by department and grid over 30 days (GET /cases/kpis);
+// every figure opens the list of the cases it counts, and a case in a list shows on the map.
 import { TOKEN_KEY, request, token } from "/static/common/session.js";
 
 (() => {
   const LAYERS = JSON.parse(document.getElementById("twin-layers").textContent);
   const EVERY_MS = 5000;
-  const S = { token: token(), change: null, coverage: null };
+  const S = { token: token(), change: null, coverage: null, caseEvent: null, casesAt: 0,
+              caseSoon: null, departments: null };
 
   function el(tag, text, cls) {
     const node = document.createElement(tag);
@@ -133,6 +137,171 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
     fill("coverage", ...nodes);
   }
 
+  // ---- cases (一网统管) ----------------------------------------------------------------------
+  const STATES = { reported: "上报 reported", filed: "立案 filed", dispatched: "已派遣 dispatched",
+                   handled: "已处置 handled", parked: "挂账 parked", closed: "结案 closed",
+                   not_filed: "不予立案 not filed", void: "作废 void" };
+  const hours = (h) => `${Number(h).toLocaleString("zh-CN", { maximumFractionDigits: 1 })} h`;
+  const percent = (r) => r == null ? "—" : `${(100 * r).toFixed(1)}%`;
+  const local = (href) => { const u = new URL(href, location.href); return u.pathname + u.search; };
+
+  // a figure that opens the list of the cases it counts
+  function count(text, href, title, cls) {
+    const button = el("button", text, `count${cls ? ` ${cls}` : ""}`);
+    button.type = "button";
+    button.dataset.href = local(href);
+    button.onclick = () => openList(title, href).catch((error) => {
+      document.querySelector("#case-list .body").replaceChildren(el("div", `⚠ ${error.message}`));
+    });
+    return button;
+  }
+
+  // the board's map shows a case and opens its popup
+  function showOnMap(id) {
+    const frame = document.getElementById("map");
+    frame.contentWindow.postMessage({ twinCase: id }, location.origin);
+  }
+
+  function caseLine(f) {
+    const p = f.properties;
+    return `#${f.id} ${p.category_zh} · ${STATES[p.state] || p.state} · ${p.micro_grid || "-"}`;
+  }
+
+  async function openList(title, href) {
+    const box = document.getElementById("case-list");
+    box.hidden = false;
+    box.querySelector(".title").textContent = title;
+    const body = box.querySelector(".body");
+    body.replaceChildren(el("div", "…"));
+    const found = await api(`${local(href)}${href.includes("limit=") ? "" : "&limit=200"}`);
+    const list = el("ol");
+    for (const f of found.features) {
+      const item = el("li", caseLine(f));
+      item.dataset.caseId = f.id;
+      if (f.properties.overdue) item.append(" ", el("span", `超期 ${hours(f.properties.overdue_hours)}`, "late"));
+      item.onclick = () => showOnMap(f.id);
+      list.append(item);
+    }
+    body.replaceChildren(el("div", `共 ${number(found.numberMatched)} 件 cases`
+      + (found.numberMatched > found.numberReturned ? ` (前 first ${found.numberReturned})` : "")),
+      list);
+  }
+  document.querySelector("#case-list .close").onclick = () => {
+    document.getElementById("case-list").hidden = true;
+  };
+
+  async function cases(kpis) {
+    const c = kpis.cases;
+    const t = c.total;
+    const cell = (value, label, figure, title, cls) => {
+      const div = el("div");
+      const big = el("div", undefined, `figure${cls && value ? ` ${cls}` : ""}`);
+      big.append(count(number(value), c.links[figure], title));
+      div.append(big, el("small", label));
+      div.dataset.figure = figure;
+      return div;
+    };
+    const figures = el("div", undefined, "figures");
+    figures.append(cell(t.filed_today, "今日立案 filed today", "filed_today", "今日立案 Filed today"),
+                   cell(t.closed_today, "今日结案 closed today", "closed_today", "今日结案 Closed today"),
+                   cell(t.open, "在办 open", "open", "在办案件 Open cases"),
+                   cell(t.overdue, "超期 overdue", "overdue", "超期案件 Overdue cases", "alert"));
+    // the overdue, most overdue first; then the open ones whose time runs out soonest
+    const overdue = await api("/cases?overdue=true&limit=1000");
+    const late = [...overdue.features].sort((a, b) =>
+      (b.properties.overdue_hours || 0) - (a.properties.overdue_hours || 0));
+    const list = el("div", undefined, "overdue-list");
+    for (const f of late.slice(0, 8)) {
+      const line = row(caseLine(f), `超期 ${hours(f.properties.overdue_hours)}`, "late");
+      line.dataset.caseId = f.id;
+      line.title = f.properties.description || "";
+      line.onclick = () => showOnMap(f.id);
+      list.append(line);
+    }
+    const nodes = [figures, el("h3", `超期案件 Overdue (${number(overdue.numberMatched)})`)];
+    nodes.push(late.length ? list : el("div", "无超期案件 none overdue"));
+    if (S.caseSoon) nodes.push(el("h3", "即将到期 Due soonest"), S.caseSoon);
+    fill("cases", ...nodes);
+  }
+
+  // open cases not yet overdue, the least time left first (asked when the cases change)
+  async function dueSoon() {
+    const open = await api("/cases?state=reported,filed,dispatched,handled&limit=1000");
+    // by the running stage's deadline (a reported case has no case deadline yet)
+    const due = (f) => Date.parse((f.properties.due || {}).stage);
+    const soon = [...open.features].filter((f) => !f.properties.overdue && !isNaN(due(f)))
+      .sort((a, b) => due(a) - due(b)).slice(0, 5);
+    const list = el("div", undefined, "overdue-list");
+    for (const f of soon) {
+      const left = f.properties.time_left_hours;
+      const line = row(caseLine(f), left != null ? `剩余 ${hours(left)}`
+        : `时限 ${new Date(due(f)).toLocaleTimeString("zh-CN", { hour: "2-digit",
+                                                                 minute: "2-digit", hour12: false })}`);
+      line.dataset.caseId = f.id;
+      line.onclick = () => showOnMap(f.id);
+      list.append(line);
+    }
+    S.caseSoon = soon.length ? list : null;
+  }
+
+  // the last 30 days of the subdistrict's calendar (tomorrow excluded), as dates
+  function last30Days(zone) {
+    const day = (t) => new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric",
+      month: "2-digit", day: "2-digit" }).format(t);
+    return [day(new Date(Date.now() - 29 * 864e5)), day(new Date(Date.now() + 864e5))];
+  }
+
+  async function rates(zone, grids) {
+    const [from, to] = last30Days(zone);
+    if (!S.departments) {
+      const body = await api("/cases/categories");
+      S.departments = Object.fromEntries(body.categories.map(
+        (k) => [k.department.code, `${k.department.name_zh} ${k.department.name_en}`]));
+    }
+    const [byDept, byGrid] = await Promise.all([
+      api(`/cases/kpis?from=${from}&to=${to}&by=department`),
+      api(`/cases/kpis?from=${from}&to=${to}&by=grid`)]);
+    const names = Object.fromEntries(grids.map((g) => [g.code, g.name || g.code]));
+    // a group's line: due, closure rate, on-time rate, each opening its cases
+    const line = (label, g, whole) => {
+      // the total's links name no group (the answer's carry by and an empty key)
+      const link = (name) => {
+        const u = new URL(g.links[name], location.href);
+        if (whole) { u.searchParams.delete("by"); u.searchParams.delete("key"); }
+        return u.pathname + u.search;
+      };
+      const tr = el("tr");
+      tr.dataset.key = g.key ?? "";
+      const td = (node) => { const cell = el("td"); cell.append(node); return cell; };
+      tr.append(td(el("span", label)),
+                td(count(number(g.due), link("due"), `${label} · 应结案 due`)),
+                td(count(percent(g.closure_rate), link("closed"), `${label} · 结案 closed`)),
+                td(count(percent(g.on_time_rate), link("closed_on_time"),
+                         `${label} · 按期结案 closed on time`,
+                         g.on_time_rate != null && g.on_time_rate < 0.9 ? "late" : "")));
+      return tr;
+    };
+    const table = (title, rows) => {
+      const t = el("table", undefined, "rates");
+      const head = el("tr");
+      for (const h of [title, "应结 due", "结案率 closure", "按期率 on time"]) head.append(el("th", h));
+      t.append(head, ...rows);
+      return t;
+    };
+    const depts = byDept.groups.filter((g) => g.key && g.due > 0);
+    const worst = byGrid.groups.filter((g) => g.key && g.due > 0)
+      .sort((a, b) => (a.on_time_rate ?? 1) - (b.on_time_rate ?? 1) || b.due - a.due).slice(0, 6);
+    fill("rates",
+         el("div", `${from} – ${to} · 率 = 结案数 / 应结案数 rate = closed / due`),
+         table("合计 Total", [line("全部 all", byDept.total, true)]),
+         el("h3", "按部门 By department"),
+         depts.length ? table("部门 department", depts.map((g) => line(S.departments[g.key] || g.key, g)))
+           : el("div", "—"),
+         el("h3", "按期率最低的微网格 Grids, lowest on-time rate"),
+         worst.length ? table("微网格 grid", worst.map((g) => line(names[g.key] ? `${names[g.key]} ${g.key}` : g.key, g)))
+           : el("div", "—"));
+  }
+
   async function refresh() {
     S.token = token();
     document.body.classList.toggle("signed-out", !S.token);
@@ -142,6 +311,21 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
       states(kpis);
       edits(kpis);
       sync(kpis);
+      // the cases: their figures each time; the slower lists when a case moved, or each minute
+      try {
+        const moved = kpis.twin.case_event_id !== S.caseEvent || Date.now() - S.casesAt > 60_000;
+        if (moved) {
+          S.caseEvent = kpis.twin.case_event_id;
+          S.casesAt = Date.now();
+          await dueSoon();
+          await rates(kpis.time_zone, kpis.groups);
+        }
+        await cases(kpis);
+      } catch (error) {
+        if (error.signedOut) throw error;
+        S.caseEvent = null; // asked again at the next refresh
+        fill("cases", el("div", `⚠ ${error.message}`));
+      }
       const areas = await api("/kpis?by=area");
       fill("areas", bars(areas.groups, "edits_7_days", 10) || el("div", "—"));
       document.getElementById("moment").textContent =

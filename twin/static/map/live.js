@@ -3,7 +3,8 @@
 // /collections/{layer}/items, and asks the change feed every few seconds what changed since
 // the newest change it has seen; a layer that changed is loaded again, so an edit made on a
 // tablet shows without a reload. Popups are twinFeature's (twin/maps/page.py), plus the
-// feature's history on demand.
+// feature's history on demand. Cases (一网统管) are a layer of their own: open and parked ones
+// in view, by state, overdue ones ringed in red, clustered, each with its timeline.
 "use strict";
 
 // WGS-84 to GCJ-02, the shifted datum of Chinese web maps (the published conversion, good to
@@ -99,6 +100,7 @@ async function twinLive(cfg) {
     S.asOf = moment;
     choice.disabled = Boolean(moment); // the key figures are the present's
     S.loaded = {};
+    S.cases.box = null;
     status();
     loadShown().then(() => status());
   }
@@ -133,6 +135,8 @@ async function twinLive(cfg) {
   function signOut(message) {
     S.token = null;
     for (const group of Object.values(groups)) group.clearLayers();
+    caseCluster.clearLayers();
+    S.cases.signature = S.cases.box = null;
     S.loaded = {};
     signInForm(message);
   }
@@ -230,7 +234,7 @@ async function twinLive(cfg) {
 
   function loadShown() {
     return Promise.all([...Object.keys(groups).map((name) => load(name).catch(report)),
-                        loadHeat().catch(report)]);
+                        loadHeat().catch(report), loadCases().catch(report)]);
   }
 
   // ---- the heat map of recent changes (an overlay, off until chosen) ---------------------
@@ -258,6 +262,201 @@ async function twinLive(cfg) {
     if (S.token) status(`⚠ ${error.message}`);
   }
 
+  // ---- cases (一网统管): open and parked cases in view, coloured by state -------------------
+  // Asked for again every few seconds (cfg.cases.poll_ms) and drawn again only when what came
+  // differs (a case's version, or its overdue flag: a case goes overdue by the clock passing,
+  // with no event to signal it). An overdue case is bigger, ringed in red and pulses; so is a
+  // cluster holding one. Its popup shows the case and its timeline (GET /cases/{id}/events).
+  const CASES = cfg.cases;
+  const casesGroup = L.featureGroup().addTo(map);
+  window[cfg.control].addOverlay(casesGroup, "案件 Cases", "一网统管 Cases");
+  const caseCluster = L.markerClusterGroup({
+    showCoverageOnHover: false, maxClusterRadius: 40, disableClusteringAtZoom: 18,
+    iconCreateFunction: (cluster) => {
+      const late = cluster.getAllChildMarkers().filter((m) => m.options.overdue).length;
+      const n = cluster.getChildCount();
+      const size = n < 10 ? 30 : n < 100 ? 36 : 42;
+      const inner = document.createElement("div");
+      inner.append(twinText("span", n));
+      return L.divIcon({ html: inner.outerHTML, iconSize: [size, size],
+                         className: `marker-cluster twin-case-cluster${late ? " overdue" : ""}` });
+    },
+  });
+  casesGroup.addLayer(caseCluster);
+  S.cases = { signature: null, box: null, seq: 0, byId: {}, open: null, names: null };
+
+  const hours = (h) => `${Number(h).toLocaleString("zh-CN", { maximumFractionDigits: 1 })} h`;
+  const clockTime = (iso) => iso ? new Date(iso).toLocaleString("zh-CN", {
+    month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false }) : "";
+
+  function caseIcon(feature) {
+    const p = feature.properties;
+    const size = p.overdue ? 22 : 14;
+    const colour = (CASES.states[p.state] || {}).colour || "#999";
+    // the colour is set on the element when Leaflet makes it (caseMarker)
+    return L.divIcon({ className: `twin-case twin-case-${p.state}${p.overdue ? " overdue" : ""}`,
+                       iconSize: [size, size], html: "", twinColour: colour });
+  }
+
+  // the names of the moves (立案 file, 派遣 dispatch, ...) from the lifecycle's table, once
+  async function moveNames() {
+    if (!S.cases.names) {
+      const body = await api("/cases/categories");
+      S.cases.names = Object.fromEntries(body.transitions.map(
+        (t) => [`${t.from}>${t.to}`, `${t.name_zh} ${t.name_en}`]));
+    }
+    return S.cases.names;
+  }
+  const ACTIONS = { report: "上报 reported", extension_request: "申请延期 extension asked",
+                    extension_approval: "批准延期 extension approved",
+                    extension_refusal: "驳回延期 extension refused",
+                    reroute: "改派 re-routed", update: "更正 corrected" };
+
+  function stateLabel(state) {
+    return (CASES.states[state] || {}).label || state;
+  }
+
+  function casePopup(feature) {
+    const p = feature.properties;
+    const div = document.createElement("div");
+    div.className = "twin-popup twin-case-popup";
+    div.dataset.caseId = feature.id;
+    div.append(twinText("b", `#${feature.id} ${p.category_zh} ${p.category_en}`));
+    const line = document.createElement("div");
+    const state = twinText("span", stateLabel(p.state));
+    state.className = "twin-case-state";
+    state.style.background = (CASES.states[p.state] || {}).colour || "#999";
+    line.append(state);
+    if (p.overdue) {
+      const late = twinText("span", `超期 overdue ${hours(p.overdue_hours)}`);
+      late.className = "twin-case-late";
+      line.append(late);
+    } else if (p.time_left_hours != null) {
+      line.append(twinText("span", `剩余 left ${hours(p.time_left_hours)} (工作时 working)`));
+    }
+    div.append(line);
+    const rows = [
+      ["描述 Description", p.description],
+      ["来源 Source", p.source],
+      ["优先 Priority", p.priority === "urgent" ? "紧急 urgent" : ""],
+      ["微网格 Micro-grid", p.micro_grid],
+      ["部门 Department", p.department],
+      ["处置人 Assignee", p.assignee],
+      ["阶段时限 Stage due", clockTime(p.due && p.due.stage)],
+      ["结案时限 Case due", clockTime(p.due && p.due.case)],
+      ["返工 Rework", p.rework ? p.rework : ""],
+      ["延期 Extended", (p.extended || []).join(", ")],
+    ];
+    const table = document.createElement("table");
+    for (const [label, value] of rows) {
+      if (value) table.insertRow().append(twinText("th", label), twinText("td", value));
+    }
+    div.append(table, twinText("div", "流程 Timeline", "twin-layer"));
+    const list = document.createElement("ol");
+    list.className = "twin-case-timeline";
+    list.append(twinText("li", "…"));
+    div.append(list);
+    return [div, list];
+  }
+
+  async function fillTimeline(id, list) {
+    const [body, names] = await Promise.all([api(`/cases/${id}/events`), moveNames()]);
+    list.replaceChildren(...body.events.map((e) => {
+      const item = document.createElement("li");
+      const action = e.action === "transition"
+        ? names[`${e.from}>${e.to}`] || e.to : ACTIONS[e.action] || e.action;
+      const who = [e.actor, e.role && e.role !== e.actor ? `(${e.role})` : ""]
+        .filter(Boolean).join(" ");
+      const move = e.action === "report" ? ""
+        : e.from && e.from !== e.to ? `${stateLabel(e.from)} → ${stateLabel(e.to)}`
+          : stateLabel(e.to);
+      item.append(twinText("span", [clockTime(e.server_time), who, action, move]
+        .filter(Boolean).join(" · ")));
+      item.dataset.action = e.action;
+      if (e.reason) {
+        const reason = twinText("div", `理由 reason: ${e.reason}`);
+        reason.className = "twin-case-reason";
+        item.append(reason);
+      }
+      return item;
+    }));
+  }
+
+  function caseMarker(feature) {
+    const [lon, lat] = feature.geometry.coordinates;
+    const at = cfg.gcj02 ? TWIN_GCJ.toDisplay([lon, lat]) : L.latLng(lat, lon);
+    const icon = caseIcon(feature);
+    const marker = L.marker(at, { icon, overdue: feature.properties.overdue,
+                                  title: `#${feature.id} ${feature.properties.category_zh}` });
+    marker.feature = feature;
+    marker.on("add", () => {
+      const el = marker.getElement();
+      if (el) el.style.background = icon.options.twinColour;
+    });
+    marker.bindPopup(() => twinText("div", "…"), { maxWidth: 380, minWidth: 260 });
+    marker.on("popupopen", () => {
+      S.cases.open = feature.id;
+      const [div, list] = casePopup(feature);
+      marker.setPopupContent(div);
+      fillTimeline(feature.id, list).then(() => marker.getPopup().update())
+        .catch((error) => { list.replaceChildren(twinText("li", `⚠ ${error.message}`)); });
+    });
+    marker.on("popupclose", () => { if (!S.redrawing) S.cases.open = null; });
+    return marker;
+  }
+
+  async function loadCases(again) {
+    if (!S.token || !map.hasLayer(casesGroup)) return;
+    const view = map.getBounds();
+    if (!again && S.cases.box && S.cases.box.contains(view)) return;
+    const seq = (S.cases.seq += 1);
+    const b = view.pad(0.5);
+    const moment = S.asOf ? `&asOf=${encodeURIComponent(S.asOf)}` : "";
+    let path = `/cases?bbox=${wgs84Box(b)}&state=${CASES.shown.join(",")}&limit=1000${moment}`;
+    const found = [];
+    for (let page = 0; path && page < CASES.pages; page += 1) {
+      const body = await api(path);
+      found.push(...body.features);
+      const next = (body.links || []).find((link) => link.rel === "next");
+      path = next ? new URL(next.href).pathname + new URL(next.href).search : null;
+    }
+    if (seq !== S.cases.seq) return; // a newer load is on its way
+    S.cases.box = b;
+    S.cases.truncated = Boolean(path);
+    const signature = found.map((f) => `${f.id}.${f.properties.version}.`
+      + `${f.properties.overdue ? 1 : 0}`).join(",");
+    if (signature === S.cases.signature) return false;
+    S.cases.signature = signature;
+    S.cases.byId = Object.fromEntries(found.map((f) => [f.id, f]));
+    const markers = found.map(caseMarker);
+    const reopen = markers.find((m) => m.feature.id === S.cases.open);
+    S.redrawing = true;
+    caseCluster.clearLayers();
+    caseCluster.addLayers(markers);
+    S.redrawing = false;
+    if (reopen) caseCluster.zoomToShowLayer(reopen, () => reopen.openPopup());
+    return true;
+  }
+
+  // a case shown, its popup opened (for the board's lists, and the curious)
+  function showCase(id) {
+    let marker = null;
+    caseCluster.eachLayer((m) => { if (m.feature.id === id) marker = m; });
+    if (marker) caseCluster.zoomToShowLayer(marker, () => marker.openPopup());
+    return Boolean(marker);
+  }
+
+  async function pollCases() {
+    if (!S.token) return;
+    try {
+      const changed = await loadCases(true);
+      if (changed && S.kpi && /^(cases|rate)\./.test(S.kpi)) await colourGrids();
+    } catch (error) {
+      report(error);
+    }
+  }
+
+
   // ---- the micro-grids coloured by a key figure (GET /kpis) -------------------------------
   const PALETTE = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
   const BASE_KPIS = [["edits_today", "今日编辑 Edits today"],
@@ -275,6 +474,7 @@ async function twinLive(cfg) {
 
   function kpiValue(group, key) {
     if (!key.includes(".")) return group[key] || 0;
+    if (key.startsWith("cases.")) return (group.cases || {})[key.slice(6)] || 0;
     const [layer, state] = key.split(".");
     return ((group.states || {})[layer] || {})[state] || 0;
   }
@@ -286,6 +486,19 @@ async function twinLive(cfg) {
       choice.append(new Option(`${spec.title}: ${label}`, `${layer}.${state}`));
     }
   }
+  // the case figures: counts now (GET /kpis), and rates over the last 30 days (/cases/kpis)
+  const CASE_KPIS = [["cases.open", "案件: 在办 Cases: open"],
+                     ["cases.overdue", "案件: 超期 Cases: overdue"],
+                     ["cases.filed_today", "案件: 今日立案 Cases: filed today"],
+                     ["cases.closed_today", "案件: 今日结案 Cases: closed today"],
+                     ["rate.on_time_rate", "案件: 按期结案率(近30天) Cases: on-time rate, 30 days"],
+                     ["rate.closure_rate", "案件: 结案率(近30天) Cases: closure rate, 30 days"]];
+  for (const [key, label] of CASE_KPIS) choice.append(new Option(label, key));
+  // rates in fixed classes, worst first (red) to all on time (green); nothing due is grey
+  const RATE_CLASSES = [[0, 0.6, "< 60%"], [0.6, 0.8, "60% – 80%"], [0.8, 0.9, "80% – 90%"],
+                        [0.9, 1, "90% – 99.9%"], [1, 1.01, "100%"]];
+  const RATE_PALETTE = ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"];
+  const NO_RATE = "#d9d9d9";
 
   async function readKpis() {
     const body = await api("/kpis?by=grid");
@@ -313,15 +526,57 @@ async function twinLive(cfg) {
     return k < 0 ? S.classes.length - 1 : k;
   }
 
+  function rateColour(value) {
+    if (value == null) return NO_RATE;
+    const k = RATE_CLASSES.findIndex(([low, high]) => value >= low && value < high);
+    return RATE_PALETTE[k < 0 ? RATE_CLASSES.length - 1 : k];
+  }
+
   function choropleth(feature) {
     const code = feature.properties.code;
+    if (S.kpi.startsWith("rate.")) {
+      const group = (S.rates || {})[code];
+      return { color: "#555", weight: 1, fillOpacity: 0.6,
+               fillColor: rateColour(group ? group[S.kpi.slice(5)] : null) };
+    }
     const value = S.kpis && S.kpis[code] ? kpiValue(S.kpis[code], S.kpi) : 0;
     return { color: "#555", weight: 1, fillColor: PALETTE[classOf(value)], fillOpacity: 0.6 };
   }
 
+  // the last 30 days of the subdistrict's calendar, tomorrow excluded: from and to as dates
+  function last30Days() {
+    const day = (t) => new Intl.DateTimeFormat("en-CA", { timeZone: cfg.time_zone,
+      year: "numeric", month: "2-digit", day: "2-digit" }).format(t);
+    const now = Date.now();
+    return [day(new Date(now - 29 * 864e5)), day(new Date(now + 864e5))];
+  }
+
+  async function colourByRate() {
+    const [from, to] = last30Days();
+    const body = await api(`/cases/kpis?from=${from}&to=${to}&by=grid`);
+    S.rates = Object.fromEntries(body.groups.filter((g) => g.key).map((g) => [g.key, g]));
+    await readKpis(); // every grid, also those with no case
+    const rate = S.kpi.slice(5);
+    const values = Object.keys(S.kpis).map((code) => (S.rates[code] || {})[rate] ?? null);
+    const rows = RATE_CLASSES.map(([low, high, label], k) => [label, RATE_PALETTE[k],
+      values.filter((v) => v != null && v >= low && v < high).length]);
+    rows.push(["无应结案件 nothing due", NO_RATE, values.filter((v) => v == null).length]);
+    legend.append(twinText("div", `${from} – ${to}`));
+    for (const [label, colour, grids] of rows) {
+      const row = document.createElement("div");
+      const swatch = document.createElement("span");
+      swatch.className = "twin-swatch";
+      swatch.style.background = swatch.style.borderColor = colour;
+      row.append(swatch, `${label} (${grids})`);
+      legend.append(row);
+    }
+  }
+
   async function colourGrids() {
     legend.replaceChildren();
-    if (S.kpi) {
+    if (S.kpi && S.kpi.startsWith("rate.")) {
+      await colourByRate();
+    } else if (S.kpi) {
       await readKpis();
       const values = Object.values(S.kpis).map((g) => kpiValue(g, S.kpi));
       S.classes = classes(values.length ? values : [0]);
@@ -381,11 +636,20 @@ async function twinLive(cfg) {
   map.on("moveend", () => loadShown().then(() => S.token && status()));
   map.on("overlayadd", (event) => {
     if (event.layer === heat) { loadHeat().catch(report); return; }
+    if (event.layer === casesGroup) { loadCases(true).catch(report); return; }
     const name = Object.keys(groups).find((key) => groups[key] === event.layer);
     if (name) load(name, true).catch(report);
   });
   setInterval(poll, cfg.poll_ms);
+  setInterval(pollCases, CASES.poll_ms);
+  // the board asks its map to show a case (same origin: a message naming the case's id)
+  window.addEventListener("message", (event) => {
+    if (event.origin === location.origin && event.data && event.data.twinCase) {
+      showCase(event.data.twinCase);
+    }
+  });
   // for the curious (and the tests): what the page holds and has seen
-  window.twinLiveMap = { map, groups, heat, state: S, load, poll, classes };
+  window.twinLiveMap = { map, groups, heat, state: S, load, poll, classes, cases: caseCluster,
+                         casesGroup, loadCases, showCase };
   if (S.token) start(); else signInForm();
 }

@@ -4,7 +4,8 @@
 // map and the board share (common/session.js). This module signs in and out and wires the
 // page's controls; the rest is a module per concern, no build step: state, words, dom, idb
 // (the outbox's store), api, ids, layers, view (map, list, status, sheet), forms, photos,
-// location, problems (conflicts, rejections) and sync.
+// location, problems (conflicts, rejections), sync and cases (my cases 我的案件: report, handle,
+// verify, through the same outbox).
 import { $ } from "./dom.js";
 import { S, SYNC_EVERY_MS } from "./state.js";
 import { applyText, t } from "./words.js";
@@ -12,6 +13,7 @@ import { idbDelete } from "./idb.js";
 import { M, drawSheet, ensureMap, render } from "./view.js";
 import { locate } from "./location.js";
 import { loadLocal, sync } from "./sync.js";
+import { openReport } from "./cases.js";
 import { forget, signIn, signOut } from "/static/common/session.js";
 
 function showApp() {
@@ -81,6 +83,7 @@ $("lang").addEventListener("click", () => {
 $("status").addEventListener("click", () => sync());
 $("locate").addEventListener("click", () => locate(null));
 $("add").addEventListener("click", () => { S.sheet = { kind: "add", layer: null }; drawSheet(); });
+$("report-case").addEventListener("click", openReport);
 $("conflicts-button").addEventListener("click", () => { S.sheet = { kind: "problems" }; drawSheet(); });
 window.addEventListener("online", () => { render(); sync(); });
 window.addEventListener("offline", render);

@@ -38,6 +38,7 @@ export function localView() {
     view.set(key, { ...feature, key, properties: { ...feature.properties }, pending: 0 });
   }
   for (const edit of S.outbox) {
+    if (edit.layer === "cases") continue; // cases have their own view (cases.js)
     let item = view.get(edit.key);
     if (edit.op === "create") {
       item = { type: "Feature", key: edit.key, layer: edit.layer, id: null, local: true,

@@ -29,6 +29,7 @@ export async function locate(layer) {
   }
   const { latitude, longitude, accuracy } = position.coords;
   const latlng = L.latLng(latitude, longitude);
+  M.lastFix = latlng;
   const limit = strictestGpsError(layer);
   const poor = accuracy > limit;
   M.locateMarks.clearLayers();

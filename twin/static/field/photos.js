@@ -30,7 +30,7 @@ export async function attachPhoto(file) {
   const digest = await sha256(blob);
   // kept on the device until uploaded, so that a photo taken offline is not lost
   await idbPut("photos", { sha256: digest, blob, type: blob.type, tried: false });
-  if (S.sheet?.kind !== "form") return; // the form was closed meanwhile
+  if (!S.sheet?.photos) return; // the form was closed meanwhile
   if (!S.sheet.photos.includes(digest)) S.sheet.photos.push(digest);
   drawThumbs();
 }

@@ -7,6 +7,7 @@ import { api } from "./api.js";
 import { display, keyOf, titleOf } from "./layers.js";
 import { closeSheet, drawSheet, drawStatus, render } from "./view.js";
 import { fieldSchema, widget } from "./forms.js";
+import { CASES, caseProblemCard } from "./cases.js";
 
 export function conflictCard(conflict) {
   const schema = S.schemas[conflict.layer] ?? { properties: {} };
@@ -47,6 +48,7 @@ export function conflictCard(conflict) {
 }
 
 export function rejectedCard(edit) {
+  if (edit.layer === CASES) return caseProblemCard(edit, () => dismiss(edit));
   const show = (field, value) => display(edit.layer, field, value);
   const reason = (p) => (S.lang === "zh" ? p.reason_zh || p.reason : p.reason);
   return h("article", { class: "rejected", dataset: { edit: edit.edit_id } },
@@ -56,19 +58,30 @@ export function rejectedCard(edit) {
       h("li", {}, `${field}: ${show(field, change.old)} → ${show(field, change.new)}`))),
     h("ul", { class: "error" }, edit.problems.map((p) =>
       h("li", {}, `${p.field ?? ""}${p.value != null ? ` (${p.value})` : ""}: ${reason(p)}`))),
-    h("button", { type: "button", onclick: async () => {
-      await idbDelete("rejected", edit.edit_id);
-      S.rejected = S.rejected.filter((e) => e !== edit);
-      drawSheet();
-      drawStatus();
-    } }, t("dismiss")));
+    h("button", { type: "button", onclick: () => dismiss(edit) }, t("dismiss")));
+}
+
+async function dismiss(edit) {
+  if (edit.conflictId != null) {
+    // a case's held move is settled by keeping the server's side; offline, it stays held
+    // there (the worker has seen it) and the card goes all the same
+    await api(`/conflicts/${edit.conflictId}/resolve`, { method: "POST",
+      json: { choose: "server" } }).catch(() => {});
+  }
+  await idbDelete("rejected", edit.edit_id);
+  S.rejected = S.rejected.filter((e) => e !== edit);
+  drawSheet();
+  drawStatus();
 }
 
 export function drawProblems() {
   const cards = [...S.conflicts.map(conflictCard)];
-  if (S.rejected.length) cards.push(h("h2", {}, t("rejectedTitle")), ...S.rejected.map(rejectedCard));
+  const moved = S.rejected.filter((e) => e.conflict); // a case that moved on under a queued move
+  const refused = S.rejected.filter((e) => !e.conflict);
+  if (moved.length) cards.push(h("h2", {}, t("caseConflictsTitle")), ...moved.map(rejectedCard));
+  if (refused.length) cards.push(h("h2", {}, t("rejectedTitle")), ...refused.map(rejectedCard));
   $("sheet").replaceChildren(
-    h("h2", {}, t("conflictsTitle")),
+    h("h2", {}, t(S.conflicts.length || !S.rejected.length ? "conflictsTitle" : "problems")),
     ...(cards.length ? cards : [h("p", { class: "hint" }, t("nothing"))]),
     h("div", { class: "actions" }, h("button", { type: "button", onclick: closeSheet }, t("close"))));
 }

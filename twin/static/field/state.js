@@ -22,9 +22,12 @@ export const S = {
   outbox: [], // this user's queued edits, in device_seq order
   rejected: [],
   conflicts: [],
+  cases: new Map(), // "cases/id" -> the server's case (GET /cases: mine and my grids', open)
+  categories: [], // GET /cases/categories, cached for offline use
+  categoriesLoaded: false,
   schemasLoaded: false, // fetched again once a page load, cached for offline use
   syncing: null,
   backoff: 0,
   retry: null,
-  sheet: null, // what the sheet shows: {kind: "form" | "add" | "problems", ...}
+  sheet: null, // what the sheet shows: {kind: "form" | "add" | "problems" | "case" | "report", ...}
 };

@@ -5,7 +5,7 @@ const CACHE = "twin-field";
 const SHELL = ["/field", "/static/field/field.js", "/static/field/field.css",
   "/static/common/session.js",
   ...["state", "words", "dom", "idb", "api", "ids", "layers", "view", "forms", "photos",
-      "location", "problems", "sync"].map((module) => `/static/field/${module}.js`),
+      "location", "problems", "sync", "cases"].map((module) => `/static/field/${module}.js`),
   "/static/vendor/leaflet/leaflet.js", "/static/vendor/leaflet/leaflet.css"];
 const SLOW_MS = 4000; // on a link that hangs rather than fails, the cached shell opens sooner
 

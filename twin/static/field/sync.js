@@ -8,6 +8,7 @@ import { deviceId, rfc3339 } from "./ids.js";
 import { keyOf } from "./layers.js";
 import { drawSheet, render } from "./view.js";
 import { uploadPhotos } from "./photos.js";
+import { CASES, loadLocalCases, pullCases, settleCase } from "./cases.js";
 
 // Strips what only the device needs.
 export const wire = ({ user, key, ...edit }) => edit;
@@ -15,13 +16,17 @@ export const wire = ({ user, key, ...edit }) => edit;
 export async function settle(edit, result) {
   await idbDelete("outbox", edit.edit_id);
   S.outbox = S.outbox.filter((e) => e.edit_id !== edit.edit_id);
-  if (result.feature) {
-    S.features.set(keyOf(edit.layer, result.feature.id), { ...result.feature, layer: edit.layer });
-  }
   // A duplicate carries the first answer: a problem or a conflict there means it never applied.
   const status = result.status === "duplicate"
     ? result.conflict != null ? "conflict" : result.problems?.length ? "rejected" : "applied"
     : result.status;
+  if (edit.layer === CASES) {
+    await settleCase(edit, result, status);
+    return;
+  }
+  if (result.feature) {
+    S.features.set(keyOf(edit.layer, result.feature.id), { ...result.feature, layer: edit.layer });
+  }
   const later = S.outbox.filter((e) => e.key === edit.key);
   if (status === "applied" || status === "merged") {
     if (edit.op === "delete") S.features.delete(edit.key);
@@ -108,7 +113,9 @@ export async function loadSchemas() {
 
 export async function loadConflicts() {
   const before = new Set(S.conflicts.map((c) => c.id));
-  S.conflicts = (await (await api("/conflicts")).json()).conflicts.filter((c) => c.status === "open");
+  const answer = await (await api("/conflicts")).json();
+  // a case's conflict is shown from the sync's answer (cases.js); it has no sides to choose
+  S.conflicts = answer.conflicts.filter((c) => c.status === "open" && c.layer !== CASES);
   const arrived = S.conflicts.filter((c) => !before.has(c.id)).length;
   if (arrived) toast(t("conflictsArrived", { n: arrived }), "error");
 }
@@ -116,7 +123,10 @@ export async function loadConflicts() {
 export const problemIds = () => [...S.conflicts.map((c) => c.id), ...S.rejected.map((e) => e.edit_id)].join();
 
 export function sync() {
+  // asked while a round runs (an edit saved meanwhile): another round follows it
+  if (S.syncing) S.again = true;
   if (S.syncing || !S.token || !navigator.onLine) return S.syncing;
+  S.again = false;
   clearTimeout(S.retry);
   const shown = problemIds();
   S.syncing = (async () => {
@@ -124,6 +134,7 @@ export function sync() {
       if (!S.schemasLoaded) await loadSchemas();
       await pushOutbox();
       await pullScope();
+      await pullCases();
       await loadConflicts();
       S.lastSync = new Date().toISOString();
       localStorage.setItem("twin.lastSync", S.lastSync);
@@ -139,6 +150,7 @@ export function sync() {
       render();
       // redrawn only when they changed, so that half-made choices survive the periodic sync
       if (S.sheet?.kind === "problems" && problemIds() !== shown) drawSheet();
+      if (S.again && !S.lastError) sync();
     }
   })();
   return S.syncing;
@@ -152,6 +164,7 @@ export async function loadLocal() {
   S.grids = cached?.grids ?? null;
   S.cursor = cached?.cursor ?? null;
   S.schemas = (await idbGet("cache", "schemas")) ?? {};
+  await loadLocalCases();
   const mine = (e) => e.user === S.user.name;
   S.outbox = (await idbAll("outbox")).filter(mine).sort((a, b) => a.device_seq - b.device_seq);
   S.rejected = (await idbAll("rejected")).filter(mine);

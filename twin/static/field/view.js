@@ -7,6 +7,7 @@ import { colourOf, display, isMine, isPointLayer, localView, stateOf, titleOf, x
 import { drawForm, openForm } from "./forms.js";
 import { drawAdd, openNewPoint } from "./location.js";
 import { drawProblems } from "./problems.js";
+import { drawCase, drawCases, drawReport, placeReport } from "./cases.js";
 
 // the map and its layers, made once; shared by the modules that draw on it
 export const M = { map: null, drawn: null, locateMarks: null, editMarker: null, fitted: false };
@@ -22,6 +23,8 @@ export function ensureMap() {
   M.map.on("click", (event) => {
     if (S.sheet?.kind === "add" && S.sheet.layer) {
       openNewPoint(S.sheet.layer, event.latlng);
+    } else if (S.sheet?.kind === "report") {
+      placeReport(event.latlng);
     }
   });
 }
@@ -106,6 +109,7 @@ export function render() {
   const view = localView();
   drawMap(view);
   drawList(view);
+  drawCases();
 }
 
 
@@ -115,7 +119,7 @@ export function drawSheet() {
   sheet.hidden = !S.sheet;
   document.body.classList.toggle("sheet-open", Boolean(S.sheet));
   if (!S.sheet) return;
-  ({ form: drawForm, add: drawAdd, problems: drawProblems })[S.sheet.kind]();
+  ({ form: drawForm, add: drawAdd, problems: drawProblems, case: drawCase, report: drawReport })[S.sheet.kind]();
 }
 
 export function closeSheet() {

@@ -49,3 +49,4 @@ BEGIN
         d := d + 1;
     END LOOP;
 END $$;
+ALTER FUNCTION twin.add_work(timestamptz, text) SET jit = off;  -- as work_between

@@ -17,12 +17,20 @@ between the base version sent and the edit), and from the device's own record (t
 the version the user actually saw, when the written-over value is not the one the device
 showed), which also catches what a rebase hides.
 
+Cases (issue 19) ride along: each worker tablet reports SOAK_CASES cases in its own grids
+through the same outbox and ``POST /sync``, and handles what is dispatched to it (learnt from
+``GET /cases`` over the same link); the sample's dispatcher, over a dropping link too, files
+and dispatches them with ``If-Match`` and an ``Idempotency-Key`` per move, and sends some
+back and dispatches them again, so that some tablets' moves meet a case that moved on. The
+audit matches every report and move to ``twin.case_events`` by its edit id: applied exactly
+once, or answered conflict or rejected with a reason and not there.
+
 The database ``twin_soak`` is made afresh in Twin's own cluster (``twin sample --if-empty``)
 and dropped at the end unless SOAK_KEEP_DB=1. Tokens are issued with ``twin.users`` directly:
 signing in costs an argon2 hash (a quarter-second of CPU) per tablet, and it is not what is
 measured. Results: ``.twin/bench/soak/<stamp>.json`` and the server's log beside it. Exit
-status 1 when an edit was lost or logged twice, a field was overwritten without a conflict,
-the server answered 5xx, or any other check of the audit failed.
+status 1 when an edit or a case step was lost or applied twice, a field was overwritten
+without a conflict, the server answered 5xx, or any other check of the audit failed.
 """
 
 from __future__ import annotations
@@ -73,6 +81,10 @@ SUPERVISORS = int(os.environ.get("SOAK_SUPERVISORS", "4"))
 THINK = float(os.environ.get("SOAK_THINK", "1.0"))  # mean seconds between one user's edits
 SEED = int(os.environ.get("SOAK_SEED", "7"))
 KEEP_DB = os.environ.get("SOAK_KEEP_DB") == "1"
+CASES = int(os.environ.get("SOAK_CASES", "2"))  # cases each worker tablet reports
+SENDBACK = float(os.environ.get("SOAK_SENDBACK", "0.3"))  # dispatched cases sent back once
+CASE_POLL = float(os.environ.get("SOAK_CASE_POLL", "5.0"))  # mean seconds between looks at cases
+JIT = os.environ.get("SOAK_JIT") == "1"  # keep the server's JIT setting on the soak's database
 PASSWORD = os.environ.get("TWIN_DEMO_PASSWORD", "twin-demo")
 
 POINT_LAYERS = ("waste_points", "charging_points")
@@ -87,6 +99,14 @@ META = frozenset({"micro_grid", "residential_area", "version", "updated", "chang
 CREATED = "created"  # a step's target: the user's newest point
 REASONS = ("巡查 patrol", "居民反映 residents' report", "复核 recheck")
 SHANGHAI = timezone(timedelta(hours=8))
+CASE_CATEGORY = "E0102"  # 暴露垃圾 exposed rubbish: half the reports (the rest: any a worker fixes)
+P_CASE_BAD = 0.05  # reports placed outside the worker's grids (the server must refuse them)
+CASE_ROUNDS = 6  # times the dispatcher takes up one case before leaving it be
+DESKS = 8  # the dispatcher's moves on their way at once
+SENT_BACK = "派遣有误,退回重派 dispatched to the wrong hands"
+HANDLED = ("已清运 cleared", "已整改 put right", "已处置 dealt with")
+DESCRIBED = ("垃圾桶满溢 bins overflowing", "散落垃圾 litter around the point",
+             "乱堆物 dumped clutter", "暴露垃圾 exposed rubbish")
 
 
 class Dropped(Exception):
@@ -256,6 +276,32 @@ class Link:
     server_errors: int = 0
 
 
+async def _over_link(http: httpx.AsyncClient, link: Link, rng: random.Random, method: str,
+                     path: str, only_200: bool, **kwargs: Any) -> tuple[httpx.Response, bool]:
+    """One request over a link that drops: lost on the way (Dropped), or answered, with
+    whether the answer is heard. A 5xx, or any answer but 200 when ``only_200``, is Refused
+    (and heard: the server refused it, whatever the link does afterwards)."""
+    link.requests += 1
+    if rng.random() < DROP:
+        link.lost_requests += 1
+        raise Dropped
+    start = time.perf_counter()
+    try:
+        response = await http.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        link.errors.append(f"{method} {path}: {exc!r}")
+        raise Dropped from exc
+    if path == "/sync":
+        link.round_trips.append(time.perf_counter() - start)
+    if response.status_code >= 500 or (only_200 and response.status_code != 200):
+        link.server_errors += response.status_code >= 500
+        link.errors.append(f"{method} {path}: {response.status_code} {response.text[:500]}")
+        raise Refused(response.status_code)
+    heard = rng.random() >= DROP
+    link.lost_answers += not heard
+    return response, heard
+
+
 class Tablet:
     """One device: its user's copy of the scope, an outbox, a clock that is off, and a link
     that drops. The user and the sync run as two tasks, as on a real tablet: edits are made
@@ -286,6 +332,13 @@ class Tablet:
         self.done = False
         self.wake = asyncio.Event()
         self.link = Link()
+        self.users = 1  # the user's tasks still going (the day's edits, the cases)
+        self.broken = False  # the sync task gave up
+        # cases: what this tablet reported and moved (its own record), what it knows
+        self.case_made: list[Made] = []
+        self.categories: list[str] = []
+        self.reports = 0  # reports the user made so far
+        self.tried: dict[int, int] = {}  # case id -> the version its last move was based on
 
     @property
     def area(self) -> BaseGeometry:
@@ -297,26 +350,7 @@ class Tablet:
                         ) -> tuple[httpx.Response, bool]:
         """One request over the link: lost on the way (Dropped), or answered, with whether
         the tablet hears the answer (when not, the server did the work all the same)."""
-        self.link.requests += 1
-        if self.rng.random() < DROP:
-            self.link.lost_requests += 1
-            raise Dropped
-        start = time.perf_counter()
-        try:
-            response = await self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            self.link.errors.append(f"{method} {path}: {exc!r}")
-            raise Dropped from exc
-        if path == "/sync":
-            self.link.round_trips.append(time.perf_counter() - start)
-        if response.status_code != 200:
-            self.link.server_errors += response.status_code >= 500
-            self.link.errors.append(f"{method} {path}: {response.status_code} "
-                                    f"{response.text[:500]}")
-            raise Refused(response.status_code)
-        heard = self.rng.random() >= DROP
-        self.link.lost_answers += not heard
-        return response, heard
+        return await _over_link(self.http, self.link, self.rng, method, path, True, **kwargs)
 
     async def _retrying(self, action: Callable[[], Awaitable[None]]) -> None:
         """``action`` until it succeeds, backing off while the link stays bad."""
@@ -377,6 +411,8 @@ class Tablet:
         self.settled += 1
         made.heard = result
         layer = made.edit["layer"]
+        if layer == "cases":  # a case report or move: the answer is all the tablet keeps
+            return
         if result["feature"]:
             self.features[_key(layer, result["feature"]["id"])] = Feature.of(
                 result["feature"] | {"layer": layer})
@@ -408,11 +444,22 @@ class Tablet:
 
     async def syncing(self) -> None:
         """Sync whenever woken and online, until the user is done and the outbox empty."""
-        while not (self.done and not self.outbox):
-            await self.wake.wait()
-            self.wake.clear()
-            if self.online:
-                await self._retrying(self._round)
+        try:
+            while not (self.done and not self.outbox):
+                await self.wake.wait()
+                self.wake.clear()
+                if self.online:
+                    await self._retrying(self._round)
+        except BaseException:
+            self.broken = True
+            raise
+
+    def _finish(self) -> None:
+        """One of the user's tasks is over; the sync task ends once all are."""
+        self.users -= 1
+        if self.users == 0:
+            self.done = True
+        self.wake.set()
 
     # -- the user --------------------------------------------------------------------------
 
@@ -491,8 +538,325 @@ class Tablet:
                 offline = max(0, offline - 1)
                 self._make(step)
         finally:  # the sync task ends only once told so
-            self.online, self.done = True, True
-            self.wake.set()
+            self.online = True
+            self._finish()
+
+    # -- cases: report a few, handle what is dispatched to me -------------------------------
+
+    @property
+    def reported(self) -> bool:
+        """Every report made and answered (or the tablet broke down)."""
+        return self.broken or (self.reports >= CASES and not any(
+            m.edit["layer"] == "cases" and m.edit["op"] == "create" for m in self.outbox))
+
+    async def _categories(self) -> None:
+        response, heard = await self._exchange("GET", "/cases/categories")
+        if not heard:
+            raise Dropped
+        self.categories = sorted(c["code"] for c in response.json()["categories"]
+                                 if c["handler"] == "worker" and c.get("active", True))
+
+    async def _dispatched_to_me(self, since: str) -> list[dict[str, Any]]:
+        """The cases dispatched to me (reported since the run began), as GET /cases gives
+        them to me."""
+        found: list[dict[str, Any]] = []
+        cursor: int | None = None
+        while True:
+            params = {"state": "dispatched", "assignee": self.user.name, "datetime": since,
+                      "limit": "1000"} | ({"cursor": str(cursor)} if cursor else {})
+            response, heard = await self._exchange("GET", "/cases", params=params)
+            if not heard:
+                raise Dropped
+            body = response.json()
+            found += body["features"]
+            if not any(link["rel"] == "next" for link in body["links"]):
+                return found
+            cursor = found[-1]["id"]
+
+    def _case_edit(self, op: str) -> dict[str, Any]:
+        self.seq += 1
+        device_time = (datetime.now(UTC) + self.skew).astimezone(SHANGHAI)
+        return {"edit_id": str(uuid.uuid4()), "device_id": self.device, "device_seq": self.seq,
+                "layer": "cases", "op": op, "device_time": device_time.isoformat(),
+                "accuracy_m": round(self.rng.uniform(3, 15), 1)}
+
+    def _report(self) -> None:
+        """A case in my grid: exposed rubbish (at one of my waste points, now and then), or
+        another category a worker handles; now and then placed outside my grids by mistake."""
+        self.reports += 1
+        edit = self._case_edit("create")
+        area = self.area
+        bad = self.rng.random() < P_CASE_BAD
+        category = CASE_CATEGORY if self.rng.random() < 0.5 or not self.categories \
+            else self.rng.choice(self.categories)
+        changes: dict[str, Any] = {"category": category,
+                                   "description": self.rng.choice(DESCRIBED)}
+        points = sorted(key for key, f in self.features.items() if f.layer == "waste_points"
+                        and f.grid in self.grids and area.contains(
+                            shape(f.fields["geometry"])))
+        if bad:
+            _, y0, x1, y1 = area.bounds
+            changes["geometry"] = {"type": "Point", "coordinates": [
+                round(x1 + 0.002 + self.rng.uniform(0, 0.002), 7),
+                round(self.rng.uniform(y0, y1), 7)]}
+        elif category == CASE_CATEGORY and points and self.rng.random() < 0.5:
+            point = self.features[self.rng.choice(points)]
+            changes["feature"] = {"layer": point.layer, "id": point.id}
+            changes["geometry"] = _moved(point.fields["geometry"], area, self.rng) \
+                or point.fields["geometry"]
+        else:
+            changes["geometry"] = _somewhere(area, self.rng)
+        if self.rng.random() < 0.1:
+            changes["priority"] = "urgent"
+        edit["changes"] = {name: {"new": value} for name, value in changes.items()}
+        self._queue_case(Made(edit, f"local:{edit['edit_id']}", None, bad))
+
+    def _handle(self, case: dict[str, Any]) -> None:
+        """dispatched -> handled, from where the case is, on the version seen."""
+        version = case["properties"]["version"]
+        self.tried[case["id"]] = version
+        edit = self._case_edit("transition")
+        lon, lat = case["geometry"]["coordinates"]
+        edit |= {"feature_id": case["id"], "base_version": version,
+                 "reason": self.rng.choice(HANDLED), "changes": {
+                     "state": {"old": "dispatched", "new": "handled"},
+                     "position": {"new": {"lon": round(lon + self.rng.uniform(-5e-5, 5e-5), 7),
+                                          "lat": round(lat + self.rng.uniform(-5e-5, 5e-5), 7)}}}}
+        self._queue_case(Made(edit, _key("cases", case["id"]), version, False))
+
+    def _queue_case(self, made: Made) -> None:
+        self.outbox.append(made)
+        self.case_made.append(made)
+        self.wake.set()
+
+    async def casework(self, since: str, dispatcher: Dispatcher) -> None:
+        """The user's cases: CASES reports spread over the first part of the day; all along,
+        a look at "my cases" every CASE_POLL seconds or so (when online), and each case newly
+        dispatched to me handled a moment later. Done once the reports are in, the
+        dispatcher has finished, and nothing dispatched to me is left to handle."""
+        try:
+            await self._retrying(self._categories)
+            loop = asyncio.get_running_loop()
+            begin, day = loop.time(), max(1.0, 0.8 * EDITS * THINK)
+            due = sorted(self.rng.uniform(0, day) for _ in range(CASES))
+            while not self.broken:
+                await asyncio.sleep(min([CASE_POLL * self.rng.uniform(0.5, 1.5)]
+                                        + [max(0.0, begin + at - loop.time())
+                                           for at in due[self.reports:]]))
+                while self.reports < CASES and loop.time() >= begin + due[self.reports]:
+                    self._report()
+                if not self.online:
+                    continue
+                final = self.reported and dispatcher.finished.is_set()
+                try:
+                    mine = await self._dispatched_to_me(since)
+                except (Dropped, Refused):
+                    continue
+                pending = {m.edit.get("feature_id") for m in self.outbox
+                           if m.edit["layer"] == "cases" and m.edit["op"] == "transition"}
+                fresh = [c for c in mine if c["id"] not in pending
+                         and self.tried.get(c["id"]) != c["properties"]["version"]]
+                for case in fresh:
+                    await asyncio.sleep(self.rng.expovariate(1 / THINK))  # go and see to it
+                    self._handle(case)
+                if final and not fresh and not pending:
+                    return
+        finally:
+            self._finish()
+
+
+# ---------------------------------------------------------------------------------------
+# The dispatcher: files and dispatches the cases as they come, sends some back
+
+@dataclass
+class Try:
+    """One Idempotency-Key of a move: the status of each answer the server gave to it (heard
+    or not), and the one the dispatcher heard with the reason it gave."""
+
+    key: str
+    answers: list[int] = field(default_factory=list)
+    heard: int | None = None
+    message: str | None = None
+
+
+@dataclass
+class Intent:
+    """A move the dispatcher means to make: from a state to another, with one key per try
+    (a new one only after a heard refusal, when the move still makes sense)."""
+
+    case: int
+    start: str
+    to: str
+    body: dict[str, Any]
+    tries: list[Try] = field(default_factory=list)
+    outcome: str = ""  # applied, moved on (re-read after a 412), refused <status>, gave up
+
+
+class Dispatcher:
+    """城运中心 staff at a desk, over a link that drops like the tablets': every case reported
+    since the run began is filed then dispatched (the filing's proposed assignee confirmed);
+    SENDBACK of the dispatched ones are sent back to filed a few seconds later and dispatched
+    again, so that the tablets' moves meet cases that moved on. Each move carries If-Match
+    and an Idempotency-Key kept across retries; a 412 means read the case again and, if the
+    move still makes sense, try again with a new key."""
+
+    def __init__(self, user: User, token: str, url: str, rng: random.Random, since: str
+                 ) -> None:
+        self.user = user
+        self.rng = rng
+        self.since = since
+        self.http = httpx.AsyncClient(base_url=url, timeout=120,
+                                      limits=httpx.Limits(keepalive_expiry=4.0),
+                                      headers={"Authorization": f"Bearer {token}"})
+        self.device = "desk-dispatcher"
+        self.link = Link()
+        self.intents: list[Intent] = []
+        self.rounds: Counter[int] = Counter()
+        self.busy: set[int] = set()
+        self.known: Counter[int] = Counter()  # the newest version of a case heard of
+        self.sent_back: set[int] = set()
+        self.desks = asyncio.Semaphore(DESKS)
+        self.finished = asyncio.Event()
+        self.failures: list[str] = []
+
+    async def _exchange(self, method: str, path: str, **kwargs: Any
+                        ) -> tuple[httpx.Response, bool]:
+        return await _over_link(self.http, self.link, self.rng, method, path, False, **kwargs)
+
+    async def _heard(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A read, retried with backoff until its answer is heard."""
+        backoff = BACKOFF_START
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                response, heard = await self._exchange(method, path, **kwargs)
+                if heard:
+                    return response
+            except (Dropped, Refused):
+                pass
+            await asyncio.sleep(backoff * self.rng.uniform(0.5, 1.5))
+            backoff = min(BACKOFF_MAX, backoff * 2)
+        raise GaveUp(f"dispatcher: {method} {path} {MAX_ATTEMPTS} times")
+
+    async def _open(self) -> list[dict[str, Any]]:
+        """The cases reported since the run began that are still to file or dispatch."""
+        found: list[dict[str, Any]] = []
+        cursor: int | None = None
+        while True:
+            params = {"state": "reported,filed", "datetime": self.since, "limit": "1000"} | (
+                {"cursor": str(cursor)} if cursor else {})
+            body = (await self._heard("GET", "/cases", params=params)).json()
+            found += body["features"]
+            if not any(link["rel"] == "next" for link in body["links"]):
+                return found
+            cursor = found[-1]["id"]
+
+    async def _move(self, case: int, start: str, to: str, version: int,
+                    reason: str | None = None) -> dict[str, Any] | None:
+        """Move ``case`` from ``start`` to ``to``: the case as the move left it, or None when
+        it was refused or the case had moved on."""
+        body: dict[str, Any] = {"to": to, "device_id": self.device, "device_time": datetime.now(
+            UTC).astimezone(SHANGHAI).isoformat()} | ({"reason": reason} if reason else {})
+        intent = Intent(case, start, to, body)
+        self.intents.append(intent)
+        attempt = Try(str(uuid.uuid4()))
+        intent.tries.append(attempt)
+        backoff, failures = BACKOFF_START, 0
+        while True:
+            try:
+                async with self.desks:
+                    response, heard = await self._exchange(
+                        "POST", f"/cases/{case}/transitions", json=body, headers={
+                            "If-Match": f'"case-{case}-{version}"',
+                            "Idempotency-Key": attempt.key})
+                attempt.answers.append(response.status_code)
+                if not heard:
+                    raise Dropped
+            except (Dropped, Refused):
+                failures += 1
+                if failures >= MAX_ATTEMPTS:
+                    intent.outcome = "gave up"
+                    raise GaveUp(f"dispatcher: case {case} to {to}") from None
+                await asyncio.sleep(backoff * self.rng.uniform(0.5, 1.5))
+                backoff = min(BACKOFF_MAX, backoff * 2)
+                continue
+            failures, backoff = 0, BACKOFF_START
+            attempt.heard = response.status_code
+            if response.status_code == 200:
+                intent.outcome = "applied"
+                after = dict(response.json())
+                self._heard_of(after)
+                return after
+            refusal = response.json()
+            attempt.message = str(refusal.get("description") or "") if refusal.get(
+                "problems") else None  # a refusal names what is wrong
+            if response.status_code != 412:
+                intent.outcome = f"refused {response.status_code}"
+                return None
+            now = (await self._heard("GET", f"/cases/{case}")).json()
+            self._heard_of(now)
+            if now["properties"]["state"] != start:
+                intent.outcome = "moved on"
+                return None
+            version = now["properties"]["version"]
+            attempt = Try(str(uuid.uuid4()))
+            intent.tries.append(attempt)
+
+    def _heard_of(self, case: dict[str, Any]) -> None:
+        self.known[case["id"]] = max(self.known[case["id"]], case["properties"]["version"])
+
+    async def _take_up(self, case: dict[str, Any]) -> None:
+        """File and dispatch one case; now and then send it back and dispatch it again."""
+        cid, state = case["id"], case["properties"]["state"]
+        version = case["properties"]["version"]
+        try:
+            for start, to in (("reported", "filed"), ("filed", "dispatched")):
+                if state == start:
+                    after = await self._move(cid, start, to, version)
+                    if after is None:
+                        return
+                    state, version = after["properties"]["state"], after["properties"]["version"]
+            if state != "dispatched" or cid in self.sent_back or self.rng.random() >= SENDBACK:
+                return
+            self.sent_back.add(cid)
+            await asyncio.sleep(CASE_POLL * self.rng.uniform(0.3, 1.5))  # second thoughts
+            after = await self._move(cid, "dispatched", "filed", version, SENT_BACK)
+            if after is None:
+                return
+            await asyncio.sleep(CASE_POLL * self.rng.uniform(0.5, 2.0))  # the right hands
+            await self._move(cid, "filed", "dispatched", after["properties"]["version"])
+        except GaveUp as exc:
+            self.failures.append(str(exc))
+        finally:
+            self.busy.discard(cid)
+
+    async def run(self, tablets: list[Tablet]) -> None:
+        """Look for new cases every second or so until every tablet's reports are in and
+        nothing is left to file or dispatch."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                reported = all(t.reported for t in tablets)
+                try:
+                    waiting = await self._open()
+                except GaveUp as exc:
+                    self.failures.append(str(exc))
+                    return
+                left = [c for c in waiting if self.rounds[c["id"]] < CASE_ROUNDS
+                        and c["properties"]["version"] >= self.known[c["id"]]]  # not stale
+                for case in left:
+                    if case["id"] not in self.busy:
+                        self.busy.add(case["id"])
+                        self.rounds[case["id"]] += 1
+                        task = asyncio.create_task(self._take_up(case))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                if reported and not left and not self.busy:
+                    return
+                await asyncio.sleep(self.rng.uniform(0.5, 1.5))
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            self.finished.set()
 
 
 # ---------------------------------------------------------------------------------------
@@ -570,11 +934,16 @@ def _prepare() -> None:
     for args in (("db", "start"), ("db", "migrate"), ("sample", "--if-empty")):
         print("$ twin", *args, flush=True)
         subprocess.run([str(TWIN), *args], env=_env(), cwd=ROOT, check=True)  # noqa: S603
+    if not JIT:  # as make bench's database: JIT compiles each call of twin.work_between, which
+        # GET /cases makes per open case (2 s each on this machine: bench/README.md, soak)
+        with psycopg.connect(_conninfo(), dbname="postgres", autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{DB}" SET jit = off')
 
 
-def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[User, str]]]:
-    """Tokens for TABLETS workers (all when there are fewer) and SUPERVISORS new accounts,
-    commanders and admins by turns."""
+def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[User, str]],
+                                           tuple[User, str]]:
+    """Tokens for TABLETS workers (all when there are fewer), SUPERVISORS new accounts,
+    commanders and admins by turns, and the sample's dispatcher."""
     engine = make_engine(database_urls(Settings(db_name=DB)).admin, pool_size=2)
     try:
         with engine.connect() as conn:
@@ -583,13 +952,17 @@ def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[Us
                 "FROM twin.users u JOIN twin.user_grids g ON g.user_id = u.id "
                 "WHERE u.role = 'worker' AND u.name LIKE 'worker-%%' AND u.active "
                 "GROUP BY u.id ORDER BY u.name").all()
+            desk = conn.exec_driver_sql("SELECT id, name, role FROM twin.users "
+                                        "WHERE name = 'dispatcher' AND active").one()
         workers = [User(r[0], r[1], r[2], tuple(r[3])) for r in rows]
         workers = sorted(rng.sample(workers, min(TABLETS, len(workers))), key=lambda u: u.name)
         secret = hash_password(PASSWORD)
         supervisors = [add_user(engine, f"supervisor-{i + 1}", ("commander", "admin")[i % 2],
                                 secret) for i in range(SUPERVISORS)]
+        dispatcher = User(desk[0], desk[1], desk[2], ())
         return ([(u, issue_token(engine, u, 720)[0]) for u in workers],
-                [(u, issue_token(engine, u, 720)[0]) for u in supervisors])
+                [(u, issue_token(engine, u, 720)[0]) for u in supervisors],
+                (dispatcher, issue_token(engine, dispatcher, 720)[0]))
     finally:
         engine.dispose()
 
@@ -598,14 +971,19 @@ def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[Us
 # The run
 
 async def _run(url: str, workers: list[tuple[User, str]], supervisors: list[tuple[User, str]],
-               rng: random.Random) -> tuple[list[Tablet], Counter[str], float]:
-    """Scopes first (every tablet starts its day with them), then plans, then the day."""
+               desk: tuple[User, str], rng: random.Random
+               ) -> tuple[list[Tablet], Dispatcher, str, Counter[str], float]:
+    """Scopes first (every tablet starts its day with them), then plans, then the day: the
+    users' edits, the workers' cases and the dispatcher's moves."""
     grids = [code for user, _ in workers for code in user.grids]
     tablets = [Tablet(user, token, url, user.grids, random.Random(rng.random()))  # noqa: S311
                for user, token in workers]
     tablets += [Tablet(user, token, url, tuple(grids[i::len(supervisors)]),
                        random.Random(rng.random()))  # noqa: S311
                 for i, (user, token) in enumerate(supervisors)]
+    since = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ") + "/.."
+    dispatcher = Dispatcher(desk[0], desk[1], url, random.Random(rng.random()),  # noqa: S311
+                            since)
     try:
         await asyncio.gather(*(t.start() for t in tablets))
         hot: dict[str, set[str]] = {}
@@ -614,18 +992,25 @@ async def _run(url: str, workers: list[tuple[User, str]], supervisors: list[tupl
         overlap: Counter[str] = Counter()
         for tablet in tablets[len(workers):]:
             overlap += _supervisor_plan(tablet, hot, tablet.rng)
+        reporters = tablets[:len(workers)] if CASES > 0 else []
+        for tablet in reporters:
+            tablet.users += 1
         start = time.perf_counter()
         done = await asyncio.gather(*(task for t in tablets for task in (
             t.using(THINK if t.user.role == "worker" else THINK / 3), t.syncing())),
+            *(t.casework(since, dispatcher) for t in reporters), dispatcher.run(reporters),
             return_exceptions=True)
         wall = time.perf_counter() - start
     finally:
-        await asyncio.gather(*(t.http.aclose() for t in tablets))
+        await asyncio.gather(*(t.http.aclose() for t in tablets), dispatcher.http.aclose())
     for failure in done:
         if isinstance(failure, BaseException):
             print(f"a tablet failed: {failure!r}", file=sys.stderr)
             overlap["tablets failed"] += 1
-    return tablets, overlap, wall
+    for why in dispatcher.failures:
+        print(f"the dispatcher failed: {why}", file=sys.stderr)
+        overlap["dispatcher failed"] += 1
+    return tablets, dispatcher, since, overlap, wall
 
 
 # ---------------------------------------------------------------------------------------
@@ -661,7 +1046,7 @@ def _audit(tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]
         edits = {(r[0], r[1]): r[2:] for r in conn.execute(
             "SELECT actor, edit_id, status, version, feature_id, layer, base_version, "
             "ARRAY(SELECT jsonb_object_keys(coalesce(result -> 'fields', '{}'))) "
-            "FROM twin.edits")}
+            "FROM twin.edits WHERE layer <> 'cases'")}
         logged = {r[0]: r[1:] for r in conn.execute(
             "SELECT edit_id, count(*), array_agg(actor), array_agg(operation), "
             "array_agg(client_time), array_agg(id) FROM twin.changes "
@@ -769,6 +1154,138 @@ def _unseen(fail: dict[str, list[Any]], example: dict[str, Any], m: Made, mine: 
                     "rebased": seen != m.edit["base_version"]})
 
 
+CASE_FAILURES = ("case lost", "case applied twice", "case refused yet in the events",
+                 "case refused without a reason", "case answer contradicts the log",
+                 "case event not as sent", "case duplicates not as expected",
+                 "valid case report rejected", "invalid case report applied",
+                 "case edit_id twice in the events", "case phantom events",
+                 "case versions and events disagree")
+
+
+def _audit_cases(tablets: list[Tablet], dispatcher: Dispatcher, since: str
+                 ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Every case report and move of the tablets, and every try of the dispatcher's moves,
+    against twin.edits (layer cases) and twin.case_events (by edit_id): figures, and the
+    failures (each with examples, named by the edit_id)."""
+    began = datetime.fromisoformat(since.partition("/")[0].replace("Z", "+00:00"))
+    actors = [t.user.name for t in tablets] + [dispatcher.user.name]
+    with psycopg.connect(_conninfo()) as conn:
+        edits = {(r[0], r[1]): r[2:] for r in conn.execute(
+            "SELECT actor, edit_id, status, feature_id, jsonb_array_length(problems) "
+            "FROM twin.edits WHERE layer = 'cases' AND actor = ANY(%s)", [actors])}
+        events = {r[0]: r[1:] for r in conn.execute(
+            "SELECT edit_id, count(*), array_agg(case_id), array_agg(action), "
+            "array_agg(to_state), array_agg(actor) FROM twin.case_events "
+            "WHERE edit_id IS NOT NULL GROUP BY 1")}
+        ours = conn.execute(
+            "SELECT e.edit_id, e.case_id, e.action, e.actor FROM twin.case_events e "
+            "WHERE e.server_time >= %s AND e.actor = ANY(%s)", [began, actors]).fetchall()
+        cases = conn.execute(
+            "SELECT c.id, c.state, c.version, c.assignee, count(e.id), max(e.version), "
+            "count(DISTINCT e.version) FROM twin.cases c JOIN twin.case_events e "
+            "ON e.case_id = c.id WHERE c.reported_at >= %s GROUP BY c.id", [began]).fetchall()
+    fail: dict[str, list[Any]] = {k: [] for k in CASE_FAILURES}
+    fail["case edit_id twice in the events"] = [
+        {"edit": edit_id, "events": row[0], "cases": row[1], "actions": row[2]}
+        for edit_id, row in events.items() if row[0] > 1]
+    fail["case versions and events disagree"] = [
+        {"edit": f"case {r[0]}", "version": r[2], "events": r[4], "highest": r[5],
+         "distinct": r[6]} for r in cases if not r[2] == r[4] == r[5] == r[6]]
+    figures: Counter[str] = Counter()
+    figures.update(f"cases now {r[1]}" for r in cases)
+    figures["cases dispatched to no tablet"] = sum(
+        1 for r in cases if r[1] == "dispatched" and r[3] not in actors)
+    known: set[str] = set()
+    for tablet in tablets:
+        for m in tablet.case_made:
+            edit_id, op = m.edit["edit_id"], m.edit["op"]
+            known.add(edit_id)
+            kind = "report" if op == "create" else "move"
+            figures[f"tablet {kind}s"] += 1
+            example = {"edit": edit_id, "actor": tablet.user.name, "sent": m.edit,
+                       "answers": m.answers, "heard": m.heard}
+            figures["duplicates answered"] += m.answers.count("duplicate")
+            if m.answers.count("duplicate") != max(len(m.answers) - 1, 0) or (
+                    m.answers and m.answers[0] == "duplicate"):
+                fail["case duplicates not as expected"].append(example)
+            row = edits.get((tablet.user.name, edit_id))
+            n, where, actions, states, who = events.get(edit_id, (0, [], [], [], []))
+            if row is None:
+                fail["case lost"].append(example | {"why": "not in twin.edits"})
+                continue
+            status, fid, problems = row
+            figures[f"tablet {kind}s {status}"] += 1
+            heard = m.heard or {}
+            said = heard.get("status")
+            if said == "duplicate":
+                said = ("conflict" if heard.get("conflict") is not None
+                        else "rejected" if heard.get("problems") else "applied")
+            if said != status:
+                fail["case answer contradicts the log"].append(example | {"log": status})
+            if status in ("conflict", "rejected"):
+                if n:
+                    fail["case refused yet in the events"].append(example | {"events": n})
+                if not problems or not heard.get("problems"):
+                    fail["case refused without a reason"].append(example)
+                if status == "rejected" and op == "create" and not m.bad:
+                    fail["valid case report rejected"].append(example)
+                continue
+            if m.bad:
+                fail["invalid case report applied"].append(example)
+            if n == 0:
+                fail["case lost"].append(example | {"why": f"{status}, yet no event"})
+            elif n > 1:
+                fail["case applied twice"].append(example | {"events": n})
+            elif (actions[0], states[0], who[0]) != (
+                    ("report", "reported", tablet.user.name) if op == "create"
+                    else ("transition", "handled", tablet.user.name)) or where[0] != fid or (
+                    op == "transition" and fid != m.edit["feature_id"]):
+                fail["case event not as sent"].append(example | {
+                    "event": [where[0], actions[0], states[0], who[0]], "log case": fid})
+    for intent in dispatcher.intents:
+        figures["dispatcher moves"] += 1
+        figures[f"dispatcher moves {intent.outcome.split(' ')[0]}"] += 1
+        figures[f"dispatcher moves to {intent.to}"] += 1
+        for attempt in intent.tries:
+            known.add(attempt.key)
+            figures["dispatcher keys"] += 1
+            figures["dispatcher 412s"] += attempt.heard == 412
+            figures["dispatcher retries answered"] += max(0, len(attempt.answers) - 1)
+            example = {"edit": attempt.key, "actor": dispatcher.user.name, "case": intent.case,
+                       "move": f"{intent.start} -> {intent.to}", "answers": attempt.answers,
+                       "heard": attempt.heard, "message": attempt.message}
+            if len(set(attempt.answers)) > 1:
+                fail["case duplicates not as expected"].append(example)
+            row = edits.get((dispatcher.user.name, attempt.key))
+            n, where, actions, states, _ = events.get(attempt.key, (0, [], [], [], []))
+            if attempt.heard is None:  # given up on: whatever the server did is one or none
+                if n > 1:
+                    fail["case applied twice"].append(example | {"events": n})
+                continue
+            if row is None:
+                fail["case lost"].append(example | {"why": "not in twin.edits"})
+                continue
+            if (attempt.heard == 200) != (row[0] == "applied"):
+                fail["case answer contradicts the log"].append(example | {"log": row[0]})
+            if attempt.heard != 200:
+                if n:
+                    fail["case refused yet in the events"].append(example | {"events": n})
+                if not attempt.message or not row[2]:
+                    fail["case refused without a reason"].append(example)
+            elif n == 0:
+                fail["case lost"].append(example | {"why": "answered 200, yet no event"})
+            elif n > 1:
+                fail["case applied twice"].append(example | {"events": n})
+            elif (where[0], actions[0], states[0]) != (intent.case, "transition", intent.to):
+                fail["case event not as sent"].append(example | {
+                    "event": [where[0], actions[0], states[0]]})
+    fail["case phantom events"] = [
+        {"edit": r[0], "case": r[1], "action": r[2], "actor": r[3]}
+        for r in ours if r[0] not in known]
+    figures["cases sent back"] = len(dispatcher.sent_back)
+    return dict(figures), fail
+
+
 def _percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -780,27 +1297,58 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     began = time.perf_counter()
     _prepare()
-    workers, supervisors = _accounts(rng)
+    workers, supervisors, desk = _accounts(rng)
     server, url = serve_twin(_env(), OUT / f"{stamp}.server.log")
     try:
         print(f"{len(workers)} worker tablets and {len(supervisors)} supervisors' tablets, "
-              f"{EDITS} edits each (supervisors {3 * EDITS}), drops {DROP:.0%} each way",
-              flush=True)
-        tablets, overlap, wall = asyncio.run(_run(url, workers, supervisors, rng))
+              f"{EDITS} edits each (supervisors {3 * EDITS}), {CASES} case reports per worker "
+              f"and a dispatcher, drops {DROP:.0%} each way", flush=True)
+        tablets, dispatcher, since, overlap, wall = asyncio.run(
+            _run(url, workers, supervisors, desk, rng))
         figures, fail = _audit(tablets)
+        case_figures, case_fail = _audit_cases(tablets, dispatcher, since)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # still busy with a request: no graceful end
+            server.kill()
+            server.wait(timeout=30)
         if not KEEP_DB:
             _drop()
     made = sum(len(t.made) for t in tablets)
     trips = [s * 1000 for t in tablets for s in t.link.round_trips]
-    link = {k: sum(getattr(t.link, k) for t in tablets)
+    links = [t.link for t in tablets] + [dispatcher.link]
+    link = {k: sum(getattr(one, k) for one in links)
             for k in ("requests", "lost_requests", "lost_answers", "server_errors")}
-    failures = {k: len({e["edit"] for e in v}) for k, v in fail.items()}
+    failures = {k: len({e["edit"] for e in v}) for k, v in (fail | case_fail).items()}
+    cf = case_figures
+    cases = {
+        "per_tablet": CASES, "sendback": SENDBACK, "poll_s": CASE_POLL,
+        "reported": cf.get("tablet reports", 0),
+        "reports_applied": cf.get("tablet reports applied", 0),
+        "reports_rejected": cf.get("tablet reports rejected", 0),
+        "moves_sent": cf.get("tablet moves", 0),
+        "moves_applied": cf.get("tablet moves applied", 0),
+        "moves_conflict": cf.get("tablet moves conflict", 0),
+        "moves_rejected": cf.get("tablet moves rejected", 0),
+        "dispatcher_moves": cf.get("dispatcher moves", 0),
+        "dispatcher_keys": cf.get("dispatcher keys", 0),
+        "dispatcher_applied": cf.get("dispatcher moves applied", 0),
+        "dispatcher_412": cf.get("dispatcher 412s", 0),
+        "dispatcher_moved_on": cf.get("dispatcher moves moved", 0),
+        "dispatcher_refused": cf.get("dispatcher moves refused", 0),
+        "sent_back": cf.get("cases sent back", 0),
+        "lost": failures["case lost"],
+        "applied_twice": failures["case applied twice"] + failures[
+            "case refused yet in the events"] + failures["case edit_id twice in the events"],
+        "final_states": {k.removeprefix("cases now "): v for k, v in sorted(cf.items())
+                         if k.startswith("cases now ")},
+        "figures": cf,
+    }
     overwrites = fail["overwritten without conflict"]
     result = {
-        "stamp": stamp, "db": DB, "drop": DROP, "think_s": THINK, "seed": SEED,
+        "stamp": stamp, "db": DB, "drop": DROP, "think_s": THINK, "seed": SEED, "jit": JIT,
         "tablets": len(workers), "supervisors": len(supervisors), "edits_made": made,
         "applied": figures.get("applied", 0), "merged": figures.get("merged", 0),
         "duplicates_answered": figures.get("duplicates answered", 0),
@@ -812,21 +1360,24 @@ def main() -> int:
         "sync_mean_ms": round(statistics.fmean(trips), 1) if trips else None,
         "edits_per_sync": round(sum(len(m.answers) for t in tablets for m in t.made)
                                 / max(1, len(trips)), 2),
-        "link": link, "figures": figures, "overlap": dict(overlap),
+        "link": link, "dispatcher_link": {
+            k: getattr(dispatcher.link, k)
+            for k in ("requests", "lost_requests", "lost_answers", "server_errors")},
+        "cases": cases, "figures": figures, "overlap": dict(overlap),
         "total_s": round(time.perf_counter() - began, 1),
         "failures": failures,
         "overwritten_by_check": {check: len({e["edit"] for e in overwrites if e["check"] == check})
                                  for check in {e["check"] for e in overwrites}},
         "overwritten_after_rebase": len({e["edit"] for e in overwrites if e.get("rebased")}),
-        "examples": {k: v[:10] for k, v in fail.items() if v},
-        "errors": [e for t in tablets for e in t.link.errors][:50],
+        "examples": {k: v[:10] for k, v in (fail | case_fail).items() if v},
+        "errors": [e for one in links for e in one.errors][:50],
     }
     path = OUT / f"{stamp}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str))
     _print(result, path)
     bad = [k for k, v in failures.items() if v] + [k for k, v in (
-        ("5xx answers", link["server_errors"]), ("tablets failed", overlap["tablets failed"]))
-        if v]
+        ("5xx answers", link["server_errors"]), ("tablets failed", overlap["tablets failed"]),
+        ("dispatcher failed", overlap["dispatcher failed"])) if v]
     if bad:
         print(f"FAILED: {', '.join(bad)} (examples in {path})", file=sys.stderr)
     return 1 if bad else 0
@@ -853,7 +1404,7 @@ def _print(r: dict[str, Any], path: Path) -> None:
             f" ({r['overwritten_after_rebase']} rebased)" if r["overwritten"] else "")),
         ("other failures", ", ".join(f"{k} {v}" for k, v in r["failures"].items()
                                      if v and k not in ("lost", "overwritten without "
-                                                        "conflict")) or "0"),
+                                                        "conflict", "case lost")) or "0"),
         ("5xx answers", f"{r['link']['server_errors']}"),
         ("requests / lost / answers lost",
          f"{r['link']['requests']:,} / {r['link']['lost_requests']:,} / "
@@ -863,6 +1414,21 @@ def _print(r: dict[str, Any], path: Path) -> None:
         ("/sync round trip p50 / p99", f"{r['sync_p50_ms']:.0f} / {r['sync_p99_ms']:.0f} ms"),
         ("/sync requests", f"{r['syncs']:,}, {r['edits_per_sync']} edits each"),
     ]
+    c = r["cases"]
+    if c["reported"] or c["dispatcher_moves"]:
+        rows += [
+            ("cases reported (tablets)", f"{c['reported']:,}: {c['reports_applied']:,} applied, "
+             f"{c['reports_rejected']} rejected (all meant to be: "
+             f"{'yes' if not r['failures']['valid case report rejected'] else 'NO'})"),
+            ("case moves sent (tablets)", f"{c['moves_sent']:,}: {c['moves_applied']:,} "
+             f"applied, {c['moves_conflict']} conflicts, {c['moves_rejected']} rejected"),
+            ("dispatcher moves", f"{c['dispatcher_moves']:,} ({c['dispatcher_keys']:,} keys): "
+             f"{c['dispatcher_applied']:,} applied, {c['dispatcher_412']} answered 412, "
+             f"{c['dispatcher_moved_on']} moved on, {c['dispatcher_refused']} refused; "
+             f"{c['sent_back']} sent back"),
+            ("cases lost / applied twice", f"{c['lost']} / {c['applied_twice']}"),
+            ("cases at the end", ", ".join(f"{k} {v}" for k, v in c["final_states"].items())),
+        ]
     for row in rows:
         table.add_row(*row)
     Console().print(table)

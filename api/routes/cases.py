@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -337,31 +338,34 @@ def events(request: Request, case_id: str, engine: EngineDep, user: UserDep
     return {"events": case_events(engine, user, _case_id(case_id))}
 
 
+async def _act(request: Request, case_id: str, model: type[Strict], what: str,
+               run: Callable[[int, int, Any], Outcome]) -> Response:
+    """A write on one case: its id, the version If-Match names, the body checked by
+    ``model``; ``run(id, version, body)`` in a worker thread."""
+    reject_unknown(request.query_params, set())
+    number = _case_id(case_id)
+    base = _base_version(request, number)
+    body = parse_body(model, await read_json(request, MAX_BODY), what)
+    return _answer(await run_in_threadpool(run, number, base, body), request)
+
+
 @router.post("/cases/{case_id}/transitions", summary="Move a case (If-Match required): 409 "
              "names the moves allowed; 422 a broken rule")
 async def move_case(request: Request, case_id: str, engine: EngineDep, user: UserDep
                     ) -> Response:
-    reject_unknown(request.query_params, set())
-    number = _case_id(case_id)
-    base = _base_version(request, number)
-    body = parse_body(TransitionBody, await read_json(request, MAX_BODY), "流转")
-    outcome = await run_in_threadpool(transition, engine, user, number, body.move(), base,
-                                      False, _sent(request, body))
-    return _answer(outcome, request)
+    return await _act(request, case_id, TransitionBody, "流转", lambda number, base, body:
+                      transition(engine, user, number, body.move(), base, False,
+                                 _sent(request, body)))
 
 
 @router.post("/cases/{case_id}/extension", summary="Ask for more time on the running stage, "
              "or approve or refuse what was asked (If-Match required)")
 async def extension(request: Request, case_id: str, engine: EngineDep, user: UserDep
                     ) -> Response:
-    reject_unknown(request.query_params, set())
-    number = _case_id(case_id)
-    base = _base_version(request, number)
-    body = parse_body(ExtensionBody, await read_json(request, MAX_BODY), "延期")
-    ext = Extension(body.decision, body.limit, body.reason)
-    outcome = await run_in_threadpool(extend, engine, user, number, ext, base,
-                                      _sent(request, body))
-    return _answer(outcome, request)
+    return await _act(request, case_id, ExtensionBody, "延期", lambda number, base, body:
+                      extend(engine, user, number, Extension(body.decision, body.limit,
+                                                             body.reason), base,
+                             _sent(request, body)))
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
-.PHONY: run test lint install postgres test-tools bench bench-history bench-map soak
+.PHONY: run test lint install postgres test-tools bench bench-history bench-cases bench-map soak
 
 run: install postgres
 	$(TWIN) db start
@@ -36,6 +36,12 @@ bench: install postgres
 
 bench-history: install postgres
 	$(VENV)/bin/python -m bench.history
+
+# Cases (issue 19) on the scale-10 sample with 81,460 filed cases in database twin_bench_cases
+# (made once, ~30 min on 2 busy CPUs; reused after): the board's figures, transitions at 8 clients,
+# the overdue list and the half-year report against the issue's goals. See bench/README.md.
+bench-cases: install postgres
+	$(VENV)/bin/python -m bench.cases
 
 # The live map in headless Chromium on the scale-20 history twin (make bench-history first).
 bench-map: install postgres test-tools

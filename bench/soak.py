@@ -931,7 +931,7 @@ def _drop() -> None:
 
 def _prepare() -> None:
     _drop()
-    for args in (("db", "start"), ("db", "migrate"), ("sample", "--if-empty")):
+    for args in (("db", "start"), ("db", "migrate"), ("sample", "--if-empty", "--cases", "0")):
         print("$ twin", *args, flush=True)
         subprocess.run([str(TWIN), *args], env=_env(), cwd=ROOT, check=True)  # noqa: S603
     if not JIT:  # as make bench's database: JIT compiles each call of twin.work_between, which

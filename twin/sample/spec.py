@@ -52,6 +52,9 @@ class SampleCounts:
     old_highrises: NonNegativeInt
     aging_retrofit: NonNegativeInt
     housing_repair: NonNegativeInt
+    # cases filed (立案) over the [history] period by `twin sample` (the reports it does not
+    # file come on top); 0: none
+    cases_filed: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine, text
 
-from twin.cases.reads import AS_OF_ROWS, NOW_ROWS, OVERDUE, visible_sql
+from twin.cases.reads import NOW_ROWS, OVERDUE, as_of_rows, visible_sql
 from twin.errors import InvalidInput, Problem
 from twin.users import User
 
@@ -87,8 +87,9 @@ def rows_sql(period: Period, user: User) -> tuple[str, dict[str, Any]]:
     params = params | {"from": period.start, "upto": period.upto, "as_of": period.upto}
     if period.upto >= datetime.now(UTC):
         return f"SELECT * FROM ({NOW_ROWS} WHERE {where}) r", params
-    return (f"SELECT * FROM ({AS_OF_ROWS} AND {where} AND (c.closed_at IS NULL "
-            "OR c.closed_at >= :from OR c.case_due >= :from)) r", params)
+    relevant = (f"{where} AND (c.closed_at IS NULL OR c.closed_at >= :from "
+                "OR c.case_due >= :from)")
+    return f"SELECT * FROM ({as_of_rows(relevant)}) r", params
 
 
 def figure_where(name: str) -> str:
@@ -154,9 +155,7 @@ def _group(row: dict[str, Any], key: str | None, by: str | None, base_url: str,
 def _stage_hours(conn: Any, period: Period, user: User) -> dict[str, float | None]:
     where, params = visible_sql(user)
     rows = conn.execute(text(f"""
-        SELECT e.from_state, percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM
-                   twin.work_between((e.changed -> 'stage_started' ->> 0)::timestamptz,
-                                     e.server_time)) / 3600) AS hours
+        SELECT e.from_state, percentile_cont(0.5) WITHIN GROUP (ORDER BY e.stage_hours) AS hours
           FROM twin.case_events e JOIN twin.cases c ON c.id = e.case_id
          WHERE e.action = 'transition' AND e.server_time >= :from AND e.server_time < :upto
            AND e.from_state IN ('reported', 'filed', 'dispatched', 'handled') AND {where}

@@ -20,16 +20,17 @@ OPEN = ("reported", "filed", "dispatched", "handled")
 STATES = (*OPEN, "not_filed", "closed", "parked", "void")
 MAX_LIMIT = 1000
 
-# The case's own columns, from twin.cases as it is now ...
-NOW_ROWS = """
-SELECT c.id, c.version, c.state, c.geom, c.category, c.source, c.priority, c.description,
+# The case's own columns ...
+_COLUMNS = """c.id, c.version, c.state, c.geom, c.category, c.source, c.priority, c.description,
        c.photos, c.feature_layer, c.feature_id, c.grid_code, c.area_code, c.squad,
        c.department, c.assignee, c.handled_by, c.duplicate_of, c.likely_duplicate_of,
        c.reported_by, c.reported_at, c.filed_at, c.closed_at, c.stage_started, c.stage_due,
-       c.case_due, c.extension, c.extended, c.rework, c.order_number, now() AS at
-  FROM twin.cases c"""
-# ... or as its last event before a moment left it (what moves lives in the snapshot).
-AS_OF_ROWS = """
+       c.case_due, c.extension, c.extended, c.rework, c.order_number"""
+# ... from twin.cases as it is now ...
+NOW_ROWS = f"SELECT {_COLUMNS}, now() AS at FROM twin.cases c"
+# ... or as its last event before a moment left it (what moves lives in the snapshot), for
+# the cases changed since; those untouched since are read as they are.
+_SNAPSHOT = """
 SELECT c.id, e.version, s ->> 'state' AS state, c.geom, c.category, c.source, c.priority,
        c.description, c.photos, c.feature_layer, c.feature_id, s ->> 'grid_code' AS grid_code,
        s ->> 'area_code' AS area_code, s ->> 'squad' AS squad, s ->> 'department' AS department,
@@ -45,7 +46,14 @@ SELECT c.id, e.version, s ->> 'state' AS state, c.geom, c.category, c.source, c.
  CROSS JOIN LATERAL (SELECT e.version, e.snapshot AS s FROM twin.case_events e
                       WHERE e.case_id = c.id AND e.server_time <= :as_of
                       ORDER BY e.version DESC LIMIT 1) e
- WHERE c.reported_at <= :as_of"""
+ WHERE c.reported_at <= :as_of AND c.changed_at > :as_of"""
+
+
+def as_of_rows(where: str) -> str:
+    """The cases (those meeting ``where``, a condition on ``c``) as they stood at ``:as_of``."""
+    return (f"SELECT {_COLUMNS}, CAST(:as_of AS timestamptz) AS at FROM twin.cases c "
+            f"WHERE c.changed_at <= :as_of AND {where} UNION ALL {_SNAPSHOT} AND {where}")
+
 
 OVERDUE = ("(r.state IN ('reported', 'filed', 'dispatched', 'handled') "
             "AND (coalesce(r.stage_due < r.at, false) OR coalesce(r.case_due < r.at, false)))")
@@ -101,11 +109,11 @@ def get_case(engine: Engine, user: User, case_id: int, as_of: datetime | None = 
     """A case with its stages (each with its start, due, end and whether it ran late) and
     the moves it may make now."""
     where, params = visible_sql(user)
-    rows = AS_OF_ROWS if as_of else NOW_ROWS
-    joiner = "AND" if as_of else "WHERE"
+    mine = f"c.id = :id AND {where}"
+    rows = as_of_rows(mine) if as_of else f"{NOW_ROWS} WHERE {mine}"
     with engine.connect() as conn:
         found = conn.execute(text(
-            f"SELECT {FEATURE_SQL} FROM ({rows} {joiner} c.id = :id AND {where}) r "
+            f"SELECT {FEATURE_SQL} FROM ({rows}) r "
             "JOIN twin.case_categories k ON k.code = r.category"),
             params | {"id": case_id, "as_of": as_of}).scalar()
         if found is None:
@@ -213,7 +221,7 @@ def list_cases(engine: Engine, user: User, q: CaseQuery) -> dict[str, Any]:
             "limit", q.limit, f"between 1 and {MAX_LIMIT}", f"须在1到{MAX_LIMIT}之间")])
     where, params = visible_sql(user)
     conds, more = _conditions(q)
-    rows = AS_OF_ROWS + f" AND {where}" if q.as_of else NOW_ROWS + f" WHERE {where}"
+    rows = as_of_rows(where) if q.as_of else f"{NOW_ROWS} WHERE {where}"
     filtered = f"SELECT * FROM ({rows}) r WHERE {' AND '.join(conds) or 'true'}"
     params |= more | {"as_of": q.as_of, "after": q.after, "limit": q.limit + 1}
     with engine.connect() as conn:

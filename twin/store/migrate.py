@@ -40,6 +40,7 @@ def migrate(engine: Engine, app_role: str | None = None,
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
         apply_live(conn)
+        conn.execute(text("SELECT twin.fill_work_days()"))  # the working calendar's days
         for layer in layers:
             conn.execute(text("SELECT twin.register_layer(:name, :type, :title)"),
                          {"name": layer.name, "type": layer.postgis_type, "title": layer.title})

@@ -12,7 +12,8 @@ BEGIN
         SELECT coalesce(jsonb_object_agg(n.key, jsonb_build_array(o.value, n.value)), '{}')
           INTO changed
           FROM jsonb_each(to_jsonb(NEW)) n JOIN jsonb_each(to_jsonb(OLD)) o USING (key)
-         WHERE n.value IS DISTINCT FROM o.value AND n.key NOT IN ('version', 'geom');
+         WHERE n.value IS DISTINCT FROM o.value
+           AND n.key NOT IN ('version', 'geom', 'changed_at');
         IF NOT ST_Equals(NEW.geom, OLD.geom) THEN
             changed := changed || jsonb_build_object('geometry', jsonb_build_array(
                 ST_AsGeoJSON(OLD.geom)::jsonb, ST_AsGeoJSON(NEW.geom)::jsonb));
@@ -31,7 +32,7 @@ BEGIN
     INSERT INTO twin.case_events (case_id, version, action, from_state, to_state, server_time,
                                   client_time, actor, role, department, device, reason,
                                   approver, photos, position, accuracy_m, edit_id, snapshot,
-                                  changed)
+                                  changed, stage_hours)
     VALUES (NEW.id, NEW.version, action, CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END,
             NEW.state, twin.clock(), twin.context('client_time')::timestamptz,
             coalesce(twin.context('actor'), session_user),
@@ -40,7 +41,10 @@ BEGIN
             coalesce(twin.context('case_photos')::text[], '{}'),
             ST_GeomFromEWKT(twin.context('case_position')),
             twin.context('case_accuracy')::real, twin.context('edit_id'),
-            twin.case_snapshot(NEW), changed);
+            twin.case_snapshot(NEW), changed,
+            -- a move's working hours in the stage it ends, for the stage-time figures
+            CASE WHEN action = 'transition' THEN extract(epoch FROM twin.work_between(
+                OLD.stage_started, NEW.stage_started)) / 3600 END);
     PERFORM pg_notify('twin_cases', NEW.id::text);
     RETURN NULL;
 END $$;

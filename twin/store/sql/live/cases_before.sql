@@ -32,6 +32,7 @@ BEGIN
         NEW.version := 1;
         NEW.reported_at := stamp;
         NEW.reported_by := who;
+        NEW.changed_at := stamp;
         NEW.stage_started := stamp;
         NEW.stage_due := twin.add_work(stamp, cat.file_limit);
         NEW.filed_at := NULL; NEW.closed_at := NULL; NEW.case_due := NULL;
@@ -197,10 +198,11 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    IF to_jsonb(NEW) - 'version' = to_jsonb(OLD) - 'version' THEN
+    IF to_jsonb(NEW) - 'version' - 'changed_at' = to_jsonb(OLD) - 'version' - 'changed_at' THEN
         RETURN NULL;  -- nothing changed: no new version, no event
     END IF;
     NEW.version := OLD.version + 1;
+    NEW.changed_at := stamp;
     RETURN NEW;
 END $$;
 ALTER FUNCTION twin.cases_before() SET jit = off;

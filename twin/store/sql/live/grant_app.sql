@@ -27,7 +27,7 @@ BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.cases TO %I', app_role);
     EXECUTE format('GRANT USAGE ON SEQUENCE twin.cases_id_seq TO %I', app_role);
     EXECUTE format('GRANT SELECT ON twin.case_events, twin.case_transitions, '
-                   'twin.rule_changes TO %I', app_role);
+                   'twin.rule_changes, twin.work_days TO %I', app_role);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.departments, twin.squads, '
                    'twin.case_categories, twin.calendar_days, twin.work_periods TO %I',
                    app_role);

@@ -143,3 +143,30 @@ def test_cases_need_the_schema_owner(db: Database) -> None:
     done = run_twin("sample", "--cases", "10", env=db.env())  # as the app role
     assert done.returncode == 1 and "owner of schema twin" in done.stderr
     assert db.scalar("SELECT count(*) FROM twin.features") == 0  # refused before loading
+
+
+def test_the_planning_clock_counts_working_time_as_the_database_does(
+        sample_db: Database) -> None:
+    """The generator plans its steps with a Python copy of the working calendar; the
+    database's twin.add_work and twin.work_between stay the rule it is checked against."""
+    from twin.sample.cases import WorkClock
+
+    periods = [tuple(r) for r in sample_db.rows(
+        "SELECT starts, ends FROM twin.work_periods ORDER BY starts")]
+    days = dict(sample_db.rows("SELECT day, working FROM twin.calendar_days"))
+    clock = WorkClock("Asia/Shanghai", periods, days)  # type: ignore[arg-type]
+    zone = ZoneInfo("Asia/Shanghai")
+    starts = [datetime(2026, 2, 13, 10, 0, tzinfo=zone), datetime(2026, 9, 30, 16, 0,
+                                                                    tzinfo=zone),
+              datetime(2026, 3, 6, 18, 0, tzinfo=zone), datetime(2026, 4, 20, 12, 15,
+                                                                   tzinfo=zone)]
+    for start in starts:
+        for limit in ("0.5h", "4h", "7h", "1d", "2d", "20d"):
+            expected = sample_db.scalar("SELECT twin.add_work(CAST(:t AS timestamptz), :l)",
+                                        t=start.isoformat(), l=limit)
+            assert clock.add(start, limit) == expected, (start, limit)
+        later = clock.add(start, "20d")
+        hours = sample_db.scalar("SELECT extract(epoch FROM twin.work_between("
+                                 "CAST(:a AS timestamptz), CAST(:b AS timestamptz))) / 3600",
+                                 a=start.isoformat(), b=later.isoformat())
+        assert clock.hours_between(start, later) == pytest.approx(float(hours))

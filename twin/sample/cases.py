@@ -56,10 +56,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 import shapely
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from twin.errors import Forbidden, InvalidInput, Problem
-from twin.sample.history import Window, _clock_moves
+from twin.errors import InvalidInput, Problem
+from twin.sample.history import Window, _clock_moves, window_after
 from twin.sample.spec import SampleSpec
 from twin.store.db import libpq_conninfo
 
@@ -726,25 +726,8 @@ def cases_window(engine: Engine, spec: SampleSpec) -> Window:
     """The spec's ``[history]`` period, moved to begin the day after the twin's newest case
     event when that is later (a case's time only moves forward). Refused unless ``engine``
     may stamp the past."""
-    period = spec.history
-    if period is None:
-        raise InvalidInput("the sample spec has no [history] table", [Problem(
-            "history", None, "add [history] with start, end, timezone, working_hours",
-            "规格文件缺少 [history]")])
-    with engine.connect() as conn:
-        if not _clock_moves(conn):
-            raise Forbidden("generated cases are stamped in the past, which only the owner of "
-                            "schema twin may do: connect as the owner (the local cluster's "
-                            "admin, or a TWIN_DATABASE_URL of the owner)")
-        newest = conn.execute(text("SELECT max(server_time) FROM twin.case_events")).scalar()
-    tz = period.timezone
-    start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=tz)
-    end = datetime(period.end.year, period.end.month, period.end.day, tzinfo=tz)
-    length = end + timedelta(days=1) - start
-    if newest is not None and newest >= start:
-        day = newest.astimezone(tz).date() + timedelta(days=1)
-        start = datetime(day.year, day.month, day.day, tzinfo=tz)
-    return Window(start, start + length, period)
+    return window_after(engine, spec, "SELECT max(server_time) FROM twin.case_events",
+                        "generated cases")
 
 
 def may_stamp(engine: Engine) -> bool:

@@ -432,6 +432,14 @@ def history_window(engine: Engine, spec: SampleSpec) -> Window:
     """The spec's ``[history]`` period, moved to begin the day after the twin's newest change
     when that is later than its start (time only moves forward in a twin). Refused unless
     ``engine`` may stamp changes in the past, before anything is written."""
+    return window_after(engine, spec, "SELECT max(server_time) FROM twin.changes",
+                        "a generated history")
+
+
+def window_after(engine: Engine, spec: SampleSpec, newest_sql: str, what: str) -> Window:
+    """The spec's ``[history]`` period, moved to begin the day after the newest moment
+    ``newest_sql`` finds when that is later than its start; ``what`` is stamped in the past,
+    which only the schema's owner may do (else Forbidden)."""
     period = spec.history
     if period is None:
         raise InvalidInput("the sample spec has no [history] table", [Problem(
@@ -439,10 +447,10 @@ def history_window(engine: Engine, spec: SampleSpec) -> Window:
             "规格文件缺少 [history]")])
     with engine.connect() as conn:
         if not _clock_moves(conn):
-            raise Forbidden("a generated history is stamped in the past, which only the owner "
-                            "of schema twin may do: connect as the owner (the local cluster's "
-                            "admin, or a TWIN_DATABASE_URL of the owner)")
-        newest = conn.execute(text("SELECT max(server_time) FROM twin.changes")).scalar()
+            raise Forbidden(f"{what} is stamped in the past, which only the owner of schema "
+                            "twin may do: connect as the owner (the local cluster's admin, or "
+                            "a TWIN_DATABASE_URL of the owner)")
+        newest = conn.execute(text(newest_sql)).scalar()
     tz = period.timezone
     start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=tz)
     end = datetime(period.end.year, period.end.month, period.end.day, tzinfo=tz)

@@ -167,7 +167,7 @@ def case_report(settings: Settings, start: str, end: str, by: str | None,
     if as_json:
         out.print_json(json.dumps(answer, ensure_ascii=False, default=str))
         return
-    as_of = f"{answer['period']['as_of']:%Y-%m-%d %H:%M}"
+    as_of = answer["period"]["as_of"][:16].replace("T", " ")
     table = Table(title=f"案件 Cases {start} .. {end} (as of {as_of})")
     table.add_column(by or "", no_wrap=True)
     names = [*FIGURES, *RATES]

@@ -23,16 +23,15 @@ from twin.users import User
 
 _OPEN = "r.state IN (" + ", ".join(f"'{s}'" for s in OPEN) + ")"
 
-# figure -> (condition on a case row r as it is now, in words, 中文). :day and :next_day bound
-# today in the subdistrict's time zone.
+# figure -> (condition on a case row r as it is now, in words, 中文): twin.cases.kpis's own
+# conditions, with :from and :upto bounding today in the subdistrict's time zone.
 FIGURES: dict[str, tuple[str, str, str]] = {
     "open": (_OPEN, "cases open now (reported, filed, dispatched or handled)", "在办案件"),
     "overdue": (CASE_FIGURES["overdue_open"][0],
                 "open cases past a stage's or the case's deadline now", "超期案件"),
-    "filed_today": ("r.filed_at >= :day AND r.filed_at < :next_day", "cases filed today",
-                    "今日立案"),
-    "closed_today": ("r.state = 'closed' AND r.closed_at >= :day AND r.closed_at < :next_day",
-                     "cases closed (verified) today", "今日结案"),
+    "filed_today": (CASE_FIGURES["filed"][0], "cases filed today", "今日立案"),
+    "closed_today": (CASE_FIGURES["closed_in_period"][0], "cases closed (verified) today",
+                     "今日结案"),
 }
 # the groups the figures come by, and the case column that names a group
 GROUP_COLUMN = {"grid": "grid_code", "area": "area_code"}
@@ -40,7 +39,7 @@ GROUP_COLUMN = {"grid": "grid_code", "area": "area_code"}
 # The cases that can count at all: open now, or filed or closed today (the indexes on state,
 # filed_at and closed_at keep a board's refresh off the closed half year).
 _CANDIDATES = ("(c.state IN ('reported', 'filed', 'dispatched', 'handled') "
-               "OR c.filed_at >= :day OR c.closed_at >= :day)")
+               "OR c.filed_at >= :from OR c.closed_at >= :from)")
 _ROWS = """
 SELECT c.id, c.state, c.grid_code, c.area_code, c.filed_at, c.closed_at, c.stage_due,
        c.case_due, now() AS at
@@ -75,7 +74,7 @@ def case_figures(conn: Connection, user: User, by: str, time_zone: str,
                        for name, (cond, _, _) in FIGURES.items())
     found = conn.execute(text(
         f"SELECT r.{column} AS key, GROUPING(r.{column}) AS total, {counts} FROM ({rows}) r "
-        f"GROUP BY ROLLUP (r.{column})"), params | {"day": day, "next_day": next_day}
+        f"GROUP BY ROLLUP (r.{column})"), params | {"from": day, "upto": next_day}
     ).mappings().all()
     newest = conn.execute(text("SELECT max(id) FROM twin.case_events")).scalar()
     total = next((dict(r) for r in found if r["total"]), None) or {}
@@ -102,7 +101,7 @@ def figure_query(figure: str, by: str | None, key: str | None, time_zone: str,
     column = _grouping(by)
     day, next_day = today(time_zone)
     cond = FIGURES[figure][0]
-    params: dict[str, Any] = {"day": day, "next_day": next_day}
+    params: dict[str, Any] = {"from": day, "upto": next_day}
     if column is not None:
         cond += f" AND r.{column} IS NOT DISTINCT FROM :figure_key"
         params["figure_key"] = key or None

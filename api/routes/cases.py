@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from api.deps import EngineDep, UserDep
 from api.errors import twin_error_response
 from api.params import id_number, reject_unknown
-from api.routes.edits import read_json
+from api.routes.edits import based_on, read_json
 from twin.cases.kpis import check_period, kpi_where, kpis
 from twin.cases.loop import (
     Extension,
@@ -40,8 +40,6 @@ from twin.cases.rules import categories, transitions
 from twin.errors import (
     InvalidInput,
     NotFound,
-    PreconditionFailed,
-    PreconditionRequired,
     Problem,
     Unprocessable,
 )
@@ -162,18 +160,7 @@ def _case_id(raw: str) -> int:
 
 
 def _base_version(request: Request, case_id: int) -> int:
-    asked = request.headers.get("if-match")
-    if asked is None or asked.strip() == "*":
-        raise PreconditionRequired(
-            "say which version of the case you act on: If-Match with the ETag of your read",
-            [Problem("If-Match", asked, "required: the ETag of the case you read",
-                     "须提供 If-Match(所读案件的 ETag)")])
-    found = _ETAG.fullmatch(asked.strip())
-    if found is None or int(found.group(1)) != case_id:
-        raise PreconditionFailed(f"If-Match {asked} does not name a version of case {case_id}",
-                                 [Problem("If-Match", asked, f'expected "case-{case_id}-<n>"',
-                                          "If-Match 与该案件不符")])
-    return int(found.group(2))
+    return based_on(request, _ETAG, case_id, "case", "案件", f'"case-{case_id}-<version>"')
 
 
 def _answer(outcome: Outcome, request: Request) -> Response:

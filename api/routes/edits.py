@@ -120,21 +120,30 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
                 accuracy_m=float(accuracy) if accuracy is not None else None)
 
 
-def _base_version(request: Request, fid: str) -> tuple[int, int]:
-    """The feature id and the version ``If-Match`` names; 428 without one."""
+def based_on(request: Request, etag: re.Pattern[str], number: int, what: str, what_zh: str,
+             shape: str) -> int:
+    """The version ``If-Match`` names of the thing ``what`` numbered ``number`` (its ETag
+    ``etag``, e.g. ``"<id>-<version>"``, printed as ``shape``): 428 without one, 412 when it
+    names another thing."""
     asked = request.headers.get("if-match")
     if asked is None or asked.strip() == "*":
         raise PreconditionRequired(
-            "say which version the edit is based on: If-Match with the ETag of your read",
-            [Problem("If-Match", asked, "required: the ETag of the version you edited",
-                     "须提供 If-Match(所编辑版本的 ETag)")])
-    found = _ETAG.fullmatch(asked.strip().split(",")[0].strip())
-    number = id_number(fid) or -1
+            f"say which version of the {what} you change: If-Match with the ETag of your read",
+            [Problem("If-Match", asked, "required: the ETag of the version you read",
+                     "须提供 If-Match(所读版本的 ETag)")])
+    found = etag.fullmatch(asked.strip().split(",")[0].strip())
     if found is None or int(found.group(1)) != number:
-        raise PreconditionFailed(f"If-Match {asked} does not name a version of feature {fid}",
-                                 [Problem("If-Match", asked, f'expected "{fid}-<version>"',
-                                          "If-Match 与该要素不符")])
-    return number, int(found.group(2))
+        raise PreconditionFailed(f"If-Match {asked} does not name a version of {what} "
+                                 f"{number}", [Problem("If-Match", asked, f"expected {shape}",
+                                                       f"If-Match 与该{what_zh}不符")])
+    return int(found.group(2))
+
+
+def _base_version(request: Request, fid: str) -> tuple[int, int]:
+    """The feature id and the version ``If-Match`` names."""
+    number = id_number(fid) or -1
+    return number, based_on(request, _ETAG, number, "feature", "要素",
+                            f'"{fid}-<version>"')
 
 
 def _answer(outcome: Outcome, layer: str, request: Request) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -279,19 +279,16 @@ def _db(run: Callable[[], Any]) -> Any:
 
 def _refused(conn: Connection, case_id: int | None, exc: TwinError) -> Outcome:
     """The answer to a refused write: the case as it is, and why."""
-    case = case_feature(conn, case_id) if case_id is not None and _exists(conn, case_id) \
-        else None
+    case = None
+    if case_id is not None:
+        with suppress(NotFound):  # a case that does not exist: the refusal says so
+            case = case_feature(conn, case_id)
     exc.problems = exc.problems or [Problem("case", None, exc.message, "")]
     extra: dict[str, Any] = exc.current if isinstance(exc, PreconditionFailed) else {}
     if isinstance(exc, IllegalMove):
         extra = {"allowed": exc.allowed}
     return Outcome("rejected", case["properties"]["version"] if case else None, case,
                    exc.problems, refusal=exc, extra=extra)
-
-
-def _exists(conn: Connection, case_id: int) -> bool:
-    return bool(conn.execute(text("SELECT EXISTS (SELECT FROM twin.cases WHERE id = :id)"),
-                             {"id": case_id}).scalar())
 
 
 # ---------------------------------------------------------------------------------------

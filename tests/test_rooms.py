@@ -18,9 +18,11 @@ BELOW = {
     "field": {"store", "features", "history"},
     "analysis": {"store", "features"},
     "cases": {"store", "features"},
-    "maps": {"store", "features", "field", "cases"},
-    "sample": {"store", "cases"},
-    "cli": {"store", "features", "history", "field", "analysis", "maps", "sample", "cases"},
+    "hotline": {"store", "features", "cases"},
+    "maps": {"store", "features", "field", "cases", "hotline"},
+    "sample": {"store", "cases", "hotline"},
+    "cli": {"store", "features", "history", "field", "analysis", "maps", "sample", "cases",
+            "hotline"},
 }
 
 

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
         description="Largest photo an edit may carry, in bytes: a tablet photo, not a raw scan.",
     )
 
+    caller_retention_days: int = Field(
+        default=365,
+        ge=1,
+        description="Days a hotline caller's name and phone are kept after their order ended "
+                    "(closed or sent back); `twin hotline erase` erases older ones.",
+    )
+
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

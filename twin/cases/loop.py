@@ -115,7 +115,7 @@ def report(engine: Engine, user: User, rep: Report, sent: Sent = Sent()) -> Outc
         if problems:
             raise Unprocessable(f"cannot report this case: {problems[0].reason}", problems)
         with _acting(conn, user, sent, edit_id, rep.photos, None):
-            row = _db(lambda: conn.execute(text("""
+            row = refusals(lambda: conn.execute(text("""
                 INSERT INTO twin.cases (geom, category, source, priority, description, photos,
                                         feature_layer, feature_id, order_number)
                 VALUES (ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :category, :source,
@@ -161,7 +161,7 @@ def transition(engine: Engine, user: User, case_id: int, move: Move,
             raise Unprocessable(f"cannot move case {case_id}: {problems[0].reason}", problems)
         with _acting(conn, user, sent, edit_id, move.photos, move.position, move.reason,
                      move.approver):
-            _db(lambda: conn.execute(text("""
+            refusals(lambda: conn.execute(text("""
                 UPDATE twin.cases SET state = :to, assignee = coalesce(:assignee, assignee),
                        department = coalesce(:department, department),
                        duplicate_of = coalesce(:dup, duplicate_of)
@@ -200,7 +200,7 @@ def extend(engine: Engine, user: User, case_id: int, ext: Extension,
             raise Unprocessable("reason too long", [Problem(
                 "reason", len(ext.reason), f"at most {MAX_REASON} characters", "理由过长")])
         with _acting(conn, user, sent, edit_id, (), None, ext.reason):
-            _db(lambda: conn.execute(text(f"UPDATE twin.cases SET {sql} WHERE id = :id"),  # noqa: S608
+            refusals(lambda: conn.execute(text(f"UPDATE twin.cases SET {sql} WHERE id = :id"),  # noqa: S608
                                      {"limit": ext.limit, "id": case_id}))
         after = case_feature(conn, case_id)
         return Outcome("applied", after["properties"]["version"], after), case["grid_code"]
@@ -241,9 +241,10 @@ def _acting(conn: Connection, user: User, sent: Sent, edit_id: str, photos: tupl
     yield
 
 
-def _db(run: Callable[[], Any]) -> Any:
-    """Run a write; the lifecycle's refusals (SQLSTATE TW409, TW403, TW422) and broken
-    references become the domain's errors."""
+def refusals(run: Callable[[], Any]) -> Any:
+    """Run a write; a lifecycle's refusals (SQLSTATE TW409, TW403, TW422, raised by the
+    triggers of cases and of hotline orders) and broken references become the domain's
+    errors."""
     try:
         return run()
     except DBAPIError as exc:
@@ -257,22 +258,22 @@ def _db(run: Callable[[], Any]) -> Any:
             allowed = detail.get("allowed", [])
             raise IllegalMove(f"{message}; allowed: {', '.join(allowed) or 'none'}", [
                 Problem("to", None, f"allowed from here: {', '.join(allowed) or 'none'}",
-                        "案件当前状态不允许此流转")], allowed=allowed) from None
+                        "当前状态不允许此流转")], allowed=allowed) from None
         if state == "TW403":
             raise Forbidden(message, [Problem("role", None, message, "当前角色无权此操作")]
                             ) from None
         if state == "TW422":
-            raise Unprocessable(message, [Problem(detail.get("field", "case"),
+            raise Unprocessable(message, [Problem(detail.get("field", "state"),
                                                   detail.get("value"), message,
                                                   detail.get("reason_zh", ""))]) from None
-        if state == "23503":  # a department or case named that does not exist
+        if state == "23503":  # a department, case, kind or duty named that does not exist
             constraint = getattr(diag, "constraint_name", "") or ""
-            name = "department" if "department" in constraint else (
-                "duplicate_of" if "duplicate" in constraint else "case")
+            name = next((n for n in ("department", "duplicate_of", "kind", "duty", "category")
+                         if n.removesuffix("_of") in constraint), "case")
             raise Unprocessable(f"{name}: no such {name.replace('_of', '')}", [
                 Problem(name, None, "does not exist", "不存在")]) from None
         if state == "23505":
-            raise Unprocessable("order_number: already used by another case", [
+            raise Unprocessable("order_number: already used", [
                 Problem("order_number", None, "already used", "工单号已存在")]) from None
         raise
 

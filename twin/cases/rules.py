@@ -34,7 +34,8 @@ class Calendar:
     days: dict[date, tuple[bool, str]]  # day -> (working, source)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file of rules; unreadable or broken, an InvalidInput naming the file."""
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
@@ -49,7 +50,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def read_categories(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Departments and categories from a file like data/case_categories.toml, checked."""
-    raw = _read(path)
+    raw = read_toml(path)
     departments = raw.get("department", [])
     categories = raw.get("category", [])
     problems: list[Problem] = []
@@ -80,7 +81,7 @@ def read_categories(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, An
 
 def read_calendar(path: Path) -> Calendar:
     """The calendar from a file like data/working_calendar.toml, checked."""
-    raw = _read(path)
+    raw = read_toml(path)
     problems: list[Problem] = []
     zone = raw.get("time_zone", "Asia/Shanghai")
     try:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, text
 
 from twin.cases.rules import load_rules
 from twin.errors import Conflict
+from twin.hotline.rules import load_hotline_rules
 from twin.registry import all_layers
 from twin.sample.generator import SampleFeature, SampleTwin
 from twin.store.db import LOAD_DEVICE, EditContext, set_context
@@ -70,6 +71,8 @@ def load_sample(engine: Engine, twin: SampleTwin, actor: str, password_hash: str
         departments: list[str] = []
         if twin.spec.cases is not None:
             load_rules(conn, twin.spec.cases.categories, twin.spec.cases.calendar)
+            if twin.spec.cases.hotline is not None:
+                load_hotline_rules(conn, twin.spec.cases.hotline)
             departments = list(conn.execute(text(
                 "SELECT code FROM twin.departments ORDER BY code")).scalars())
         squads = squad_grids(conn)

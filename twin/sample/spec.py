@@ -90,12 +90,13 @@ class HistorySpec:
 @dataclass(frozen=True)
 class CaseRulesSpec:
     """The files of the rules cases follow (beside the spec): categories with departments,
-    and the working-time calendar."""
+    the working-time calendar, and the 12345 hotline's rules (orders' kinds and duties)."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
     categories: Path
     calendar: Path
+    hotline: Path | None = None
 
 
 @dataclass(frozen=True)

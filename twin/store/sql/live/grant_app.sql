@@ -1,7 +1,9 @@
 -- What the service's own role may do: edit features (the triggers log it), read the history and
 -- its counts, keep the edits it receives, photos and the devices' outbox reports, manage users
--- and tokens, report and move cases and edit their rules. Never write the log, the versions or the counts directly. (Revisions 0002-0011
--- wrapped this function four times, renaming each to grant_app_NNNN; this is all of it.)
+-- and tokens, report and move cases and hotline orders and edit their rules. Never read
+-- callers' contacts (twin.caller() does, for dispatchers), never write the log, the versions
+-- or the counts directly. (Revisions 0002-0011 wrapped this function four times, renaming
+-- each to grant_app_NNNN; this is all of it.)
 CREATE OR REPLACE FUNCTION twin.grant_app(app_role text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -32,4 +34,13 @@ BEGIN
                    'twin.case_categories, twin.calendar_days, twin.work_periods TO %I',
                    app_role);
     EXECUTE format('GRANT SELECT, UPDATE ON twin.case_rules TO %I', app_role);
+    -- hotline orders: received, placed and moved along; callers only through twin.caller()
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.orders TO %I', app_role);
+    EXECUTE format('GRANT USAGE ON SEQUENCE twin.orders_id_seq TO %I', app_role);
+    EXECUTE format('GRANT SELECT ON twin.order_events, twin.order_transitions, '
+                   'twin.contact_log, twin.callers_masked TO %I', app_role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.order_kinds, '
+                   'twin.order_duties TO %I', app_role);
+    EXECUTE format('GRANT SELECT, UPDATE ON twin.hotline_rules TO %I', app_role);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.open311_clients TO %I', app_role);
 END $$;

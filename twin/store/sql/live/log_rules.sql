@@ -23,3 +23,9 @@ CREATE OR REPLACE TRIGGER work_periods_logged AFTER INSERT OR UPDATE OR DELETE
     ON twin.work_periods FOR EACH ROW EXECUTE FUNCTION twin.log_rules();
 CREATE OR REPLACE TRIGGER case_rules_logged AFTER INSERT OR UPDATE OR DELETE
     ON twin.case_rules FOR EACH ROW EXECUTE FUNCTION twin.log_rules();
+CREATE OR REPLACE TRIGGER order_kinds_logged AFTER INSERT OR UPDATE OR DELETE
+    ON twin.order_kinds FOR EACH ROW EXECUTE FUNCTION twin.log_rules();
+CREATE OR REPLACE TRIGGER order_duties_logged AFTER INSERT OR UPDATE OR DELETE
+    ON twin.order_duties FOR EACH ROW EXECUTE FUNCTION twin.log_rules();
+CREATE OR REPLACE TRIGGER hotline_rules_logged AFTER INSERT OR UPDATE OR DELETE
+    ON twin.hotline_rules FOR EACH ROW EXECUTE FUNCTION twin.log_rules();

@@ -33,9 +33,11 @@ from api.routes import (
     edits,
     features,
     field,
+    hotline,
     kpis,
     landing,
     map_page,
+    open311,
     photos,
     reports,
     revert,
@@ -50,7 +52,7 @@ from twin.store.db import database_urls, libpq_conninfo, make_engine
 # the one it declares, which the fast path's table relies on).
 ROUTERS = tuple(module.router for module in (
     landing, auth, stats, features, edits, sync, changes, revert, reports, analysis, photos,
-    field, map_page, kpis, dashboard, cases))
+    field, map_page, kpis, dashboard, cases, hotline, open311))
 
 
 class TwinApp(FastAPI):

@@ -238,3 +238,42 @@ def erase(
         n = erase_callers(app_engine(settings), _staff(), before)
     out.print(f"erased the contacts of {n:,} order(s) ended before {before:%Y-%m-%d %H:%M} UTC "
               f"({keep} days kept)")
+
+
+@client_app.command("add")
+def client_add(name: Annotated[str, typer.Argument(help="The outside system's name, e.g. "
+                                                   "resident-app (2-40 letters, digits, . _ -).")]
+               ) -> None:
+    """Give an outside system an API key for POST /open311/v2/requests.json (printed once;
+    only its hash is kept)."""
+    from twin.hotline.clients import add_client
+
+    settings = load_settings()
+    with domain_errors(), app_engine(settings).begin() as conn:
+        key = add_client(conn, name)
+    out.print(f"api_key for {name} (shown once): {key}")
+
+
+@client_app.command("list")
+def client_list() -> None:
+    """The outside systems with keys, and whether each is active."""
+    from twin.hotline.clients import list_clients
+
+    settings = load_settings()
+    with domain_errors(), app_engine(settings).connect() as conn:
+        found = list_clients(conn)
+    table = Table("name", "active", "created")
+    for c in found:
+        table.add_row(c["name"], str(c["active"]), str(c["created_at"])[:16])
+    out.print(table)
+
+
+@client_app.command("deactivate")
+def client_deactivate(name: Annotated[str, typer.Argument(help="The client's name.")]) -> None:
+    """Refuse the client's key from now on."""
+    from twin.hotline.clients import deactivate_client
+
+    settings = load_settings()
+    with domain_errors(), app_engine(settings).begin() as conn:
+        deactivate_client(conn, name)
+    out.print(f"{name}: deactivated")

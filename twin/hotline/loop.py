@@ -30,9 +30,9 @@ MAX_WORDS = 4000
 MAX_ADDRESS = 300
 ORDER_NUMBER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PHONE = re.compile(r"^[0-9+ -]{3,20}$")
-# a mobile number or a landline inside the caller's words: kept masked, never whole
-PHONE_IN_WORDS = re.compile(r"(?<![0-9])(1[3-9][0-9])([0-9]{4})([0-9]{4})(?![0-9])|"
-                            r"(?<![0-9])(0[0-9]{2,3}-?)([0-9]{3,4})([0-9]{4})(?![0-9])")
+# a phone number inside the caller's words, however written (+86 138 1234 5678, 021-5888 1234,
+# 58881234): any run of 7 or more digits, spaces and hyphens between them allowed
+PHONE_IN_WORDS = re.compile(r"\+?[0-9](?:[ -]?[0-9]){6,}")
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,12 @@ class OrderMove:
 
 
 def mask_phones(words: str) -> str:
-    """138****5678 for every phone number in a text."""
+    """138****5678 for every phone number in a text: its first three and last four digits
+    kept, the rest starred (the caller's name cannot be told from other words: the caller's
+    own name and phone are asked for apart, in twin.order_callers)."""
     def masked(m: re.Match[str]) -> str:
-        head, mid, tail = (m.group(1), m.group(2), m.group(3)) if m.group(1) else \
-            (m.group(4), m.group(5), m.group(6))
-        return head + "*" * len(mid) + tail
+        digits = re.sub(r"[^0-9]", "", m.group(0))
+        return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
     return PHONE_IN_WORDS.sub(masked, words)
 
 
@@ -125,6 +126,10 @@ def order_problems(order: Order, known: Codes) -> list[Problem]:
     if order.channel not in CHANNELS:
         problems.append(Problem("channel", order.channel, f"one of {', '.join(CHANNELS)}",
                                 "来源渠道无效"))
+    problems.extend(Problem(name, "\\0", "no NUL characters", "含非法字符")
+                    for name, value in (("words", order.words), ("address", order.address),
+                                        ("caller.name", order.caller_name or ""))
+                    if "\x00" in value)
     if len(order.words) > MAX_WORDS:
         problems.append(Problem("words", len(order.words), f"at most {MAX_WORDS} characters",
                                 "诉求内容过长"))
@@ -147,8 +152,8 @@ def order_problems(order: Order, known: Codes) -> list[Problem]:
             (order.category is None or order.category in known.categories, "category",
              order.category, "无此案件类别")):
         if not ok:
-            problems.append(Problem(name, value, f"no {name} has this code: GET /orders/rules",
-                                    zh))
+            where = "GET /cases/categories" if name == "category" else "GET /orders/rules"
+            problems.append(Problem(name, value, f"no {name} has this code: {where}", zh))
     return problems
 
 

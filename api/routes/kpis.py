@@ -1,6 +1,7 @@
 """Key figures per micro-grid or residential area: what the command centre's map and board
 show (features by state, edits today and this week, workers active, cases open, overdue,
-filed and closed today), and the list of cases behind each case figure."""
+filed and closed today), the list of cases behind each case figure, and the board's 12345
+hotline figures and rates (each linking to ``GET /orders``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from api.params import bad, reject_unknown
 from twin.cases.reads import list_cases
 from twin.layer import GROUP_COLUMNS
 from twin.maps.cases import FIGURES, case_figures, figure_query
+from twin.maps.hotline import hotline_board
 from twin.maps.kpis import group_kpis, sync_health
 
 router = APIRouter(tags=["kpis"])
@@ -73,3 +75,24 @@ def figure_cases(request: Request, engine: EngineDep, settings: SettingsDep, use
                       f"{base}/kpis/cases?{urlencode({**rest, 'cursor': found['next']})}"})
     body = {k: v for k, v in found.items() if k != "next"} | {"links": links}
     return JSONResponse(body, media_type=GEOJSON)
+
+
+@router.get("/kpis/hotline", summary="The board's 12345 hotline figures now (received today, "
+            "waiting for first contact, the queue not placed, open warnings, late) and the "
+            "rates by department for the current month or half year, each linking to /orders")
+def hotline_figures(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
+                    period: Annotated[str | None, Query(
+                        description="month (default) or half_year, of the subdistrict's "
+                                    "calendar")] = None,
+                    start: Annotated[str | None, Query(
+                        alias="from", description="or a period of your own: its first day "
+                                                  "or moment (with to)")] = None,
+                    end: Annotated[str | None, Query(alias="to")] = None) -> JSONResponse:
+    """Figures the user may see (a worker's grids, a department's own orders); the period's
+    rates as ``GET /orders/kpis?by=department`` gives them, counted up to now; the names of
+    the departments; ``newest_event`` moves whenever an order does. Callers never appear."""
+    reject_unknown(request.query_params, {"period", "from", "to"})
+    base = f"{str(request.base_url).rstrip('/')}/orders"
+    with engine.connect() as conn:
+        return JSONResponse(hotline_board(conn, user, settings.time_zone, base, period, start,
+                                          end))

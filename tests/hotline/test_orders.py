@@ -358,3 +358,23 @@ def test_bad_orders_are_refused_and_change_nothing(client: TestClient, sample_db
     assert sample_db.scalar("SELECT count(*) FROM twin.orders") == 0
     assert client.get("/orders/999999", headers=desk).status_code == 404
     assert client.get("/orders?waiting=never", headers=desk).status_code == 400
+
+
+def test_an_excel_export_imports_like_its_csv(sample_db: Database, tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    plate = sample_db.scalar("SELECT props ->> 'address' FROM twin.features WHERE layer = "
+                             "'buildings' AND props ->> 'address' IS NOT NULL ORDER BY id LIMIT 1")
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["工单编号", "受理时间", "诉求类型", "责任规则", "诉求内容", "诉求地址",
+                  "来电人", "联系电话"])
+    sheet.append(["XL1", datetime(2026, 3, 3, 14, 5), "咨询", "兜底", "垃圾分类时间?",
+                  plate, "钱先生", "13600001234"])
+    book.save(tmp_path / "orders.xlsx")
+    done = run_twin("hotline", "import", str(tmp_path / "orders.xlsx"), env=sample_db.env())
+    assert done.returncode == 0, done.stderr
+    row = sample_db.one("SELECT kind, duty, received_at, placed_by FROM twin.orders")
+    assert row[:2] == ("consultation", "fallback")
+    assert row[2] == datetime(2026, 3, 3, 14, 5, tzinfo=ZONE)  # local time of the export
+    assert row[3] == "building"

@@ -21,9 +21,10 @@ IN = "{col} >= :start AND {col} < :end"
 
 
 def _due(step: str) -> str:
-    """Orders whose ``step`` deadline fell in the period and that were not sent back first."""
-    return (f"({IN.format(col=f'o.{step}_due')} AND NOT (o.state = 'returned' "
-            f"AND o.closed_at <= o.{step}_due))")
+    """Orders whose ``step`` deadline fell in the period, and by now (a deadline still ahead
+    is not missed yet), and that were not sent back first."""
+    return (f"(o.{step}_due >= :start AND o.{step}_due < least(CAST(:end AS timestamptz), "
+            f"now()) AND NOT (o.state = 'returned' AND o.closed_at <= o.{step}_due))")
 
 
 # The return visits of the period, per order (the last verdict counts).

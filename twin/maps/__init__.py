@@ -1,6 +1,6 @@
 """Maps and key figures: the Folium page, the data behind the live map, per-grid KPIs and
-the cases the command centre watches.
+the cases and hotline orders the command centre watches.
 
-May import: the root modules, ``twin.store``, ``twin.features``, ``twin.field`` and
-``twin.cases``.
+May import: the root modules, ``twin.store``, ``twin.features``, ``twin.field``,
+``twin.cases`` and ``twin.hotline``.
 """

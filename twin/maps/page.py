@@ -22,6 +22,7 @@ from folium.utilities import JsCode
 
 from twin.errors import InvalidInput
 from twin.layer import Layer
+from twin.maps import hotline
 from twin.registry import all_layers, get_layer
 from twin.settings import Settings
 
@@ -300,9 +301,11 @@ def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]]
     view."""
     layers = list(all_layers().values())
     m, groups = _frame(layers, settings, title, False, f"{asset_url}/vendor", note,
-                       _case_legend_html())
+                       _case_legend_html() + hotline.legend_html())
     figure = cast(Figure, m.get_root())
     figure.header.add_child(Element(f"<style>{_CASE_CSS}</style>"), name="twin_case_css")
+    figure.header.add_child(Element(f"<style>{hotline.ORDER_CSS}</style>"),
+                            name="twin_order_css")
     for name, path in _LIVE_CSS:
         figure.header.add_child(CssLink(f"{asset_url}/vendor/{path}"), name=name)
     for name, path in _LIVE_JS:
@@ -320,7 +323,8 @@ def render_live_map(settings: Settings, *, title: str, bounds: list[list[float]]
               "cases": {"states": {state: {"colour": colour, "label": label}
                                    for state, (colour, label) in CASE_STATES.items()},
                         "shown": list(CASE_SHOWN), "overdue": CASE_OVERDUE,
-                        "poll_ms": CASE_POLL_MS, "pages": CASE_PAGES}}
+                        "poll_ms": CASE_POLL_MS, "pages": CASE_PAGES},
+              "orders": hotline.map_config()}
     _Call(f"twinLive({_js_json(config)});").add_to(m)  # after the map and its groups exist
     if bounds is not None:
         m.fit_bounds(bounds, padding=(20, 20), max_zoom=18)

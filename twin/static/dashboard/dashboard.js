@@ -4,6 +4,9 @@
 // cases panel: filed and closed today, open and overdue (GET /kpis), the overdue list
 // (GET /cases?overdue=true) and rates by department and grid over 30 days (GET /cases/kpis);
 // every figure opens the list of the cases it counts, and a case in a list shows on the map.
+// The hotline panel (GET /kpis/hotline): orders received today, waiting for first contact, the
+// queue not placed, open warnings and late ones, and the rates by department this month; each
+// figure opens the orders it counts (GET /orders), and an order in a list shows on the map.
 import { TOKEN_KEY, request, token } from "/static/common/session.js";
 
 (() => {
@@ -145,21 +148,21 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
   const percent = (r) => r == null ? "—" : `${(100 * r).toFixed(1)}%`;
   const local = (href) => { const u = new URL(href, location.href); return u.pathname + u.search; };
 
-  // a figure that opens the list of the cases it counts
-  function count(text, href, title, cls) {
+  // a figure that opens the list of the cases (or, with openOrders, the orders) it counts
+  function count(text, href, title, cls, open = openList) {
     const button = el("button", text, `count${cls ? ` ${cls}` : ""}`);
     button.type = "button";
     button.dataset.href = local(href);
-    button.onclick = () => openList(title, href).catch((error) => {
+    button.onclick = () => open(title, href).catch((error) => {
       document.querySelector("#case-list .body").replaceChildren(el("div", `⚠ ${error.message}`));
     });
     return button;
   }
 
-  // the board's map shows a case and opens its popup
-  function showOnMap(id) {
+  // the board's map shows a case (or an order) and opens its popup
+  function showOnMap(id, what = "twinCase") {
     const frame = document.getElementById("map");
-    frame.contentWindow.postMessage({ twinCase: id }, location.origin);
+    frame.contentWindow.postMessage({ [what]: id }, location.origin);
   }
 
   function caseLine(f) {
@@ -302,6 +305,97 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
            : el("div", "—"));
   }
 
+  // ---- 12345 hotline orders -----------------------------------------------------------------
+  const ORDER_STATES = { received: "待签收 received", accepted: "已签收 accepted",
+                         contacted: "已先行联系 contacted", replied: "已答复 replied",
+                         reopened: "重办 reopened", closed: "办结 closed", returned: "退单 returned" };
+
+  function orderLine(f) {
+    const p = f.properties;
+    return `${p.order_number} ${p.kind_zh || p.kind} · ${ORDER_STATES[p.state] || p.state} · `
+      + `${p.queued ? "待定位 not placed" : p.micro_grid || "-"}`;
+  }
+
+  // the orders a figure counts, in the board's list box (an order placed opens on the map)
+  async function openOrders(title, href) {
+    const box = document.getElementById("case-list");
+    box.hidden = false;
+    box.querySelector(".title").textContent = title;
+    const body = box.querySelector(".body");
+    body.replaceChildren(el("div", "…"));
+    const path = local(href);
+    const found = await api(`${path}${path.includes("limit=") ? "" : `${path.includes("?") ? "&" : "?"}limit=200`}`);
+    const list = el("ol");
+    for (const f of found.features) {
+      const item = el("li", orderLine(f));
+      item.dataset.orderId = f.id;
+      if (f.properties.late) item.append(" ", el("span", "超时 late", "late"));
+      if (f.properties.warning) item.append(" ", el("span", "预警 warning", "late"));
+      if (f.geometry) item.onclick = () => showOnMap(f.id, "twinOrder");
+      list.append(item);
+    }
+    body.replaceChildren(el("div", `共 ${number(found.numberMatched)} 件 orders`
+      + (found.numberMatched > found.numberReturned ? ` (前 first ${found.numberReturned})` : "")),
+      list);
+  }
+
+  function hotline(h) {
+    const t = h.total;
+    const cell = (name, label, cls) => {
+      const div = el("div");
+      div.dataset.figure = name;
+      const big = el("div", undefined, `figure${cls && t[name] ? ` ${cls}` : ""}`);
+      big.append(count(number(t[name]), h.links[name], `热线 ${label}`, "", openOrders));
+      div.append(big, el("small", label));
+      return div;
+    };
+    const figures = el("div", undefined, "figures");
+    figures.append(cell("received_today", "今日受理 received today"),
+                   cell("waiting_contact", "待先行联系 waiting for first contact"),
+                   cell("queued", "待定位 not placed (queue)", "alert"),
+                   cell("warnings", "不满意预警 warnings", "alert"),
+                   cell("late", "超时 late", "alert"));
+    // the rates by department over the period, each opening the orders its numerator counts
+    const rates = h.board_rates;
+    const line = (label, g) => {
+      const tr = el("tr");
+      tr.dataset.key = g.key ?? "";
+      const td = (node) => { const c = el("td"); c.append(node); return c; };
+      tr.append(td(el("span", label)));
+      for (const r of rates) {
+        const button = count(percent(g[r.name]), g.links[r.numerator],
+                             `${label} · ${r.zh} ${r.en}`, "", openOrders);
+        button.title = `${number(g[r.numerator])} / ${number(g[r.denominator])}`;
+        const c = td(button);
+        c.dataset.rate = r.name;
+        tr.append(c);
+      }
+      return tr;
+    };
+    const table = el("table", undefined, "rates");
+    const head = el("tr");
+    head.append(el("th", "部门 department"));
+    for (const r of rates) {
+      const th = el("th", r.zh);
+      th.append(el("small", r.en));
+      head.append(th);
+    }
+    const dept = (code) => {
+      const d = h.departments[code];
+      return d ? `${d.name_zh} ${d.name_en}` : code;
+    };
+    // departments with anything due or visited in the period
+    const counted = (g) => rates.some((r) => g[r.denominator] > 0);
+    const depts = h.rates.groups.filter((g) => g.key && counted(g));
+    table.append(head, line("全部 all", h.rates.total), ...depts.map((g) => line(dept(g.key), g)));
+    const p = h.period;
+    const span = `${p.name_zh} ${p.name_en}: ${p.from.slice(0, 10)} – ${p.to.slice(0, 16).replace("T", " ")}`;
+    const right = el("div");
+    right.append(el("div", `${span} · 率 = 按时数 / 应办数 rate = in time / due`), table);
+    if (!depts.length) right.append(el("div", "无部门工单 no department's orders due"));
+    fill("hotline", figures, right);
+  }
+
   async function refresh() {
     S.token = token();
     document.body.classList.toggle("signed-out", !S.token);
@@ -325,6 +419,12 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
         if (error.signedOut) throw error;
         S.caseEvent = null; // asked again at the next refresh
         fill("cases", el("div", `⚠ ${error.message}`));
+      }
+      try {
+        hotline(await api("/kpis/hotline"));
+      } catch (error) {
+        if (error.signedOut) throw error;
+        fill("hotline", el("div", `⚠ ${error.message}`));
       }
       const areas = await api("/kpis?by=area");
       fill("areas", bars(areas.groups, "edits_7_days", 10) || el("div", "—"));

@@ -4,7 +4,8 @@
 // the newest change it has seen; a layer that changed is loaded again, so an edit made on a
 // tablet shows without a reload. Popups are twinFeature's (twin/maps/page.py), plus the
 // feature's history on demand. Cases (一网统管) are a layer of their own: open and parked ones
-// in view, by state, overdue ones ringed in red, clustered, each with its timeline.
+// in view, by state, overdue ones ringed in red, clustered, each with its timeline. So are the
+// 12345 hotline orders: the open ones placed, by state, warnings ringed, late ones marked.
 "use strict";
 
 // WGS-84 to GCJ-02, the shifted datum of Chinese web maps (the published conversion, good to
@@ -101,6 +102,7 @@ async function twinLive(cfg) {
     choice.disabled = Boolean(moment); // the key figures are the present's
     S.loaded = {};
     S.cases.box = null;
+    S.orders.signature = null;
     status();
     loadShown().then(() => status());
   }
@@ -137,6 +139,8 @@ async function twinLive(cfg) {
     for (const group of Object.values(groups)) group.clearLayers();
     caseCluster.clearLayers();
     S.cases.signature = S.cases.box = null;
+    orderCluster.clearLayers();
+    S.orders.signature = null;
     S.loaded = {};
     signInForm(message);
   }
@@ -234,7 +238,8 @@ async function twinLive(cfg) {
 
   function loadShown() {
     return Promise.all([...Object.keys(groups).map((name) => load(name).catch(report)),
-                        loadHeat().catch(report), loadCases().catch(report)]);
+                        loadHeat().catch(report), loadCases().catch(report),
+                        loadOrders().catch(report)]);
   }
 
   // ---- the heat map of recent changes (an overlay, off until chosen) ---------------------
@@ -456,6 +461,184 @@ async function twinLive(cfg) {
     }
   }
 
+  // ---- 12345 hotline orders: the open ones placed, coloured by state ----------------------
+  // Asked for again every few seconds (cfg.orders.poll_ms), like the cases, and drawn again
+  // only when what came differs: an order runs late by the clock passing. A warning (a caller
+  // dissatisfied at the return visit) is ringed, a late order marked "!"; so is a cluster
+  // holding one. The queue (orders not placed) has no place to draw. Orders are the present's:
+  // a moment in the past shows none. The caller never reaches the map: the API masks it, and
+  // the page drops it (and the caller's own words) as each order arrives.
+  const ORDERS = cfg.orders;
+  const ordersGroup = L.featureGroup().addTo(map);
+  window[cfg.control].addOverlay(ordersGroup, "热线工单 Hotline orders", "12345 热线 Hotline");
+  const orderCluster = L.markerClusterGroup({
+    showCoverageOnHover: false, maxClusterRadius: 40, disableClusteringAtZoom: 18,
+    iconCreateFunction: (cluster) => {
+      const marks = cluster.getAllChildMarkers();
+      const late = marks.some((m) => m.options.late);
+      const warning = marks.some((m) => m.options.warning);
+      const n = cluster.getChildCount();
+      const size = n < 10 ? 30 : n < 100 ? 36 : 42;
+      const inner = document.createElement("div");
+      inner.append(twinText("span", n));
+      return L.divIcon({ html: inner.outerHTML, iconSize: [size, size], className:
+        `marker-cluster twin-order-cluster${late ? " late" : ""}${warning ? " warning" : ""}` });
+    },
+  });
+  ordersGroup.addLayer(orderCluster);
+  S.orders = { signature: null, seq: 0, open: null, truncated: false };
+
+  const orderState = (state) => (ORDERS.states[state] || {}).label || state;
+  // the deadline an order waits on in each state (as twin.hotline.reads.LATE counts it)
+  const WAITS = { received: ["accept"], accepted: ["contact", "handle"], contacted: ["handle"],
+                  reopened: ["rehandle"], replied: ["visit"] };
+  const CLOCKS = [["accept", "签收时限 Accept by"], ["contact", "先行联系时限 Contact by"],
+                  ["handle", "办结时限 Handle by"], ["rehandle", "重办时限 Re-handle by"],
+                  ["visit", "回访时限 Visit by"]];
+
+  function orderIcon(feature) {
+    const p = feature.properties;
+    const size = p.late || p.warning ? 18 : 14;
+    const colour = (ORDERS.states[p.state] || {}).colour || "#999";
+    return L.divIcon({ className: `twin-order twin-order-${p.state}${p.late ? " late" : ""}`
+                         + `${p.warning ? " warning" : ""}`,
+                       iconSize: [size, size], html: p.late ? "!" : "", twinColour: colour });
+  }
+
+  function orderPopup(feature) {
+    const p = feature.properties;
+    const div = document.createElement("div");
+    div.className = "twin-popup twin-order-popup";
+    div.dataset.orderId = feature.id;
+    div.append(twinText("b", `工单 Order ${p.order_number}`));
+    const line = document.createElement("div");
+    const state = twinText("span", orderState(p.state));
+    state.className = "twin-order-state";
+    state.style.background = (ORDERS.states[p.state] || {}).colour || "#999";
+    line.append(state);
+    if (p.late) {
+      const late = twinText("span", "超时 late");
+      late.className = "twin-order-late";
+      line.append(late);
+    }
+    if (p.warning) {
+      const warning = twinText("span", "不满意预警 warning");
+      warning.className = "twin-order-warning";
+      line.append(warning);
+    }
+    div.append(line);
+    const due = p.due || {};
+    const waiting = WAITS[p.state] || [];
+    const rows = [
+      ["类型 Kind", [p.kind_zh, p.kind_en].filter(Boolean).join(" ")],
+      ["责任 Duty", [p.duty_zh, p.duty_en].filter(Boolean).join(" ")],
+      ["受理 Received", clockTime(p.received_at)],
+      ["签收 Accepted", clockTime(p.accepted_at)],
+      ["先行联系 Contacted", clockTime(p.contacted_at)],
+      ["答复 Replied", clockTime(p.replied_at)],
+      ...CLOCKS.map(([step, label]) => [label, clockTime(due[step]), step]),
+      ["重办次数 Re-opened", p.reopened ? p.reopened : ""],
+      ["延期 Extended", (p.extended || []).join(", ")],
+      ["微网格 Micro-grid", p.micro_grid],
+      ["部门 Department", p.department],
+    ];
+    const table = document.createElement("table");
+    const now = Date.now();
+    for (const [label, value, step] of rows) {
+      if (!value) continue;
+      const cell = twinText("td", value);
+      if (step && waiting.includes(step) && Date.parse(due[step]) < now) cell.className = "late";
+      table.insertRow().append(twinText("th", label), cell);
+    }
+    div.append(table);
+    if (p.case) {
+      const link = twinText("a", `案件 Case #${p.case}`);
+      link.href = `/cases/${p.case}`;
+      link.className = "twin-order-case";
+      link.dataset.caseId = p.case;
+      const said = twinText("div", "");
+      link.onclick = (event) => {  // the case on this map, or what it is now
+        event.preventDefault();
+        if (showCase(p.case)) return;
+        api(`/cases/${p.case}`).then((c) => {
+          said.textContent = `${c.properties.category_zh || ""} · ${c.properties.state}`;
+        }).catch((error) => { said.textContent = `⚠ ${error.message}`; });
+      };
+      div.append(link, said);
+    }
+    return div;
+  }
+
+  function orderMarker(feature) {
+    const [lon, lat] = feature.geometry.coordinates;
+    const at = cfg.gcj02 ? TWIN_GCJ.toDisplay([lon, lat]) : L.latLng(lat, lon);
+    const icon = orderIcon(feature);
+    const p = feature.properties;
+    const marker = L.marker(at, { icon, late: p.late, warning: p.warning,
+                                  title: `${p.order_number} ${p.kind_zh || p.kind}` });
+    marker.feature = feature;
+    marker.on("add", () => {
+      const el = marker.getElement();
+      if (el) el.style.background = icon.options.twinColour;
+    });
+    marker.bindPopup(() => orderPopup(feature), { maxWidth: 380, minWidth: 240 });
+    marker.on("popupopen", () => { S.orders.open = feature.id; });
+    marker.on("popupclose", () => { if (!S.redrawing) S.orders.open = null; });
+    return marker;
+  }
+
+  async function loadOrders() {
+    if (!S.token || !map.hasLayer(ordersGroup)) return false;
+    if (S.asOf) {  // orders are the present's
+      orderCluster.clearLayers();
+      S.orders.signature = null;
+      return false;
+    }
+    const seq = (S.orders.seq += 1);
+    const found = [];
+    let more = true;
+    for (let page = 0; more && page < ORDERS.pages; page += 1) {
+      const body = await api(`/orders?state=${ORDERS.shown.join(",")}&queued=false`
+                             + `&limit=1000&offset=${page * 1000}`);
+      found.push(...body.features);
+      more = found.length < body.numberMatched && body.numberReturned > 0;
+    }
+    if (seq !== S.orders.seq) return false; // a newer load is on its way
+    S.orders.truncated = more;
+    for (const f of found) {  // never kept: who called, and what they said
+      delete f.properties.caller;
+      delete f.properties.words;
+    }
+    const signature = found.map((f) => `${f.id}.${f.properties.version}.`
+      + `${f.properties.late ? 1 : 0}`).join(",");
+    if (signature === S.orders.signature) return false;
+    S.orders.signature = signature;
+    const markers = found.filter((f) => f.geometry).map(orderMarker);
+    const reopen = markers.find((m) => m.feature.id === S.orders.open);
+    S.redrawing = true;
+    orderCluster.clearLayers();
+    orderCluster.addLayers(markers);
+    S.redrawing = false;
+    if (reopen) orderCluster.zoomToShowLayer(reopen, () => reopen.openPopup());
+    return true;
+  }
+
+  // an order shown, its popup opened (for the board's lists)
+  function showOrder(id) {
+    let marker = null;
+    orderCluster.eachLayer((m) => { if (m.feature.id === id) marker = m; });
+    if (marker) orderCluster.zoomToShowLayer(marker, () => marker.openPopup());
+    return Boolean(marker);
+  }
+
+  async function pollOrders() {
+    if (!S.token) return;
+    try {
+      await loadOrders();
+    } catch (error) {
+      report(error);
+    }
+  }
 
   // ---- the micro-grids coloured by a key figure (GET /kpis) -------------------------------
   const PALETTE = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
@@ -637,19 +820,25 @@ async function twinLive(cfg) {
   map.on("overlayadd", (event) => {
     if (event.layer === heat) { loadHeat().catch(report); return; }
     if (event.layer === casesGroup) { loadCases(true).catch(report); return; }
+    if (event.layer === ordersGroup) { S.orders.signature = null; loadOrders().catch(report); return; }
     const name = Object.keys(groups).find((key) => groups[key] === event.layer);
     if (name) load(name, true).catch(report);
   });
   setInterval(poll, cfg.poll_ms);
   setInterval(pollCases, CASES.poll_ms);
-  // the board asks its map to show a case (same origin: a message naming the case's id)
+  setInterval(pollOrders, ORDERS.poll_ms);
+  // the board asks its map to show a case or an order (same origin: a message naming its id)
   window.addEventListener("message", (event) => {
     if (event.origin === location.origin && event.data && event.data.twinCase) {
       showCase(event.data.twinCase);
     }
+    if (event.origin === location.origin && event.data && event.data.twinOrder) {
+      showOrder(event.data.twinOrder);
+    }
   });
   // for the curious (and the tests): what the page holds and has seen
   window.twinLiveMap = { map, groups, heat, state: S, load, poll, classes, cases: caseCluster,
-                         casesGroup, loadCases, showCase };
+                         casesGroup, loadCases, showCase, orders: orderCluster, ordersGroup,
+                         loadOrders, showOrder };
   if (S.token) start(); else signInForm();
 }

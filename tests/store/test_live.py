@@ -93,7 +93,9 @@ def test_migrated_from_empty_equals_upgraded_a_revision_at_a_time(server: Server
         assert "maintenance_work_mem TO '512MB'" not in built["functions"][
             "twin.sort_versions(regclass)"]
         assert "maintenance_work_mem TO '512MB'" in live["twin.sort_versions(regclass)"]
-        assert catalog(steps.admin)["views"] == built["views"]
+        # the revisions' views are as they built them (later views live in the live files only)
+        views = catalog(steps.admin)["views"]
+        assert {name: views[name] for name in built["views"]} == built["views"]
         # down to before the live files and the unwrapping, and up again: the same schema
         with steps.admin.begin() as conn:
             config.attributes["connection"] = conn

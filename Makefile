@@ -9,7 +9,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
-.PHONY: run test lint install postgres test-tools bench bench-history bench-cases bench-map soak
+.PHONY: run test lint install postgres test-tools bench bench-history bench-cases bench-hotline \
+	bench-map soak
 
 run: install postgres
 	$(TWIN) db start
@@ -42,6 +43,12 @@ bench-history: install postgres
 # the overdue list and the half-year report against the issue's goals. See bench/README.md.
 bench-cases: install postgres
 	$(VENV)/bin/python -m bench.cases
+
+# Hotline orders (issue 20): importing ten half years (27,730 orders) of the city system's export,
+# the rates by grid, placing one address, the share of callers' addresses on the right building;
+# on a copy of twin_bench_hotline (the sample with its cases and orders, made once). bench/README.md.
+bench-hotline: install postgres
+	$(VENV)/bin/python -m bench.hotline
 
 # The live map in headless Chromium on the scale-20 history twin (make bench-history first).
 bench-map: install postgres test-tools

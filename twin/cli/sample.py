@@ -51,13 +51,19 @@ def sample(
                     "the spec's count times --scale when the sample is loaded, as the schema "
                     "owner; none when --if-empty finds a twin). Given, N are appended to a "
                     "loaded twin too, after its newest case.")] = None,
+    orders: Annotated[int | None, typer.Option(
+        min=0, help="Then 12345 hotline orders received over the same period, each run through "
+                    "its steps by the real triggers (default: the spec's count times --scale "
+                    "when the sample is loaded, as the schema owner; none when --if-empty finds "
+                    "a twin). Given, N are appended to a loaded twin too, after its newest "
+                    "order.")] = None,
 ) -> None:
     """Generate the (synthetic) sample twin and load it into an empty database.
 
     --history N then appends N generated changes, written by --jobs connections at once
     (only --jobs 1 repeats a history exactly, ids of added features included). Then the
     half year's cases: the spec's count (8,146 filed for Nanmatou) unless --cases says
-    otherwise (--cases 0: none).
+    otherwise (--cases 0: none); then its hotline orders (2,773; --orders 0: none).
 
     Example: twin sample --if-empty --history 10000
     """
@@ -71,6 +77,7 @@ def sample(
         write_history,
     )
     from twin.sample.load import feature_count, load_sample
+    from twin.sample.orders import orders_window, write_orders
     from twin.sample.spec import load_spec, spec_path
     from twin.users import hash_password
 
@@ -82,7 +89,7 @@ def sample(
         loading = not (existing and if_empty)
         if not loading:
             out.print(f"the twin already holds {existing} features; sample not loaded")
-            if not history and not cases:
+            if not history and not cases and not orders:
                 return
         the_spec = load_spec(spec_path(spec or settings.sample_spec))
         window = history_window(admin_engine(settings), the_spec) if history else None
@@ -97,6 +104,19 @@ def sample(
             n_cases = 0
         if n_cases and cases is not None:  # refused before anything is loaded
             cases_window(admin_engine(settings), the_spec)
+        n_orders = (orders if orders is not None else
+                    the_spec.counts.orders_received * scale if loading else 0)
+        if n_orders and orders is None and (the_spec.history is None or the_spec.cases is None
+                                            or the_spec.cases.hotline is None
+                                            or not may_stamp(admin_engine(settings))):
+            out.print("hotline orders not generated: they are stamped in the past, which only "
+                      "the owner of schema twin may do (twin sample --orders N as the owner)"
+                      if the_spec.history and the_spec.cases and the_spec.cases.hotline else
+                      "hotline orders not generated: the spec has no [history] period or "
+                      "hotline rules")
+            n_orders = 0
+        if n_orders and orders is not None:  # refused before anything is loaded
+            orders_window(admin_engine(settings), the_spec)
         if loading:
             started = time.perf_counter()
             # The sample is stamped at the start of its period, where a history (now or
@@ -133,6 +153,19 @@ def sample(
             out.print(f"wrote {done.filed:,} cases filed and {done.reported - done.filed:,} "
                       f"reports not filed (seed {case_seed}), {done.events:,} case events, in "
                       f"{done.seconds:.1f} s, from {span.start:%Y-%m-%d} to "
+                      f"{span.end - timedelta(days=1):%Y-%m-%d} ({span.period.timezone})")
+        if n_orders:
+            order_seed = the_spec.seed if seed is None else seed
+            span = orders_window(admin_engine(settings), the_spec)
+            with bars() as stage:
+                got = write_orders(database_urls(settings).admin, n_orders, order_seed, span,
+                                   the_spec.name_zh,
+                                   progress=lambda total: stage("hotline orders", total),
+                                   jobs=jobs or default_jobs())
+            out.print(f"received {got.received:,} hotline orders ({got.queued:,} left in the "
+                      f"queue, {got.repeats:,} repeat calls merged, {got.cases:,} cases filed "
+                      f"for them; seed {order_seed}), {got.events:,} order events, in "
+                      f"{got.seconds:.1f} s, from {span.start:%Y-%m-%d} to "
                       f"{span.end - timedelta(days=1):%Y-%m-%d} ({span.period.timezone})")
 
 

@@ -55,6 +55,8 @@ class SampleCounts:
     # cases filed (立案) over the [history] period by `twin sample` (the reports it does not
     # file come on top); 0: none
     cases_filed: NonNegativeInt = 0
+    # 12345 hotline orders received over the [history] period by `twin sample`; 0: none
+    orders_received: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)

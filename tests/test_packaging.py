@@ -69,7 +69,7 @@ def test_a_wheel_installed_elsewhere_starts_loads_and_serves(tmp_path: Path) -> 
     try:
         _run(twin, "db", "start", env=env, cwd=tmp_path)
         _run(twin, "db", "migrate", env=env, cwd=tmp_path)
-        loaded = _run(twin, "sample", "--cases", "50", env=env, cwd=tmp_path)
+        loaded = _run(twin, "sample", "--cases", "50", "--orders", "20", env=env, cwd=tmp_path)
         assert "loaded" in loaded.stdout
         server = subprocess.Popen([twin, "serve", "--port", str(port)], env=env, cwd=tmp_path,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

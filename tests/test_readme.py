@@ -30,7 +30,7 @@ def first_ten_minutes() -> str:
 @pytest.fixture
 def fresh(db: Database) -> Iterator[tuple[Database, str]]:
     """The default sample, loaded by its owner as `make run` does, served on a free port."""
-    loaded = run_twin("sample", "--cases", "100", env={
+    loaded = run_twin("sample", "--cases", "100", "--orders", "30", env={
         **db.env(), "TWIN_DATABASE_URL": db.admin_url, "TWIN_DEMO_PASSWORD": PASSWORD})
     assert loaded.returncode == 0, loaded.stderr
     with serve(Settings(database_url=db.app_url, demo_password=PASSWORD)) as url:

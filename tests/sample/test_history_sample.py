@@ -43,8 +43,8 @@ def history(request: pytest.FixtureRequest, server: Server,
             empty_template: str) -> Iterator[History]:
     """A sample loaded by `twin sample --history`, written by one connection or three."""
     db = server.create(f"twin_test_{uuid.uuid4().hex[:10]}", template=empty_template)
-    done = run_twin("sample", "--seed", str(SEED), "--cases", "0", "--history", str(HISTORY),
-                    "--jobs", str(request.param), env=_as_owner(db))
+    done = run_twin("sample", "--seed", str(SEED), "--cases", "0", "--orders", "0", "--history",
+                    str(HISTORY), "--jobs", str(request.param), env=_as_owner(db))
     assert done.returncode == 0, done.stderr
     yield History(db, done.stdout, request.param)
     server.drop(db)
@@ -158,8 +158,8 @@ def test_the_same_seed_gives_the_same_history(history: History, sample_db: Datab
     db, _, jobs = history
     loaded_at = sample_db.scalar("SELECT max(server_time) FROM twin.changes")
     # the same sample, loaded earlier today: the history is appended to it
-    done = run_twin("sample", "--seed", str(SEED), "--if-empty", "--cases", "0", "--history",
-                    str(HISTORY), "--jobs", str(jobs), env=_as_owner(sample_db))
+    done = run_twin("sample", "--seed", str(SEED), "--if-empty", "--cases", "0", "--orders", "0",
+                    "--history", str(HISTORY), "--jobs", str(jobs), env=_as_owner(sample_db))
     assert done.returncode == 0, done.stderr
     assert "sample not loaded" in done.stdout
     digest = DIGEST if jobs == 1 else CONTENT

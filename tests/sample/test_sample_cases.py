@@ -29,7 +29,8 @@ def _as_owner(db: Database) -> dict[str, str]:
 
 
 def _cases(db: Database, *args: str) -> str:
-    done = run_twin("sample", "--if-empty", "--seed", str(SEED), "--cases", str(N), *args,
+    done = run_twin("sample", "--if-empty", "--seed", str(SEED), "--cases", str(N), "--orders", "0",
+                    *args,
                     env=_as_owner(db))
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -23,8 +23,8 @@ MOMENTS = [f"2026-{month:02d}-15T04:00:00Z" for month in range(1, 7)]
 @pytest.fixture(scope="module")
 def history(server: Server, empty_template: str) -> Iterator[Database]:
     db = server.create(f"twin_test_{uuid.uuid4().hex[:10]}", template=empty_template)
-    done = run_twin("sample", "--seed", str(SEED), "--cases", "0", "--history", "1500",
-                    "--jobs", "1",
+    done = run_twin("sample", "--seed", str(SEED), "--cases", "0", "--orders", "0",
+                    "--history", "1500", "--jobs", "1",
                     env={**db.env(), "TWIN_DATABASE_URL": db.admin_url})
     assert done.returncode == 0, done.stderr
     yield db

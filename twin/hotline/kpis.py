@@ -27,10 +27,11 @@ def _due(step: str) -> str:
             f"now()) AND NOT (o.state = 'returned' AND o.closed_at <= o.{step}_due))")
 
 
-# The return visits of the period, per order (the last verdict counts).
+# The return visits of the period, per order: the first verdict counts (a caller satisfied
+# only after re-handling was not satisfied with the handling).
 VISITS = """
 SELECT order_id, bool_or(to_state = 'reopened') AS reopened,
-       (array_agg(verdict ORDER BY version DESC))[1] AS verdict
+       (array_agg(verdict ORDER BY version))[1] AS verdict
   FROM twin.order_events
  WHERE action = 'transition' AND from_state = 'replied'
    AND server_time >= :start AND server_time < :end
@@ -66,7 +67,11 @@ RATES = {  # name: (numerator, denominator, zh, en)
 }
 GROUPS = {"grid": "o.grid_code", "area": "o.area_code", "department": "o.department",
           "kind": "o.kind", "duty": "o.duty"}
-SOURCE = f"twin.orders o LEFT JOIN ({VISITS}) v ON v.order_id = o.id WHERE o.received_at < :end"
+# The orders that can count in a period: received before its end and either received in it,
+# due at some step in it (every deadline comes after receipt), or visited in it.
+SOURCE = f"""twin.orders o LEFT JOIN ({VISITS}) v ON v.order_id = o.id
+ WHERE o.received_at < :end AND (o.received_at >= :start OR o.accept_due >= :start
+       OR o.contact_due >= :start OR o.handle_due >= :start OR v.order_id IS NOT NULL)"""
 
 
 def figure_where(name: str) -> tuple[str, dict[str, Any]]:
@@ -118,9 +123,8 @@ def _rates(figures: dict[str, int]) -> dict[str, float | None]:
 
 def _links(base_url: str, start: datetime, end: datetime, by: str | None, key: str | None
            ) -> dict[str, str]:
-    """Each figure's orders: GET /orders with the figure, the period and the group."""
-    extra = {} if by is None else (
-        {"grid": key} if by == "grid" else {by: key} if key is not None else {})
-    return {name: f"{base_url}?" + urlencode({"figure": name, "from": start.isoformat(),
-                                              "to": end.isoformat(), **extra, "limit": 1000})
-            for name in FIGURES}
+    """Each figure's orders: GET /orders with the figure, the period and the group (the
+    query's common part encoded once: a half year by grid has hundreds of groups)."""
+    common = urlencode({"from": start.isoformat(), "to": end.isoformat(), "limit": 1000}
+                       | ({by: key} if by is not None and key is not None else {}))
+    return {name: f"{base_url}?figure={name}&{common}" for name in FIGURES}

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
@@ -123,6 +123,10 @@ def order_problems(order: Order, known: Codes) -> list[Problem]:
     if order.received_at.tzinfo is None:
         problems.append(Problem("received_at", order.received_at.isoformat(),
                                 "a time with its offset (e.g. +08:00)", "受理时间须带时区"))
+    elif order.received_at > datetime.now(UTC) + timedelta(minutes=5):  # as the database says
+        problems.append(Problem("received_at", order.received_at.isoformat(),
+                                "an order cannot be received in the future",
+                                "受理时间不能晚于当前时间"))
     if order.channel not in CHANNELS:
         problems.append(Problem("channel", order.channel, f"one of {', '.join(CHANNELS)}",
                                 "来源渠道无效"))
@@ -175,45 +179,91 @@ def receive_orders(conn: Connection, user: User, orders: Sequence[Order]) -> lis
         if problems:
             raise InvalidInput(f"order {n + 1} ({order.order_number}): {problems[0].reason}",
                                problems)
-    existing = {r.order_number: dict(r._mapping) for r in conn.execute(text(
-        "SELECT id, order_number, state, received_at, kind, duty, channel, category, words, "
-        "address, geom IS NOT NULL AS placed FROM twin.orders WHERE order_number = ANY(:n) "
-        "FOR UPDATE"), {"n": [o.order_number for o in orders]})}
+    existing = _existing(conn, [o.order_number for o in orders])
     to_place = [i for i, o in enumerate(orders) if o.lon is None and o.address and (
         o.order_number not in existing or (existing[o.order_number]["state"] == "received" and (
             existing[o.order_number]["address"] != o.address
             or not existing[o.order_number]["placed"])))]
     placed = dict(zip(to_place, place_many(conn, [orders[i].address for i in to_place]),
                       strict=True))
-    out = []
+    fresh: dict[str, int] = {}  # new order numbers -> their first row in the batch
+    for i, order in enumerate(orders):
+        if order.order_number not in existing:
+            fresh.setdefault(order.order_number, i)
+    out: dict[int, Received] = {}
     with acting(conn, user):
-        for i, order in enumerate(orders):
-            out.append(_receive_one(conn, order, existing.get(order.order_number),
-                                    placed.get(i)))
-    return out
+        created = _insert(conn, [(orders[i], placed.get(i)) for i in fresh.values()])
+        out |= {i: Received(created[number], "created", placed.get(i))
+                for number, i in fresh.items()}
+        rest = [i for i in range(len(orders)) if i not in out]
+        existing |= _existing(conn, [orders[i].order_number for i in rest if
+                                     orders[i].order_number in fresh])
+        for i in rest:  # a known order again: what changed, one by one
+            out[i] = _update(conn, orders[i], existing[orders[i].order_number], placed.get(i))
+    return [out[i] for i in range(len(orders))]
 
 
-def _receive_one(conn: Connection, order: Order, old: dict[str, Any] | None,
-                 placement: Placement | None) -> Received:
+def _existing(conn: Connection, numbers: list[str]) -> dict[str, dict[str, Any]]:
+    """The orders with these numbers, locked for this transaction."""
+    return {r.order_number: dict(r._mapping) for r in conn.execute(text(
+        "SELECT id, order_number, state, received_at, kind, duty, channel, category, words, "
+        "address, geom IS NOT NULL AS placed FROM twin.orders WHERE order_number = ANY(:n) "
+        "FOR UPDATE"), {"n": numbers})}
+
+
+def _where(order: Order, placement: Placement | None) -> dict[str, Any]:
+    """Where an order goes: the caller's own position, else its address's, else nowhere."""
+    if order.lon is not None:
+        return {"lon": order.lon, "lat": order.lat, "by": "caller", "feature": None}
+    if placement is not None and placement.placed:
+        return {"lon": placement.lon, "lat": placement.lat, "by": placement.precision,
+                "feature": placement.feature_id}
+    return {"lon": None, "lat": None, "by": None, "feature": None}
+
+
+def _insert(conn: Connection, new: list[tuple[Order, Placement | None]]) -> dict[str, int]:
+    """New orders in one statement, in the order they were received (each row's trigger sees
+    the rows before it: a repeat call in the same batch is merged too), and their callers in
+    another; their ids by number. Measured: 1.8 ms an order where one INSERT each took 4.5."""
+    if not new:
+        return {}
+    where = [_where(o, p) for o, p in new]
+    ids: dict[str, int] = dict(refusals(lambda: conn.execute(text("""
+        INSERT INTO twin.orders (order_number, received_at, kind, duty, channel, category,
+                                 words, address, geom, placed_by, placed_feature)
+        SELECT n, r, k, d, c, cat, w, a, ST_SetSRID(ST_MakePoint(x, y), 4326), b, f
+          FROM unnest(CAST(:n AS text[]), CAST(:r AS timestamptz[]), CAST(:k AS text[]),
+                      CAST(:d AS text[]), CAST(:c AS text[]), CAST(:cat AS text[]),
+                      CAST(:w AS text[]), CAST(:a AS text[]), CAST(:x AS float8[]),
+                      CAST(:y AS float8[]), CAST(:b AS text[]), CAST(:f AS bigint[]))
+               WITH ORDINALITY AS u(n, r, k, d, c, cat, w, a, x, y, b, f, i)
+         ORDER BY r, i
+        RETURNING order_number, id"""), {
+        "n": [o.order_number for o, _ in new], "r": [o.received_at for o, _ in new],
+        "k": [o.kind for o, _ in new], "d": [o.duty for o, _ in new],
+        "c": [o.channel for o, _ in new], "cat": [o.category for o, _ in new],
+        "w": [mask_phones(o.words) for o, _ in new], "a": [o.address for o, _ in new],
+        "x": [w["lon"] for w in where], "y": [w["lat"] for w in where],
+        "b": [w["by"] for w in where], "f": [w["feature"] for w in where]}).all()))
+    callers = [(ids[o.order_number], o.caller_name, o.caller_phone) for o, _ in new
+               if o.caller_name is not None or o.caller_phone is not None]
+    if callers:
+        refusals(lambda: conn.execute(text(
+            "SELECT twin.set_caller(i, n, p) FROM unnest(CAST(:i AS bigint[]), "
+            "CAST(:n AS text[]), CAST(:p AS text[])) AS u(i, n, p)"),
+            {"i": [c[0] for c in callers], "n": [c[1] for c in callers],
+             "p": [c[2] for c in callers]}))
+    return ids
+
+
+def _update(conn: Connection, order: Order, old: dict[str, Any],
+            placement: Placement | None) -> Received:
+    """A known order received again: the fields the city system changed, logged."""
     values = {"number": order.order_number, "received_at": order.received_at,
               "kind": order.kind, "duty": order.duty, "channel": order.channel,
               "category": order.category, "words": mask_phones(order.words),
               "address": order.address}
-    where: dict[str, Any] = {"lon": None, "lat": None, "by": None, "feature": None}
-    if order.lon is not None:
-        where = {"lon": order.lon, "lat": order.lat, "by": "caller", "feature": None}
-    elif placement is not None and placement.placed:
-        where = {"lon": placement.lon, "lat": placement.lat, "by": placement.precision,
-                 "feature": placement.feature_id}
-    if old is None:
-        order_id = refusals(lambda: conn.execute(text("""
-            INSERT INTO twin.orders (order_number, received_at, kind, duty, channel, category,
-                                     words, address, geom, placed_by, placed_feature)
-            VALUES (:number, :received_at, :kind, :duty, :channel, :category, :words, :address,
-                    ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :by, :feature)
-            RETURNING id"""), values | where).scalar_one())
-        _caller(conn, order_id, order)
-        return Received(order_id, "created", placement)
+    where = _where(order, placement)
     changed = tuple(f for f in FIELDS if values[f] != old[f])
     problems: tuple[Problem, ...] = ()
     if changed and old["state"] != "received":  # the city system's words still count
@@ -229,22 +279,14 @@ def _receive_one(conn: Connection, order: Order, old: dict[str, Any] | None,
               {', geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), placed_by = :by, '
                'placed_feature = :feature' if replace_place else ''}
              WHERE id = :id"""), values | where | {"id": old["id"]}))  # noqa: S608
-    before = conn.execute(text("SELECT caller_changes FROM twin.orders WHERE id = :id"),
-                          {"id": old["id"]}).scalar_one()
-    _caller(conn, old["id"], order)
-    after = conn.execute(text("SELECT caller_changes FROM twin.orders WHERE id = :id"),
-                         {"id": old["id"]}).scalar_one()
-    changed += ("caller",) if after != before else ()
+    if order.caller_name is not None or order.caller_phone is not None:
+        changed += ("caller",) if refusals(lambda: conn.execute(text(
+            "SELECT twin.set_caller(:id, :name, :phone)"), {
+            "id": old["id"], "name": order.caller_name, "phone": order.caller_phone}
+        ).scalar_one()) else ()
     moved = replace_place and placement is not None and placement.placed
     return Received(old["id"], "updated" if changed or moved else "unchanged", placement,
                     changed, problems)
-
-
-def _caller(conn: Connection, order_id: int, order: Order) -> None:
-    if order.caller_name is not None or order.caller_phone is not None:
-        refusals(lambda: conn.execute(text("SELECT twin.set_caller(:id, :name, :phone)"),
-                                      {"id": order_id, "name": order.caller_name,
-                                       "phone": order.caller_phone}))
 
 
 def receive(engine: Engine, user: User, order: Order) -> Received:

@@ -18,6 +18,9 @@ from twin.hotline.loop import visible_sql
 from twin.users import User
 
 OPEN = ("received", "accepted", "contacted", "replied", "reopened")
+# The queue: orders with an address or street work that no one has placed yet (a question
+# with neither needs no place; the database refuses to accept the others unplaced).
+QUEUED = "(o.geom IS NULL AND (o.category IS NOT NULL OR o.address <> ''))"
 STATES = (*OPEN, "closed", "returned")
 MAX_LIMIT = 1000
 
@@ -40,7 +43,7 @@ json_build_object('type', 'Feature', 'id', o.id,
     'channel', o.channel, 'kind', o.kind, 'kind_zh', k.name_zh, 'kind_en', k.name_en,
     'duty', o.duty, 'duty_zh', d.name_zh, 'duty_en', d.name_en, 'category', o.category,
     'words', o.words, 'address', o.address, 'placed_by', o.placed_by,
-    'placed_feature', o.placed_feature, 'queued', o.geom IS NULL,
+    'placed_feature', o.placed_feature, 'queued', {QUEUED},
     'micro_grid', o.grid_code, 'residential_area', o.area_code, 'department', o.department,
     'case', o.case_id, 'repeat_of', o.repeat_of,
     'accepted_at', o.accepted_at, 'contacted_at', o.contacted_at,
@@ -147,7 +150,7 @@ def _where(user: User, q: OrderQuery) -> tuple[str, dict[str, Any]]:
         parts.append("o.state = ANY(:states)")
         params["states"] = list(q.state)
     if q.queued is not None:
-        parts.append("o.geom IS NULL" if q.queued else "o.geom IS NOT NULL")
+        parts.append(QUEUED if q.queued else f"NOT {QUEUED}")
     if q.warning is not None:
         parts.append("o.warning" if q.warning else "NOT o.warning")
     if q.waiting is not None:

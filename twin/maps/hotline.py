@@ -23,7 +23,7 @@ from sqlalchemy import Connection, text
 from twin.errors import InvalidInput, Problem
 from twin.hotline.kpis import RATES, kpis
 from twin.hotline.loop import visible_sql
-from twin.hotline.reads import LATE, OPEN, WAITING
+from twin.hotline.reads import LATE, OPEN, QUEUED, WAITING
 from twin.maps.cases import today
 from twin.times import parse_day_or_time
 from twin.users import User
@@ -39,7 +39,7 @@ FIGURES: dict[str, tuple[str, dict[str, str], str, str]] = {
                        "orders received today (by the city system's time)", "今日受理"),
     "waiting_contact": (WAITING["contact"], {"waiting": "contact"},
                         "orders accepted and waiting for first contact", "待先行联系"),
-    "queued": (f"o.geom IS NULL AND {_OPEN}", {"queued": "true", "state": ",".join(OPEN)},
+    "queued": (f"{QUEUED} AND {_OPEN}", {"queued": "true", "state": ",".join(OPEN)},
                "open orders the twin could not place from their address (the queue)",
                "待定位"),
     "warnings": (f"o.warning AND {_OPEN}", {"warning": "true", "state": ",".join(OPEN)},

@@ -171,24 +171,34 @@ BEGIN
         END IF;
         CASE NEW.state
             WHEN 'accepted' THEN
-                IF NEW.category IS NOT NULL AND NEW.geom IS NULL THEN
+                IF (NEW.category IS NOT NULL OR NEW.address <> '') AND NEW.geom IS NULL THEN
                     PERFORM twin.broken_rule('geometry', NULL,
-                        'an order that needs work in the street is placed before it is accepted',
-                        '需现场处置的工单须先定位再签收');
+                        'an order with an address or street work is placed before it is accepted',
+                        '有地址或需现场处置的工单须先定位再签收');
                 END IF;
                 NEW.accepted_at := stamp;
                 IF NEW.category IS NOT NULL AND NEW.case_id IS NULL THEN
-                    SELECT c.* INTO found_case FROM twin.orders o JOIN twin.cases c ON c.id = o.case_id
-                     WHERE NEW.repeat_of IS NOT NULL
-                       AND (o.id = NEW.repeat_of OR o.repeat_of = NEW.repeat_of)
-                       AND c.state IN ('reported', 'filed', 'dispatched', 'handled', 'parked')
-                     ORDER BY o.received_at LIMIT 1;
+                    -- a case already reported under this order's number, else the open case of
+                    -- the first call about the same matter, else a new one
+                    SELECT c.* INTO found_case FROM twin.cases c
+                     WHERE c.order_number = NEW.order_number;
+                    IF found_case.id IS NULL THEN
+                        SELECT c.* INTO found_case FROM twin.orders o
+                          JOIN twin.cases c ON c.id = o.case_id
+                         WHERE NEW.repeat_of IS NOT NULL
+                           AND (o.id = NEW.repeat_of OR o.repeat_of = NEW.repeat_of)
+                           AND c.state IN ('reported', 'filed', 'dispatched', 'handled', 'parked')
+                         ORDER BY o.received_at LIMIT 1;
+                    END IF;
                     IF found_case.id IS NOT NULL THEN
                         NEW.case_id := found_case.id;
                     ELSE
-                        INSERT INTO twin.cases (geom, category, source, description, order_number)
+                        INSERT INTO twin.cases (geom, category, source, description, order_number,
+                                                feature_layer, feature_id)
                         VALUES (NEW.geom, NEW.category, 'hotline', left(NEW.words, 2000),
-                                NEW.order_number)
+                                NEW.order_number,
+                                CASE WHEN NEW.placed_by = 'building' THEN 'buildings' END,
+                                CASE WHEN NEW.placed_by = 'building' THEN NEW.placed_feature END)
                         RETURNING id INTO new_case;
                         UPDATE twin.cases SET state = 'filed' WHERE id = new_case;
                         NEW.case_id := new_case;

@@ -23,7 +23,7 @@ test: install postgres test-tools
 	$(TWIN) db migrate
 	$(TWIN) sample --if-empty
 	$(MAKE) lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check .

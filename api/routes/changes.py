@@ -29,6 +29,7 @@ from twin.history.changes import (
     CHANGE_JSON,
     CSV_COLUMNS,
     CURSOR_SQL,
+    HELD_SQL,
     NEWEST_CURSOR_SQL,
     ChangeQuery,
     changes_sql,
@@ -51,6 +52,7 @@ HEAT_DEFAULT_PERIOD = timedelta(days=7)
 METRES_PER_DEGREE = 111_320.0  # along a meridian; a cell is a little narrower east-west
 STREAM_BATCH = 500
 HEARTBEAT_SECONDS = 15.0
+HELD_SECONDS = 0.5  # how soon to look again while a change waits behind the horizon
 
 
 def _scope(user: User) -> tuple[str, ...] | None:
@@ -174,9 +176,13 @@ async def stream(request: Request, user: UserDep) -> StreamingResponse:
                 after = (tx, change_id)
             if len(rows) > STREAM_BATCH:
                 continue
+            wait = HEARTBEAT_SECONDS
             if not rows:
                 yield ": waiting\n\n"  # keeps proxies from closing an idle stream
-            await signal.wait(woken, HEARTBEAT_SECONDS)
+                async with pool.connection() as conn:
+                    if (await (await conn.execute(HELD_SQL)).fetchone() or (False,))[0]:
+                        wait = HELD_SECONDS
+            await signal.wait(woken, wait)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -46,7 +46,7 @@ def _move(conn: Connection, table: str, row_id: int, moment: datetime, to: str,
 def _orders(db: Database) -> dict[str, int]:
     """Orders of a subdistrict's day, at points inside four micro-grids:
     - ``today``: received today, placed, waiting to be accepted (on time);
-    - ``queued``: received today with no place (the queue);
+    - ``queued``: received today with an address the twin cannot place (the queue);
     - ``waiting``: received 20 days ago, accepted in time (its case filed), never contacted;
     - ``warned``: received 20 days ago, accepted, contacted and replied in time, the case
       handled, then the caller dissatisfied (re-opened: a warning), its re-handling late;
@@ -65,15 +65,16 @@ def _orders(db: Database) -> dict[str, int]:
             "props->>'code' AS code FROM twin.features WHERE layer = 'micro_grids') g "
             "ORDER BY code LIMIT 4 OFFSET 10")).all()
 
-        def order(number: str, at: datetime, where: int | None, category: str | None = None
-                  ) -> Order:
+        def order(number: str, at: datetime, where: int | None, category: str | None = None,
+                  address: str = "") -> Order:
             lon, lat = points[where] if where is not None else (None, None)
-            return Order(number, at, "help", "first", category=category,
+            return Order(number, at, "help", "first", category=category, address=address,
                          words="测试 test", caller_name=CALLER[0],
                          caller_phone=CALLER[1], lon=lon, lat=lat)
 
         made = receive_orders(conn, admin, [
-            order("T-TODAY", fresh, 0), order("T-QUEUED", fresh, None),
+            order("T-TODAY", fresh, 0),
+            order("T-QUEUED", fresh, None, address="无此路1号 No Such Road 1"),
             order("T-WAITING", base, 1, "E0102"), order("T-WARNED", base, 2, "E0102"),
             order("T-SLOW", base, 3, "E0102")])
     ids = dict(zip(("today", "queued", "waiting", "warned", "slow"), (r.id for r in made),
@@ -109,8 +110,8 @@ def _expected(db: Database, ids: list[int] | None = None, grid: str | None = Non
         SELECT count(*) FILTER (WHERE received_at >= :day AND received_at < :next)
                    AS received_today,
                count(*) FILTER (WHERE state = 'accepted') AS waiting_contact,
-               count(*) FILTER (WHERE geom IS NULL AND state NOT IN ('closed', 'returned'))
-                   AS queued,
+               count(*) FILTER (WHERE geom IS NULL AND (category IS NOT NULL OR address <> '')
+                   AND state NOT IN ('closed', 'returned')) AS queued,
                count(*) FILTER (WHERE warning AND state <> 'closed') AS warnings,
                count(*) FILTER (WHERE (state = 'received' AND accept_due < now())
                    OR (state = 'accepted' AND (contact_due < now() OR handle_due < now()))

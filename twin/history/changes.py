@@ -34,6 +34,10 @@ CSV_COLUMNS = """c.id, c.server_time AS time, c.client_time, c.actor, c.role, c.
     c.geom_changed AS geometry_changed"""
 
 HORIZON = "c.tx < pg_snapshot_xmin(pg_current_snapshot())"
+# Whether a committed change waits above the horizon, behind a transaction still running
+# (in any database of the cluster: transaction ids are the cluster's): its commit's
+# notification has come and gone, so a reader must look again soon instead of waiting for the next.
+HELD_SQL = f"SELECT EXISTS (SELECT 1 FROM twin.changes c WHERE NOT ({HORIZON}))"
 
 
 @dataclass(frozen=True)

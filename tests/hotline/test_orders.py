@@ -7,6 +7,7 @@ retention, the rates, and the city system's export imported twice."""
 from __future__ import annotations
 
 import csv
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -295,12 +296,25 @@ def test_rates_count_orders_due_and_link_to_them(client: TestClient, sample_db: 
                                                 "by": "grid"}, headers=desk)
     assert answer.status_code == 200
     groups = {g["key"]: g for g in answer.json()["groups"]}
-    assert {g["key"] for g in answer.json()["groups"]} >= {grid} or len(groups) >= 1
+    assert grid in groups and sum(g["received"] for g in groups.values()) == 3
     link = answer.json()["total"]["links"]["accepted_in_time"]
     listed = client.get(link.replace("http://testserver", ""), headers=desk).json()
     assert [f["id"] for f in listed["features"]] == [ids[0]]
     assert client.get("/orders/kpis", params={"from": "2026-03-01", "to": "2026-04-01",
                                               "by": "colour"}, headers=desk).status_code == 400
+    # the same from the command line: the table, and its JSON
+    shown = run_twin("hotline", "rates", "--from", "2026-03-01", "--to", "2026-04-01",
+                     env=sample_db.env())
+    assert shown.returncode == 0, shown.stderr
+    assert "33.3%" in shown.stdout and "1/3" in shown.stdout and "及时签收率" in shown.stdout
+    as_json = run_twin("hotline", "rates", "--from", "2026-03-01", "--to", "2026-04-01",
+                       "--by", "grid", "--json", env=sample_db.env())
+    printed = json.loads(as_json.stdout)
+    assert {k: v for k, v in printed["total"].items() if k != "links"} == {
+        k: v for k, v in total.items() if k != "links"}
+    wrong = run_twin("hotline", "rates", "--from", "2026-03-01", "--to", "2026-04-01",
+                     "--by", "colour", env=sample_db.env())
+    assert wrong.returncode != 0 and "colour" in wrong.stderr and not wrong.stdout
 
 
 def _export(path: Path, rows: list[dict[str, str]]) -> Path:

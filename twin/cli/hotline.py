@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from twin.cli.common import app, app_engine, bars, domain_errors, err, load_settings, out
@@ -201,22 +203,24 @@ def rates(
     if as_json:
         out.print_json(json.dumps(answer, ensure_ascii=False, default=str))
         return
-    table = Table(title=f"热线工单 Hotline orders {start} .. {end}")
+    # one column per rate, each cell the rate over its count and what it divides by (every
+    # figure's count is in --json); printed 100 wide even into a pipe or a narrow terminal
+    table = Table(title=f"热线工单 Hotline orders {start} .. {end}", box=box.SIMPLE_HEAD)
     table.add_column(by or "", no_wrap=True)
-    names = [*FIGURES, *RATES]
-    for name in names:
-        zh = FIGURES[name][1] if name in FIGURES else RATES[name][2]
-        table.add_column(f"{zh}\n{name}", justify="right")
+    table.add_column(f"{FIGURES['received'][1]}\nreceived", justify="right")
+    for _num, _den, zh, en in RATES.values():
+        table.add_column(f"{zh}\n{en}", justify="right")
 
     def cells(group: dict[str, Any]) -> list[str]:
-        return [("-" if group[n] is None else f"{group[n]:.1%}") if n in RATES
-                else f"{group[n]:,}" for n in names]
+        return [f"{group['received']:,}", *(
+            "-" if group[rate] is None else f"{group[rate]:.1%}\n{group[num]}/{group[den]}"
+            for rate, (num, den, _zh, _en) in RATES.items())]
 
     for group in answer["groups"]:
         table.add_row(group["key"] or "-", *cells(group))
     table.add_section()
     table.add_row("合计 total", *cells(answer["total"]), style="bold")
-    out.print(table)
+    Console(width=max(out.width, 100)).print(table)
     for name, (num, den, zh, _) in RATES.items():
         out.print(f"  {zh} {name} = {num} / {den}")
 

@@ -9,15 +9,8 @@ DECLARE
     action text;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        SELECT coalesce(jsonb_object_agg(n.key, jsonb_build_array(o.value, n.value)), '{}')
-          INTO changed
-          FROM jsonb_each(to_jsonb(NEW)) n JOIN jsonb_each(to_jsonb(OLD)) o USING (key)
-         WHERE n.value IS DISTINCT FROM o.value
-           AND n.key NOT IN ('version', 'geom', 'changed_at');
-        IF NOT ST_Equals(NEW.geom, OLD.geom) THEN
-            changed := changed || jsonb_build_object('geometry', jsonb_build_array(
-                ST_AsGeoJSON(OLD.geom)::jsonb, ST_AsGeoJSON(NEW.geom)::jsonb));
-        END IF;
+        changed := twin.row_changes(to_jsonb(NEW), to_jsonb(OLD), '{version,changed_at}',
+                                    NEW.geom, OLD.geom);
     END IF;
     action := CASE
         WHEN TG_OP = 'INSERT' THEN 'report'

@@ -12,7 +12,7 @@ DECLARE
     role text := coalesce(twin.context('role'), 'database');
     rules twin.case_rules;
     cat twin.case_categories;
-    move twin.case_transitions;
+    needs text[];  -- what the move needs beyond a reason and an approver
     route record;
     evidence text[] := coalesce(twin.context('case_photos')::text[], '{}');
     seen_at geometry := ST_GeomFromEWKT(twin.context('case_position'));
@@ -69,28 +69,9 @@ BEGIN
     END IF;
 
     IF NEW.state <> OLD.state THEN
-        SELECT * INTO move FROM twin.case_transitions
-         WHERE from_state = OLD.state AND to_state = NEW.state;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'a % case cannot go to %', OLD.state, NEW.state
-                USING ERRCODE = 'TW409', DETAIL = jsonb_build_object('allowed', (
-                    SELECT coalesce(jsonb_agg(to_state ORDER BY to_state), '[]')
-                      FROM twin.case_transitions WHERE from_state = OLD.state))::text;
-        END IF;
-        IF role <> 'database' AND NOT role = ANY(move.roles) THEN
-            RAISE EXCEPTION 'a % may not move a case from % to % (roles: %)', role, OLD.state,
-                NEW.state, array_to_string(move.roles, ', ') USING ERRCODE = 'TW403';
-        END IF;
-        IF 'reason' = ANY(move.needs) AND twin.context('reason') IS NULL THEN
-            PERFORM twin.broken_rule('reason', NULL, format('%s needs a reason', move.name_en),
-                                     move.name_zh || '须说明理由');
-        END IF;
-        IF 'approver' = ANY(move.needs) AND twin.context('case_approver') IS NULL THEN
-            PERFORM twin.broken_rule('approver', NULL,
-                format('%s needs the name of who approved it', move.name_en),
-                move.name_zh || '须有审批人');
-        END IF;
-        IF 'evidence' = ANY(move.needs) THEN
+        needs := twin.checked_move('twin.case_transitions', 'case', OLD.state, NEW.state, role,
+                                   'case_approver');
+        IF 'evidence' = ANY(needs) THEN
             IF who = OLD.handled_by THEN
                 PERFORM twin.broken_rule('actor', who,
                     'verification is done by someone other than the handler',

@@ -9,15 +9,8 @@ DECLARE
     action text;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        SELECT coalesce(jsonb_object_agg(n.key, jsonb_build_array(o.value, n.value)), '{}')
-          INTO changed
-          FROM jsonb_each(to_jsonb(NEW)) n JOIN jsonb_each(to_jsonb(OLD)) o USING (key)
-         WHERE n.value IS DISTINCT FROM o.value
-           AND n.key NOT IN ('version', 'geom', 'changed_at', 'caller_changes');
-        IF NEW.geom IS DISTINCT FROM OLD.geom THEN
-            changed := changed || jsonb_build_object('geometry', jsonb_build_array(
-                ST_AsGeoJSON(OLD.geom)::jsonb, ST_AsGeoJSON(NEW.geom)::jsonb));
-        END IF;
+        changed := twin.row_changes(to_jsonb(NEW), to_jsonb(OLD),
+                                    '{version,changed_at,caller_changes}', NEW.geom, OLD.geom);
         IF NEW.caller_changes <> OLD.caller_changes THEN
             changed := changed || '{"caller": "changed"}';
         END IF;

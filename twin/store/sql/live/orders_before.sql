@@ -13,7 +13,7 @@ DECLARE
     rules twin.hotline_rules;
     duty twin.order_duties;
     kind twin.order_kinds;
-    move twin.order_transitions;
+    needs text[];  -- what the move needs beyond a reason and an approver
     found_case twin.cases;
     new_case bigint;
 BEGIN
@@ -138,28 +138,9 @@ BEGIN
     END IF;
 
     IF TG_OP = 'UPDATE' AND NEW.state <> OLD.state THEN
-        SELECT * INTO move FROM twin.order_transitions
-         WHERE from_state = OLD.state AND to_state = NEW.state;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'a % order cannot go to %', OLD.state, NEW.state
-                USING ERRCODE = 'TW409', DETAIL = jsonb_build_object('allowed', (
-                    SELECT coalesce(jsonb_agg(to_state ORDER BY to_state), '[]')
-                      FROM twin.order_transitions WHERE from_state = OLD.state))::text;
-        END IF;
-        IF role <> 'database' AND NOT role = ANY(move.roles) THEN
-            RAISE EXCEPTION 'a % may not move an order from % to % (roles: %)', role, OLD.state,
-                NEW.state, array_to_string(move.roles, ', ') USING ERRCODE = 'TW403';
-        END IF;
-        IF 'reason' = ANY(move.needs) AND twin.context('reason') IS NULL THEN
-            PERFORM twin.broken_rule('reason', NULL, format('%s needs a reason', move.name_en),
-                                     move.name_zh || '须说明理由');
-        END IF;
-        IF 'approver' = ANY(move.needs) AND twin.context('order_approver') IS NULL THEN
-            PERFORM twin.broken_rule('approver', NULL,
-                format('%s needs the name of who approved it', move.name_en),
-                move.name_zh || '须有审批人');
-        END IF;
-        IF 'verdict' = ANY(move.needs) THEN
+        needs := twin.checked_move('twin.order_transitions', 'order', OLD.state, NEW.state, role,
+                                   'order_approver');
+        IF 'verdict' = ANY(needs) THEN
             IF NEW.verdict IS NULL OR (NEW.state = 'closed') = (NEW.verdict = 'dissatisfied') THEN
                 PERFORM twin.broken_rule('verdict', NEW.verdict,
                     'a return visit closes the order when the caller is satisfied or basically '

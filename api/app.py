@@ -34,6 +34,7 @@ from api.routes import (
     features,
     field,
     hotline,
+    imports,
     kpis,
     landing,
     map_page,
@@ -52,7 +53,7 @@ from twin.store.db import database_urls, libpq_conninfo, make_engine
 # the one it declares, which the fast path's table relies on).
 ROUTERS = tuple(module.router for module in (
     landing, auth, stats, features, edits, sync, changes, revert, reports, analysis, photos,
-    field, map_page, kpis, dashboard, cases, hotline, open311))
+    field, map_page, kpis, dashboard, cases, hotline, open311, imports))
 
 
 class TwinApp(FastAPI):

@@ -19,10 +19,11 @@ BELOW = {
     "analysis": {"store", "features"},
     "cases": {"store", "features"},
     "hotline": {"store", "features", "cases"},
+    "imports": {"store", "features"},
     "maps": {"store", "features", "field", "cases", "hotline"},
     "sample": {"store", "cases", "hotline"},
     "cli": {"store", "features", "history", "field", "analysis", "maps", "sample", "cases",
-            "hotline"},
+            "hotline", "imports"},
 }
 
 

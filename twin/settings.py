@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest photo an edit may carry, in bytes: a tablet photo, not a raw scan.",
     )
+    import_max_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024,
+        ge=1,
+        description="Largest GIS file an admin may upload to POST /collections/{layer}/import "
+                    "(the CLI's `twin import` reads files of any size).",
+    )
 
     caller_retention_days: int = Field(
         default=365,

@@ -394,8 +394,8 @@ def _validated(conn: Connection, layer: Layer, edit: Edit, current: Current | No
                 for name, value in edit.new.items() if name not in attributes | set(WRITTEN_FIELDS)]
     base = current.fields if current is not None and edit.op == "update" else {}
     merged = {**base, **edit.new}
-    props, model_problems = _attributes(layer, {k: v for k, v in merged.items()
-                                                if k in attributes})
+    props, model_problems = validate_attributes(layer, {k: v for k, v in merged.items()
+                                                        if k in attributes})
     problems += model_problems
     name = merged.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 200):
@@ -424,7 +424,9 @@ _ZH = {"missing": "必填", "extra_forbidden": "未知字段", "literal_error": 
        "less_than_equal": "超出范围", "string_too_long": "文本过长"}
 
 
-def _attributes(layer: Layer, values: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+def validate_attributes(layer: Layer, values: dict[str, Any]
+                        ) -> tuple[dict[str, Any], list[Problem]]:
+    """The attributes as the layer's model makes them (defaults filled), or every problem."""
     try:
         model = layer.attributes.model_validate(values, strict=False)
     except ValidationError as exc:

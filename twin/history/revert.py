@@ -50,8 +50,8 @@ SELECT t.id AS reverting, l.id, l.actor, l.server_time,
 _UNDO = {
     "insert": "DELETE FROM twin.features WHERE layer = :layer AND id = :feature_id",
     "delete": """
-        INSERT INTO twin.features (id, layer, name, props, tags, geom)
-        SELECT feature_id, layer, name, props, tags, geom FROM twin.feature_versions
+        INSERT INTO twin.features (id, layer, name, props, tags, geom, source_id)
+        SELECT feature_id, layer, name, props, tags, geom, source_id FROM twin.feature_versions
          WHERE feature_id = :feature_id AND version = :version_before""",
     "update": """
         UPDATE twin.features f
@@ -120,6 +120,21 @@ def revert_actor(engine: Engine, user: User, actor: str, start: datetime, end: d
             {"derived": DERIVED, "actor": actor, "start": start, "end": end, "layer": layer},
         ).mappings().all()
         return _revert(conn, user, targets, reason)
+
+
+def revert_import(engine: Engine, user: User, import_id: int, reason: str) -> list[Reverted]:
+    """Undo every change one import made (``twin import``), newest first, in one transaction:
+    refused whole if a later edit touched what it would restore."""
+    _require_admin(user)
+    with engine.begin() as conn:
+        found = conn.execute(text("SELECT file FROM twin.imports WHERE id = :id"),
+                             {"id": import_id}).scalar()
+        if found is None:
+            raise NotFound(f"no import {import_id}")
+        targets = conn.execute(text(
+            _TARGET + """ WHERE import_id = :id AND NOT changed <@ CAST(:derived AS text[])
+             ORDER BY id DESC"""), {"id": import_id, "derived": DERIVED}).mappings().all()
+        return _revert(conn, user, targets, f"import {import_id} of {found}: {reason}")
 
 
 def _revert(conn: Connection, user: User, targets: Sequence[RowMapping],

@@ -38,7 +38,8 @@ BEGIN
 
     INSERT INTO twin.changes (server_time, client_time, actor, role, device, operation, layer, feature_id,
                               version_before, version_after, changed, old_values, new_values,
-                              geom_changed, geom, grid_code, area_code, reason, edit_id)
+                              geom_changed, geom, grid_code, area_code, reason, edit_id,
+                              import_id)
     VALUES (stamp, twin.context('client_time')::timestamptz,
             coalesce(twin.context('actor'), session_user),
             coalesce(twin.context('role'), 'database'),
@@ -50,7 +51,8 @@ BEGIN
             CASE WHEN TG_OP = 'UPDATE' AND geom_changed THEN ST_Collect(OLD.geom, NEW.geom)
                  ELSE f.geom END,
             f.grid_code,
-            f.area_code, twin.context('reason'), twin.context('edit_id'))
+            f.area_code, twin.context('reason'), twin.context('edit_id'),
+            twin.context('import_id')::bigint)
     RETURNING id INTO change_id;
 
     IF TG_OP <> 'INSERT' THEN
@@ -60,10 +62,11 @@ BEGIN
     END IF;
     IF TG_OP <> 'DELETE' THEN
         INSERT INTO twin.feature_versions (feature_id, version, layer, name, props, tags, geom,
-                                           grid_code, area_code, valid, change_id, changed_by)
+                                           grid_code, area_code, valid, change_id, changed_by,
+                                           source_id)
         VALUES (NEW.id, NEW.version, NEW.layer, NEW.name, NEW.props, NEW.tags, NEW.geom,
                 NEW.grid_code, NEW.area_code, tstzrange(stamp, NULL, '[)'), change_id,
-                NEW.changed_by);
+                NEW.changed_by, NEW.source_id);
     END IF;
 
     -- A grid or area that moved, appeared, vanished or was renamed: re-derive its neighbours.

@@ -1,7 +1,7 @@
 -- What the service's own role may do: edit features (the triggers log it), read the history and
 -- its counts, keep the edits it receives, photos and the devices' outbox reports, manage users
--- and tokens, report and move cases and hotline orders and edit their rules. Never read
--- callers' contacts (twin.caller() does, for dispatchers), never write the log, the versions
+-- and tokens, report and move cases and hotline orders and edit their rules, import files.
+-- Never read callers' contacts (twin.caller() does, for dispatchers), never write the log, the versions
 -- or the counts directly. (Revisions 0002-0011 wrapped this function four times, renaming
 -- each to grant_app_NNNN; this is all of it.)
 CREATE OR REPLACE FUNCTION twin.grant_app(app_role text) RETURNS void
@@ -43,4 +43,7 @@ BEGIN
                    'twin.order_duties TO %I', app_role);
     EXECUTE format('GRANT SELECT, UPDATE ON twin.hotline_rules TO %I', app_role);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.open311_clients TO %I', app_role);
+    -- imports: a row each, its counts written when it ends
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.imports TO %I', app_role);
+    EXECUTE format('GRANT USAGE ON SEQUENCE twin.imports_id_seq TO %I', app_role);
 END $$;

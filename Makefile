@@ -10,7 +10,7 @@ APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
 .PHONY: run test lint install postgres test-tools bench bench-history bench-cases bench-hotline \
-	bench-map soak
+	bench-imports bench-map soak
 
 run: install postgres
 	$(TWIN) db start
@@ -49,6 +49,10 @@ bench-cases: install postgres
 # on a copy of twin_bench_hotline (the sample with its cases and orders, made once). bench/README.md.
 bench-hotline: install postgres
 	$(VENV)/bin/python -m bench.hotline
+
+# Importing a 100,000-building GeoPackage against ogr2ogr (IMPORT_BIG=1 adds a million).
+bench-imports: install postgres
+	$(VENV)/bin/python -m bench.imports
 
 # The live map in headless Chromium on the scale-20 history twin (make bench-history first).
 bench-map: install postgres test-tools

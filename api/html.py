@@ -49,5 +49,10 @@ def layers_json() -> str:
                      "group": layer.group, "color": layer.style.color,
                      "by_state": layer.style.by_state, "state_field": layer.state_field}
               for name, layer in all_layers().items()}
-    # "<" escaped so that no title can close the script element it is written into
-    return json.dumps(layers, ensure_ascii=False).replace("<", "\\u003c")
+    return script_json(layers)
+
+
+def script_json(value: object) -> str:
+    """JSON to write into a page's script element: "<" escaped, so that no title can close
+    the element it is written into."""
+    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")

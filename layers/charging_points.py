@@ -51,5 +51,7 @@ LAYER = Layer(
     max_gps_error_m=20.0,
     # Default coverage: an e-bike is pushed to a charger, so about one block (an assumption).
     coverage_within_m=200.0,
+    # The board counts safe chargers only: a hazard or one out of service serves nobody.
+    coverage_state="safe",
     map_cluster=True,
 )

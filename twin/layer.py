@@ -92,6 +92,9 @@ class Layer:
     # Coverage analysis (twin/analysis/coverage.py): the default walk along the street network, in
     # metres, within which a building counts as served by this layer; None: no default.
     coverage_within_m: float | None = None
+    # The state a facility must be in to serve, on the board's coverage panel (a hazardous
+    # charger serves nobody); None: every feature counts. Analyses take a state only when asked.
+    coverage_state: str | None = None
     # The live map (/map) loads this layer for the visible box from this zoom level on: a
     # layer of many features waits until the box holds a street's worth, not a district.
     map_min_zoom: int = 0

@@ -28,6 +28,9 @@ def all_layers() -> dict[str, Layer]:
         if clash:
             raise TypeError(f"layers/{module.name}.py: attributes {sorted(clash)} are common "
                             "fields of every feature; choose other names")
+        if layer.coverage_state is not None and layer.coverage_state not in layer.state_labels:
+            raise TypeError(f"layers/{module.name}.py: coverage_state {layer.coverage_state!r} "
+                            f"is not one of its states {list(layer.state_labels)}")
         found[layer.name] = layer
     order = [n for n in AREA_LAYERS if n in found] + sorted(set(found) - set(AREA_LAYERS))
     return {name: found[name] for name in order}

@@ -1,9 +1,10 @@
 """A seeded, synthetic sample twin of a subdistrict, made from a spec file (``data/*.toml``).
 
-No boundary, street or building data of the real place may be shipped (``data/SOURCES.md``),
+No boundary, street or building data of the real place may be shipped (``data/SOURCES.md`` §3),
 so the geometry is invented: a street lattice bent a little, blocks between the streets,
 committee areas grown from blocks, micro-grids, buildings laid out by block type, and the
-facilities of the work report. Names, codes and counts come from the spec and are real.
+facilities of the work report. Names and codes come from the spec and are real, as are most
+counts (``data/SOURCES.md`` §4 says which, and where the sample departs from the report).
 The same spec, seed and scale give the same twin, byte for byte, in any process: all
 randomness comes from numpy generators seeded from (seed, purpose, index).
 
@@ -153,10 +154,10 @@ def generate(spec: SampleSpec, seed: int | None = None, scale: int = 1,
         metadata={
             "synthetic": True,
             "source": (f"Sample twin of {spec.name} ({spec.name_zh}): the names and codes of the "
-                       "residential committees and the counts are real (National Bureau of "
-                       "Statistics division codes; the subdistrict's work report); every geometry, "
-                       "street layout, building and facility position is synthetic, made by "
-                       "twin.sample from a seed."),
+                       "residential committees are real (National Bureau of Statistics division "
+                       "codes) and so are most counts (the subdistrict's work report; "
+                       "data/SOURCES.md says which); every geometry, street layout, building and "
+                       "facility position is synthetic, made by twin.sample from a seed."),
             "seed": seed, "scale": scale, "name": spec.name, "name_zh": spec.name_zh,
             "river": spec.river, "river_edge": spec.river_edge,
             "crs": "EPSG:4326", "metric_crs": frame.metric_crs,

@@ -1,6 +1,7 @@
 // The command centre's board (/dashboard): the live map (/map, in a frame: it signs in, to
 // the session this page shares, common/session.js) and panels of key figures from GET /kpis
-// and the coverage analysis, asked again every few seconds and at once when one signs in. The
+// and the coverage analysis (one block per facility layer, as the page lists them from the
+// layers' declarations), asked again every few seconds and at once when one signs in. The
 // cases panel: filed and closed today, open and overdue (GET /kpis), the overdue list
 // (GET /cases?overdue=true) and rates by department and grid over 30 days (GET /cases/kpis);
 // every figure opens the list of the cases it counts, and a case in a list shows on the map.
@@ -11,6 +12,7 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
 
 (() => {
   const LAYERS = JSON.parse(document.getElementById("twin-layers").textContent);
+  const COVERAGE = JSON.parse(document.getElementById("twin-coverage").textContent);
   const EVERY_MS = 5000;
   const S = { token: token(), change: null, coverage: null, caseEvent: null, casesAt: 0,
               caseSoon: null, departments: null };
@@ -121,21 +123,26 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
                                       bars(kpis.groups, "edits_unsynced", 5)] : []));
   }
 
+  // a block per facility layer: the share of households and of buildings within its walk
   async function coverage() {
-    const asks = [["waste_points", "", "垃圾投放点 Waste points"],
-                  ["charging_points", "&state=safe", "安全充电点 Safe charging points"]];
     const nodes = [];
-    for (const [layer, extra, label] of asks) {
+    for (const panel of COVERAGE) {
+      const label = `${panel.title_zh} ${panel.title_en}`
+        + (panel.state_label ? ` · ${panel.state_label}` : "");
+      const block = el("div", undefined, "coverage");
+      block.dataset.layer = panel.layer;
+      block.dataset.href = panel.href;
       try {
-        const body = await api(`/analysis/coverage?layer=${layer}${extra}&uncovered=false`);
+        const body = await api(panel.href);
         const t = body.totals;
-        nodes.push(el("h3", `${label} ≤ ${body.parameters.within_m} m`),
-                   figure(`${(100 * (t.covered_households_share || 0)).toFixed(1)}%`,
-                          "户 households"),
-                   row("建筑 buildings", `${(100 * (t.covered_share || 0)).toFixed(1)}%`));
+        block.append(el("h3", `${label} ≤ ${body.parameters.within_m} m`),
+                     figure(`${(100 * (t.covered_households_share || 0)).toFixed(1)}%`,
+                            "户 households"),
+                     row("建筑 buildings", `${(100 * (t.covered_share || 0)).toFixed(1)}%`));
       } catch (error) {
-        nodes.push(el("h3", label), el("div", "—"));
+        block.append(el("h3", label), el("div", "—"));
       }
+      nodes.push(block);
     }
     fill("coverage", ...nodes);
   }

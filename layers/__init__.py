@@ -1,1 +1,1 @@
-"""One module per layer of the twin; each defines ``LAYER``. A new layer is a new file here."""
+"""One TOML file per layer of the twin (read by twin.layerspec); a new layer is a new file here."""

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-ROOT_MODULES = {"settings", "errors", "times", "crs", "layer", "registry", "users"}
+ROOT_MODULES = {"settings", "errors", "times", "crs", "datum", "layer", "layerspec", "registry",
+                "users"}
 # room -> the rooms it may import (the root modules always)
 BELOW = {
     "store": set(),

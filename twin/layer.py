@@ -1,4 +1,4 @@
-"""What a layer is: the contract each file in ``layers/`` fills in."""
+"""What a layer is: the contract each file in ``layers/`` fills in (read by twin.layerspec)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ class Style:
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer of the twin, declared once in ``layers/<name>.py``."""
+    """One layer of the twin, declared once in ``layers/<name>.toml`` (twin.layerspec)."""
 
     name: str
     title_zh: str

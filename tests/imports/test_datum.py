@@ -14,7 +14,7 @@ import shapely
 from pyproj import Geod
 from shapely import LineString, Point, Polygon
 
-from twin.imports.datum import (
+from twin.datum import (
     DATUMS,
     bd09_to_gcj02,
     from_wgs84,

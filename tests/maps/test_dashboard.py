@@ -4,10 +4,8 @@ Its coverage panels are the layers that declare a walk, a new one included."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ import layers as layers_package
 from api.html import layers_json
 from tests.browser import visit
 from tests.conftest import DEMO_PASSWORD, bearer, login
+from twin.layerspec import SpecError
 from twin.registry import all_layers
 
 _PANELS = re.compile(r'<script id="twin-coverage" type="application/json">(.*?)</script>', re.S)
@@ -130,23 +129,23 @@ def test_the_coverage_panels_are_the_layers_that_declare_a_walk(client: TestClie
 
 @contextmanager
 def _declared(folder: Path, name: str, state: str) -> Iterator[str]:
-    """A facility layer added as an admin adds one: a file of its own among the layers (a
-    copy of the waste points' declaration with a walk of 80 m), gone again afterwards."""
-    (folder / f"{name}.py").write_text(
-        "from dataclasses import replace\n"
-        "from layers.waste_points import LAYER as WASTE\n"
-        f"LAYER = replace(WASTE, name={name!r}, title_zh='休息座椅', title_en='Benches',\n"
-        f"                coverage_within_m=80.0, coverage_state={state!r})\n", encoding="utf-8")
+    """A facility layer added as an admin adds one: a file of its own among the layers (the
+    waste points' declaration renamed, with a walk of 80 m), gone again afterwards."""
+    spec = (Path(layers_package.__path__[0]) / "waste_points.toml").read_text(encoding="utf-8")
+    spec = re.sub(r'(?m)^name = .*$', f'name = "{name}"', spec)
+    spec = re.sub(r'(?m)^title_zh = .*$', 'title_zh = "休息座椅"', spec)
+    spec = re.sub(r'(?m)^title_en = .*$', 'title_en = "Benches"', spec)
+    spec = re.sub(r'(?m)^coverage_within_m = .*$',
+                  f'coverage_within_m = 80.0\ncoverage_state = "{state}"', spec)
+    (folder / f"{name}.toml").write_text(spec, encoding="utf-8")
     before = list(layers_package.__path__)
     layers_package.__path__[:] = [*before, str(folder)]
-    importlib.invalidate_caches()
     all_layers.cache_clear()
     layers_json.cache_clear()
     try:
         yield name
     finally:
         layers_package.__path__[:] = before
-        sys.modules.pop(f"layers.{name}", None)
         all_layers.cache_clear()
         layers_json.cache_clear()
 
@@ -165,5 +164,5 @@ def test_a_new_facility_layer_shows_on_the_board_with_no_code_change(
 
 
 def test_a_coverage_state_the_layer_lacks_is_refused(tmp_path: Path) -> None:
-    with _declared(tmp_path, "benches", "shiny"), pytest.raises(TypeError, match="shiny"):
+    with _declared(tmp_path, "benches", "shiny"), pytest.raises(SpecError, match="shiny"):
         all_layers()

@@ -1,7 +1,7 @@
 """A GIS file read as the twin needs it: opened with GDAL (through pyogrio), its rows streamed
 in Arrow batches (memory bounded whatever the file's size), every geometry brought to WGS-84
 (EPSG:4326) from the file's CRS or the one given, and out of a Chinese web map's offset datum
-when asked (twin.imports.datum).
+when asked (twin.datum).
 
 Formats: whatever GDAL reads; tested with GeoPackage, Shapefile (or a zip holding one),
 GeoJSON, FlatGeobuf and CSV (a WKT column, or longitude and latitude columns by the names
@@ -23,8 +23,8 @@ from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
+from twin.datum import DATUMS, geometries_to_wgs84
 from twin.errors import InvalidInput, Problem
-from twin.imports.datum import DATUMS, geometries_to_wgs84
 
 # CSV columns GDAL takes as the geometry: a WKT column, or longitude and latitude columns.
 CSV_OPTIONS = {

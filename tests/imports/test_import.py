@@ -234,3 +234,29 @@ def test_a_file_without_its_crs_or_with_a_wrong_one_is_refused(sample_db: Databa
     assert right["inserted"] == 3
     assert shapely.Point(_imported(sample_db)[points["编号"][0]][1:]).distance(
         points.geometry[0]) < 1e-7
+
+
+def test_a_new_layer_is_proposed_from_a_file(sample_db: Database, tmp_path: Path) -> None:
+    """--new-layer writes a spec that reads as a layer (the file's fields typed, the geometry
+    its own) and the mapping that imports the file into it; it imports nothing."""
+    from twin.imports.rows import read_mapping
+    from twin.layerspec import read_spec
+
+    frame = _points(sample_db, 5)
+    frame["备注"] = "x"
+    path = _write(frame, tmp_path / "benches.gpkg", 4549)
+    done = run_twin("import", str(path), "--new-layer", "benches", "--out", str(tmp_path),
+                    env=sample_db.env())
+    assert done.returncode == 0, done.stderr
+    layer = read_spec(tmp_path / "benches.toml")
+    assert layer.name == "benches" and layer.geometry_type == "Point"
+    kinds = {n: f.annotation for n, f in layer.attributes.model_fields.items()}
+    assert kinds == {"bins": int | None, "state": str | None, "field_5": str | None}
+    assert layer.attributes.model_fields["field_5"].title == "备注"
+    pairs, id_field = read_mapping(tmp_path / "benches.mapping.toml")
+    assert id_field == "编号"
+    assert pairs == {"name": "name", "bins": "bins", "state": "state", "备注": "field_5"}
+    assert sample_db.scalar("SELECT count(*) FROM twin.imports") == 0
+    bad = run_twin("import", str(path), "--new-layer", "Bad Name", "--out", str(tmp_path),
+                   env=sample_db.env())
+    assert bad.returncode == 1 and "lower-case" in bad.stderr

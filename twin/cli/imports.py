@@ -46,7 +46,8 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="GeoPackage, Shapefile (or a .zip of one), "
                                          "GeoJSON, FlatGeobuf, CSV (a WKT column or lon/lat "
                                          "columns): anything GDAL reads.")],
-    layer: Annotated[str, typer.Argument(help="The twin's layer to import into.")],
+    layer: Annotated[str | None, typer.Argument(help="The twin's layer to import into.")
+                     ] = None,
     crs: Annotated[str | None, typer.Option(help="The file's coordinate system when it does "
                                             "not say, or says wrongly: EPSG:4490 (CGCS2000), "
                                             "EPSG:4549, EPSG:32651 ...")] = None,
@@ -76,6 +77,12 @@ def import_command(
                                        "whole layer.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")
                        ] = False,
+    new_layer: Annotated[str | None, typer.Option(help="Import nothing: propose a layer NAME "
+                                                  "for the file (NAME.toml) and the mapping "
+                                                  "that imports it (NAME.mapping.toml), for "
+                                                  "a person to confirm.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where --new-layer writes.")
+                       ] = Path("."),
 ) -> None:
     """Import a GIS file into a layer, every row checked by the layer's rules and every change
     logged as one import (reason "import FILE by USER"), which `twin imports revert ID`
@@ -83,6 +90,12 @@ def import_command(
     change."""
     from twin.imports.load import BadRows, ImportOptions, import_file
 
+    if new_layer is not None:
+        _propose(file, new_layer, file_layer, out_dir)
+        return
+    if layer is None:
+        err.print("[bold red]error:[/] give the LAYER to import into (or --new-layer NAME)")
+        raise typer.Exit(2)
     settings = load_settings()
     with domain_errors():
         pairs, mapped_id = _pairs(map_ or [], mapping)
@@ -110,6 +123,21 @@ def import_command(
               f"new, {report.updated:,} changed, {report.unchanged:,} unchanged, "
               f"{report.deleted:,} deleted ({verb} written); {report.skipped:,} bad row(s) "
               "skipped" + ("" if report.written else " — dry run, nothing written"))
+
+
+def _propose(file: Path, name: str, file_layer: str | None, out_dir: Path) -> None:
+    from twin.imports.propose import propose
+
+    with domain_errors():
+        spec, mapping = propose(file, name, file_layer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.toml").write_text(spec, encoding="utf-8")
+    (out_dir / f"{name}.mapping.toml").write_text(mapping, encoding="utf-8")
+    out.print(f"proposed layer {name}: {out_dir / (name + '.toml')} and "
+              f"{out_dir / (name + '.mapping.toml')}\n"
+              "read and complete the spec (titles, enums, states, style), copy it to layers/, "
+              "run `twin db migrate` (and restart `twin serve`), then:\n"
+              f"  twin import {file} {name} --mapping {out_dir / (name + '.mapping.toml')}")
 
 
 def _print_problems(report: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
@@ -20,6 +21,7 @@ from api.fastpath import (
     GZIP_MIN_BYTES,
     ReadFastPath,
     check_middleware,
+    cors_of,
     hot_routes,
 )
 from api.live import ChangeSignal
@@ -56,6 +58,14 @@ ROUTERS = tuple(module.router for module in (
     field, map_page, kpis, dashboard, cases, hotline, open311, imports))
 
 
+# What a page from a named origin may do (bearer tokens, no cookies: no credentials), and
+# read: the headers a GIS client in a browser needs to edit, page and cache.
+CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "If-None-Match",
+                        "Idempotency-Key", "Content-Crs")
+CORS_EXPOSED = ("ETag", "Link", "Location", "Content-Crs", "Accept-Patch")
+
+
 class TwinApp(FastAPI):
     """FastAPI, with the routes marked ``@hot`` dispatched ahead of its middleware
     (api.fastpath), unless ``fast_path`` is off (the tests compare both)."""
@@ -67,7 +77,8 @@ class TwinApp(FastAPI):
         if not self.fast_path:
             return stack
         check_middleware(self.user_middleware)
-        return ReadFastPath(stack, hot_routes([r for router in ROUTERS for r in router.routes]))
+        return ReadFastPath(stack, hot_routes([r for router in ROUTERS for r in router.routes]),
+                            cors_of(self.user_middleware))
 
 
 def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
@@ -102,7 +113,12 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL)
-    app.add_middleware(AllowMiddleware)
+    app.add_middleware(AllowMiddleware, routes=[r for router in ROUTERS for r in router.routes])
+    if settings.cors_origins:
+        # outermost: it answers a browser's preflight OPTIONS before AllowMiddleware would
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=CORS_METHODS, allow_headers=CORS_REQUEST_HEADERS,
+                           expose_headers=CORS_EXPOSED, max_age=600)
     openapi.install(app)
     # Swagger UI from its PyPI bundle, so that /api.html needs no CDN (mounted ahead of
     # /static, which would otherwise take the path)

@@ -5,8 +5,9 @@ route matching, dependency solving) added a third of that again in Python. The r
 ``@hot`` (items, one item, tiles, a feature's history) are matched here by one regular
 expression and handed to the handlers their FastAPI routes declare: the route table is the
 one source (so OpenAPI, ``OPTIONS`` and every other path are unchanged), with the same error
-bodies and gzip when asked. The contract (the same answer either way) is tested by sending
-the same requests to an app without the fast path (``tests/api/test_fastpath.py``).
+bodies, gzip when asked and CORS when configured. The contract (the same answer either way)
+is tested by sending the same requests to an app without the fast path
+(``tests/api/test_fastpath.py``).
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ log = logging.getLogger("twin.api")
 GZIP_MIN_BYTES = 1000
 GZIP_LEVEL = 1
 Handler = Callable[..., Awaitable[Response]]
-# What the app's own middleware does, and how the fast path does the same: gzip (below), and
-# OPTIONS (never a GET or HEAD). Any other middleware would be skipped for the hot routes.
-MIRRORED_MIDDLEWARE = frozenset({"GZipMiddleware", "AllowMiddleware"})
+# What the app's own middleware does, and how the fast path does the same: gzip (below),
+# OPTIONS (never a GET or HEAD: a CORS preflight is an OPTIONS too) and CORS (the app's own
+# CORSMiddleware, configured alike, around the hot routes). Any other middleware would be
+# skipped for the hot routes.
+MIRRORED_MIDDLEWARE = frozenset({"GZipMiddleware", "AllowMiddleware", "CORSMiddleware"})
 
 
 def hot(handler: Handler) -> Handler:
@@ -62,16 +65,27 @@ def check_middleware(middleware: Sequence[Middleware]) -> None:
                            "MIRRORED_MIDDLEWARE, or serve those routes through the stack")
 
 
+def cors_of(middleware: Sequence[Middleware]) -> Middleware | None:
+    """The app's CORS middleware, if it has one (only when TWIN_CORS_ORIGINS names origins)."""
+    return next((m for m in middleware
+                 if getattr(m.cls, "__name__", "") == "CORSMiddleware"), None)
+
+
 class ReadFastPath:
     """Dispatch ``GET``/``HEAD`` of the hot read routes straight to their handlers."""
 
-    def __init__(self, app: ASGIApp, routes: dict[str, Handler]) -> None:
-        """``routes`` maps path templates (``/a/{b}``) to handlers taking (request, b=...)."""
+    def __init__(self, app: ASGIApp, routes: dict[str, Handler],
+                 cors: Middleware | None = None) -> None:
+        """``routes`` maps path templates (``/a/{b}``) to handlers taking (request, b=...);
+        ``cors`` is the app's CORS middleware, applied alike to the hot routes' answers."""
         self.app = app
         self.handlers = {handler.__name__: handler for handler in routes.values()}
         # one alternation, a named group per route: the match says whose it is
         self.pattern = re.compile("|".join(_group(handler.__name__, path)
                                            for path, handler in routes.items()))
+        self.serve: ASGIApp = self._serve
+        if cors is not None:
+            self.serve = cors.cls(self._serve, *cors.args, **cors.kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = (scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
@@ -79,6 +93,13 @@ class ReadFastPath:
         if not match:
             await self.app(scope, receive, send)
             return
+        scope["twin.fastpath"] = match
+        await self.serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The matched route's handler, its errors as the stack would answer them, gzipped
+        as the stack would."""
+        match: re.Match[str] = scope["twin.fastpath"]
         name = match.lastgroup or ""
         request = Request(scope, receive)
         prefix = name + "__"
@@ -90,6 +111,7 @@ class ReadFastPath:
         except TwinError as exc:
             response = errors.twin_error_response(exc, request)
         except Exception:  # the same answer FastAPI's stack would give, never a traceback
+            # (with CORS headers, which the stack's outermost error handler leaves out)
             response = errors.unexpected_response(request)
         if b"gzip" in dict(scope["headers"]).get(b"accept-encoding", b""):
             await GZipMiddleware(response, minimum_size=GZIP_MIN_BYTES,

@@ -23,6 +23,9 @@ def _param(name: str, description: str, schema: dict[str, Any],
 
 CRS_SCHEMA = {"type": "string", "format": "uri", "enum": list(SUPPORTED)}
 CRS = _param("crs", "CRS of the response's coordinates (default CRS84).", CRS_SCHEMA)
+FORMAT = _param("f", "json or geojson (GeoJSON, the default) or html (a page for a browser, "
+                "which a browser's Accept: text/html also gets).",
+                {"type": "string", "enum": ["json", "geojson", "html"]})
 ITEMS = [
     _param("bbox", "minx,miny,maxx,maxy (or 6 numbers with heights) in bbox-crs.",
            {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
@@ -43,6 +46,7 @@ ITEMS = [
     _param("cursor", "Where the next page starts; take it from the next link.",
            {"type": "string"}),
     CRS,
+    FORMAT,
 ]
 TIME = {"type": "string", "format": "date-time"}
 AS_OF = _param("asOf", "RFC 3339 time: the twin as it was then (deleted features included, "
@@ -66,7 +70,7 @@ FEED = [
 DIFF = [_param("from", "The earlier moment.", TIME), _param("to", "The later moment.", TIME),
         FEED[-2], _param("micro_grid", "Instead of bbox: a micro-grid code.", {"type": "string"}),
         _param("layer", "Only this layer.", {"type": "string"})]
-EXTRA = {"/items": ITEMS, "/items/{fid}": [CRS, AS_OF], "/changes": FEED,
+EXTRA = {"/items": ITEMS, "/items/{fid}": [CRS, AS_OF, FORMAT], "/changes": FEED,
          "/changes/stream": FEED[2:-1], "/changes/diff": DIFF}
 
 

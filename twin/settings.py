@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
+# a browser's Origin: scheme, host and maybe port, nothing after
+_ORIGIN = re.compile(r"https?://[^/\s?#*]+")
 
 
 class Settings(BaseSettings):
@@ -75,6 +78,29 @@ class Settings(BaseSettings):
         description="Days a hotline caller's name and phone are kept after their order ended "
                     "(closed or sent back); `twin hotline erase` erases older ones.",
     )
+
+    # NoDecode: the environment gives a comma-separated list, not JSON
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Web origins (https://host[:port]) whose pages may call the API from a "
+                    "browser (CORS); comma-separated; empty: none, the default.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        """Each a browser's Origin, named: a typo (or a path, or *) would otherwise just never
+        match, and the page's calls fail in the browser with no word from the server."""
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            return value
+        origins = [str(origin).strip().rstrip("/") for origin in value]
+        wrong = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
+        if wrong:
+            raise ValueError(f"not an origin: {', '.join(wrong)}; name each as scheme://host"
+                             "[:port], e.g. https://gis.example.cn (no path, no *)")
+        return origins
 
     @field_validator("time_zone")
     @classmethod

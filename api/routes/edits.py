@@ -1,16 +1,17 @@
 """Edits through OGC API - Features Part 4: create, replace, update and delete features.
 
 Every change of an existing feature names the version it was based on in ``If-Match`` (the
-ETag a read gave): missing is 428, stale is 412 with the current version. ``Idempotency-Key``
-makes a retried request answer the first result instead of applying twice. A request may
-carry ``reason``, ``device_time``, ``device_id`` and ``accuracy_m`` as members of the
-Feature (or, for DELETE, as query parameters); they land in the change log.
+ETag a read gave, in any CRS; api.etags): missing is 428, stale is 412 with the current
+version. ``Idempotency-Key`` makes a retried request answer the first result instead of
+applying twice. A request may carry ``reason``, ``device_time``, ``device_id`` and
+``accuracy_m`` as members of the Feature (or, for DELETE, as query parameters); they land in
+the change log. ``PATCH`` takes a partial Feature or a JSON Merge Patch (RFC 7396), told
+apart by ``Content-Type``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any
 
@@ -20,17 +21,29 @@ from fastapi.responses import JSONResponse
 
 from api.deps import EngineDep, UserDep
 from api.errors import twin_error_response
+from api.etags import FEATURE_ETAG
+from api.etags import based_on as based_on  # cases and orders import it from here
+from api.options import accepts
 from api.params import id_number, reject_unknown
 from twin.errors import (
     InvalidInput,
-    PreconditionFailed,
-    PreconditionRequired,
     Problem,
     TooLarge,
     Unprocessable,
+    UnsupportedMediaType,
 )
-from twin.features.edits import MAX_KEY, MAX_REASON, Edit, Op, Outcome, etag, submit
-from twin.layer import DERIVED_FIELDS, STAMPED_FIELDS
+from twin.features.cql import queryables
+from twin.features.edits import (
+    MAX_KEY,
+    MAX_PHOTOS,
+    MAX_REASON,
+    Edit,
+    Op,
+    Outcome,
+    etag,
+    submit,
+)
+from twin.layer import DERIVED_FIELDS, STAMPED_FIELDS, Layer
 from twin.registry import get_layer
 from twin.times import instant
 
@@ -39,7 +52,9 @@ GEOJSON = "application/geo+json"
 MAX_BODY = 1024 * 1024  # one feature: 10,000 vertices fit in well under this
 EDIT_MEMBERS = {"reason": "reason", "device_time": "device_time", "device_id": "device",
                 "accuracy_m": "accuracy_m"}
-_ETAG = re.compile(r'"(\d+)-(\d+)"')
+MERGE_PATCH = "application/merge-patch+json"
+PARTIAL_FEATURE = ("application/geo+json", "application/json")
+ACCEPT_PATCH = ", ".join((MERGE_PATCH, *PARTIAL_FEATURE))
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -86,8 +101,60 @@ def _fields(body: Any, need_geometry: bool) -> tuple[dict[str, Any], dict[str, A
     return fields, members
 
 
+def _merge_fields(body: Any, fid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A JSON Merge Patch of a feature (RFC 7396) as the fields it sets (null: removed, so
+    an optional attribute takes its default) and its edit members. The patch is merged
+    into the current feature where that is read, in the edit's transaction."""
+    if not isinstance(body, dict):
+        raise Unprocessable("a JSON Merge Patch of a feature is an object", [Problem(
+            "body", body, "an object, e.g. {\"properties\": {\"state\": \"full\"}}",
+            "合并补丁须为 JSON 对象")])
+    problems = []
+    if body.get("type", "Feature") != "Feature":
+        problems.append(Problem("type", body["type"], 'absent or "Feature"',
+                                "type 只能为 Feature"))
+    if body.get("id") is not None and str(body["id"]) != fid:
+        problems.append(Problem("id", body["id"], f"{fid}, the URL's: an id never changes",
+                                "要素编号不可修改"))
+    properties = body.get("properties", {})
+    if not isinstance(properties, dict):
+        problems.append(Problem("properties", properties, "an object of the attributes to "
+                                "change; null removes one (not all of them)",
+                                "properties 须为对象;删除单个属性请设为 null"))
+        properties = {}
+    if problems:
+        raise Unprocessable("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
+    fields = {k: v for k, v in properties.items()
+              if k not in DERIVED_FIELDS and k not in STAMPED_FIELDS}
+    if "geometry" in body:
+        fields["geometry"] = body["geometry"]
+    members = {EDIT_MEMBERS[k]: v for k, v in body.items() if k in EDIT_MEMBERS}
+    return fields, members
+
+
+def _patch_format(request: Request) -> bool:
+    """Whether a PATCH body is a JSON Merge Patch (else a partial Feature), from its
+    ``Content-Type``; without one 400 (OGC API - Features Part 4 asks it), another is 415."""
+    declared = request.headers.get("content-type")
+    media = (declared or "").split(";")[0].strip().lower()
+    if media == MERGE_PATCH:
+        return True
+    if media in PARTIAL_FEATURE:
+        return False
+    if not media:
+        raise InvalidInput(f"say what the body is: Content-Type {ACCEPT_PATCH}", [Problem(
+            "Content-Type", declared, f"required: one of {ACCEPT_PATCH}",
+            "须提供 Content-Type(合并补丁或 GeoJSON 要素)")])
+    raise UnsupportedMediaType(
+        f"a PATCH body of type {media} cannot be applied: send a JSON Merge Patch "
+        f"({MERGE_PATCH}) or a partial GeoJSON Feature (application/geo+json)", [Problem(
+            "Content-Type", declared, f"one of {ACCEPT_PATCH}",
+            "不支持的补丁格式:请用 application/merge-patch+json 或 application/geo+json")])
+
+
 def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
-          request: Request, fid: int | None = None, base: int | None = None) -> Edit:
+          request: Request, fid: int | None = None, base: int | None = None,
+          merge_patch: bool = False) -> Edit:
     """The domain's edit, its context members checked."""
     problems = [Problem(name, value, "NUL characters are not allowed", "文本不得包含 NUL 字符")
                 for name, value in members.items() if isinstance(value, str) and "\x00" in value]
@@ -117,32 +184,14 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
             "Idempotency-Key", key, f"1 to {MAX_KEY} characters", f"幂等键长度须为1至{MAX_KEY}")])
     return Edit(layer, op, fields, fid, base, edit_id=key, device=device,
                 device_time=when, reason=reason,
-                accuracy_m=float(accuracy) if accuracy is not None else None)
-
-
-def based_on(request: Request, etag: re.Pattern[str], number: int, what: str, what_zh: str,
-             shape: str) -> int:
-    """The version ``If-Match`` names of the thing ``what`` numbered ``number`` (its ETag
-    ``etag``, e.g. ``"<id>-<version>"``, printed as ``shape``): 428 without one, 412 when it
-    names another thing."""
-    asked = request.headers.get("if-match")
-    if asked is None or asked.strip() == "*":
-        raise PreconditionRequired(
-            f"say which version of the {what} you change: If-Match with the ETag of your read",
-            [Problem("If-Match", asked, "required: the ETag of the version you read",
-                     "须提供 If-Match(所读版本的 ETag)")])
-    found = etag.fullmatch(asked.strip().split(",")[0].strip())
-    if found is None or int(found.group(1)) != number:
-        raise PreconditionFailed(f"If-Match {asked} does not name a version of {what} "
-                                 f"{number}", [Problem("If-Match", asked, f"expected {shape}",
-                                                       f"If-Match 与该{what_zh}不符")])
-    return int(found.group(2))
+                accuracy_m=float(accuracy) if accuracy is not None else None,
+                merge_patch=merge_patch)
 
 
 def _base_version(request: Request, fid: str) -> tuple[int, int]:
     """The feature id and the version ``If-Match`` names."""
     number = id_number(fid) or -1
-    return number, based_on(request, _ETAG, number, "feature", "要素",
+    return number, based_on(request, FEATURE_ETAG, number, "feature", "要素",
                             f'"{fid}-<version>"')
 
 
@@ -168,6 +217,7 @@ async def _submit(engine: Any, user: Any, edit: Edit, request: Request) -> Respo
 
 @router.post("/collections/{layer}/items", summary="Add a feature (OGC API Part 4)",
              status_code=201)
+@accepts(", ".join(PARTIAL_FEATURE))
 async def create(request: Request, layer: str, engine: EngineDep, user: UserDep) -> Response:
     reject_unknown(request.query_params, set())
     get_layer(layer)
@@ -177,15 +227,16 @@ async def create(request: Request, layer: str, engine: EngineDep, user: UserDep)
 
 
 async def _change(request: Request, layer: str, fid: str, op: Op, engine: Any,
-                  user: Any) -> Response:
+                  user: Any, merge_patch: bool = False) -> Response:
     """PUT and PATCH: the same checks; PUT replaces the whole feature, so needs a geometry."""
     reject_unknown(request.query_params, set())
     get_layer(layer)
     number, base = _base_version(request, fid)
-    fields, members = _fields(await read_json(request, MAX_BODY),
-                              need_geometry=op == "replace")
+    body = await read_json(request, MAX_BODY)
+    fields, members = (_merge_fields(body, fid) if merge_patch
+                       else _fields(body, need_geometry=op == "replace"))
     return await _submit(engine, user, _edit(layer, op, fields, members, request, number,
-                                             base), request)
+                                             base, merge_patch), request)
 
 
 @router.put("/collections/{layer}/items/{fid}", summary="Replace a feature (If-Match required)")
@@ -195,10 +246,21 @@ async def replace(request: Request, layer: str, fid: str, engine: EngineDep,
 
 
 @router.patch("/collections/{layer}/items/{fid}",
-              summary="Change some attributes and/or the geometry (If-Match required)")
+              summary="Change some attributes and/or the geometry (If-Match required): a JSON "
+                      "Merge Patch (application/merge-patch+json) or a partial Feature",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  media: {"schema": {"type": "object"}}
+                  for media in (MERGE_PATCH, *PARTIAL_FEATURE)}}})
+@accepts(ACCEPT_PATCH)
 async def update(request: Request, layer: str, fid: str, engine: EngineDep,
                  user: UserDep) -> Response:
-    return await _change(request, layer, fid, "update", engine, user)
+    try:
+        merge_patch = _patch_format(request)
+    except UnsupportedMediaType as exc:  # RFC 5789 §2.2: say which formats would do
+        answer = twin_error_response(exc, request)
+        answer.headers["Accept-Patch"] = ACCEPT_PATCH
+        return answer
+    return await _change(request, layer, fid, "update", engine, user, merge_patch)
 
 
 @router.delete("/collections/{layer}/items/{fid}", summary="Delete a feature (If-Match "
@@ -213,14 +275,72 @@ async def delete(request: Request, layer: str, fid: str, engine: EngineDep,
                                              base), request)
 
 
-@router.get("/collections/{layer}/schema", summary="The layer's attributes as JSON Schema, "
-            "for edit forms")
-def schema(request: Request, layer: str, user: UserDep) -> dict[str, Any]:
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# what the database derives or stamps: returned, never received
+READ_ONLY = ("id", *DERIVED_FIELDS, *STAMPED_FIELDS)
+
+
+@router.get("/collections/{layer}/schema", summary="The layer's features as JSON Schema "
+            "(OGC API - Features Part 5): what a read returns and an edit receives",
+            response_class=Response)
+def schema(request: Request, layer: str, user: UserDep) -> Response:
     reject_unknown(request.query_params, {"f"})
     found = get_layer(layer)
-    doc = found.attributes.model_json_schema()
+    doc = feature_schema(found, str(request.base_url).rstrip("/"))
     doc["x-twin"] = {"layer": found.name, "title": found.title,
                      "geometry_type": found.geometry_type, "state_field": found.state_field,
                      "state_labels": found.state_labels, "max_gps_error_m": found.max_gps_error_m,
-                     "editable": user.role in found.edit_roles, "edit_roles": found.edit_roles}
-    return doc
+                     "editable": user.role in found.edit_roles, "edit_roles": found.edit_roles,
+                     # the layer's own attributes: what an edit form shows
+                     "attributes": list(found.attributes.model_fields)}
+    return Response(json.dumps(doc, ensure_ascii=False), media_type="application/schema+json")
+
+
+def feature_schema(layer: Layer, base: str) -> dict[str, Any]:
+    """A feature of ``layer`` as OGC API - Features Part 5 describes it: one logical schema
+    of what a read returns and an edit receives (id and what the database derives or stamps
+    are read-only), id and geometry marked by their roles, ``updated`` as the instant that
+    ``datetime`` selects on, each property numbered (``x-ogc-propertySeq``: QGIS orders its
+    fields by it, and otherwise by name) and with a single ``type`` (QGIS reads no other)."""
+    common = queryables(layer, base)["properties"]
+    model = layer.attributes.model_json_schema()
+    properties: dict[str, dict[str, Any]] = {
+        "id": {**common["id"], "x-ogc-role": "id"},
+        "geometry": {**common["geometry"], "x-ogc-role": "primary-geometry"},
+        "name": {**common["name"], "maxLength": 200},
+        **{name: _single_type(p, model.get("$defs", {}))
+           for name, p in model["properties"].items()},
+        "tags": {**common["tags"], "description": "'key=value' facts and bare labels from the "
+                                                  "layer's vocabulary"},
+        "photos": {"type": "array", "title": "照片 Photos", "maxItems": MAX_PHOTOS,
+                   "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                   "description": "SHA-256 digests of photos uploaded to /photos/{sha256}"},
+        "micro_grid": {**common["micro_grid"]},
+        "residential_area": {**common["residential_area"]},
+        "version": {**common["version"]},
+        "updated": {**common["updated"], "x-ogc-role": "primary-instant"},
+        "changed_by": {"type": "string", "title": "修改人 Changed by",
+                       "description": "who wrote the current version"},
+    }
+    for seq, (name, prop) in enumerate(properties.items(), start=1):
+        if name in READ_ONLY:
+            prop["readOnly"] = True
+        prop["x-ogc-propertySeq"] = seq
+    return {"$schema": SCHEMA_DIALECT, "$id": f"{base}/collections/{layer.name}/schema",
+            "type": "object", "title": layer.title, "description": layer.description,
+            "properties": properties, "required": ["geometry", *model.get("required", [])],
+            "additionalProperties": False}
+
+
+def _single_type(prop: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """An attribute's schema with one ``type``: pydantic's ``anyOf [X, null]`` of an optional
+    attribute folded into X (not being required says it may be absent), a ``$ref`` inlined
+    (Part 5 recommends no references)."""
+    if "$ref" in prop:
+        prop = {**defs.get(prop["$ref"].rsplit("/", 1)[-1], {}),
+                **{k: v for k, v in prop.items() if k != "$ref"}}
+    branches = [b for b in prop.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1 and "anyOf" in prop:
+        folded = {k: v for k, v in prop.items() if k != "anyOf"}
+        return {**_single_type(branches[0], defs), **folded}
+    return dict(prop)

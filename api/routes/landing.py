@@ -16,13 +16,32 @@ from twin.features.cql import CONFORMANCE as CQL2_CONFORMANCE
 
 router = APIRouter(tags=["landing"])
 
-# Only what is implemented; each class is tested in tests/test_features.py and friends.
+# OGC API - Features - Part 4: Create, Replace, Update and Delete (OGC 20-002r1, draft;
+# opengeospatial/ogcapi-features, extensions/transactions/create-replace-update-delete/
+# standard/clause_2_conformance.adoc): POST, PUT, DELETE; PATCH; ETags with If-Match (428
+# without one, 412 when stale). Not "features": a request body's Content-Crs is not read.
+PART4 = [f"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/{name}"
+         for name in ("create-replace-delete", "update", "optimistic-locking-etags")]
+# Part 5: Schemas, /collections/{layer}/schema. The approved standard (OGC 23-058r2, 2026,
+# published as Features Part 5 and Common Part 3: its 23-058r2.adoc sets the URIs' standard
+# to ogcapi-common-3; annex_ats.adoc names the classes), and the draft's URIs (OGC 23-058,
+# ogcapi-features-5, 23-058.adoc and clause_2_conformance.adoc), which clients test for:
+# QGIS reads a collection's schema only when it finds .../ogcapi-features-5/1.0/conf/schemas.
+PART5 = [*(f"http://www.opengis.net/spec/ogcapi-common-3/1.0/conf/{name}" for name in (
+             "schemas", "advanced-property-roles", "returnables-and-receivables")),
+         *(f"http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/{name}" for name in (
+             "schemas", "core-roles-features", "returnables-and-receivables"))]
+
+# Only what is implemented; each class is tested in tests/features/ (test_features, test_ogc,
+# test_edits, test_clients).
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     *CQL2_CONFORMANCE,
+    *PART4,
+    *PART5,
 ]
 
 

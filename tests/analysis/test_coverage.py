@@ -95,12 +95,12 @@ def test_by_area_and_a_state_filter(client: TestClient, auth: dict[str, str],
     farther = _get(client, auth, "/analysis/coverage?layer=charging_points&state=safe"
                    "&within=400")
     assert farther["totals"]["covered_buildings"] > body["totals"]["covered_buildings"]
-    new_sites = _get(client, auth, "/analysis/coverage?layer=charging_points&tags=新建,"
-                     "class=公用设施")
-    assert new_sites["parameters"]["tags"] == ["新建", "class=公用设施"]
-    assert new_sites["totals"]["facilities"] == sample_db.one(
+    below = _get(client, auth, "/analysis/coverage?layer=charging_points&tags=地下空间,"
+                 "class=公用设施")
+    assert below["parameters"]["tags"] == ["地下空间", "class=公用设施"]
+    assert below["totals"]["facilities"] == sample_db.one(
         "SELECT count(*) FROM twin.features WHERE layer = 'charging_points' "
-        "AND tags @> ARRAY['新建', 'class=公用设施']")[0] > 0
+        "AND tags @> ARRAY['地下空间', 'class=公用设施']")[0] > 0
 
 
 def test_every_parameter_that_changes_the_answer_changes_it(

@@ -43,6 +43,13 @@ def test_the_landing_page_leads_to_a_sign_in_then_to_the_answer(live_url: str) -
         # the layers, as the collection's HTML page
         page.wait_for_selector('a[href*="/collections/buildings"]', timeout=10_000)
         seen.screenshot("signed-in-collections.png")
+        # a layer's items as a table, each feature's id leading to its own page
+        page.click('a[href$="/collections/waste_points/items?f=html"]')
+        page.wait_for_selector("table td a")
+        assert "桶数 Bins" in page.inner_text("table")
+        page.click("table td a")
+        page.wait_for_selector("th:has-text('状态 State')")
+        assert "/items/" in page.url
         # signed in once: the next page needing a token shows at once (here a JSON answer,
         # its links clickable)
         page.goto(f"{live_url}/stats")

@@ -3,6 +3,7 @@ through HTTP against the sample twin; each refusal leaves the twin as it was."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -211,3 +212,88 @@ def test_bad_requests_say_what_is_wrong(client: TestClient, point: dict[str, Any
                        content=big).status_code == 413
     assert client.post("/collections/waste_points/items",
                        json=_feature(point["inside"])).status_code == 401
+
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def test_a_json_merge_patch_merges_and_null_takes_the_default(
+        client: TestClient, sample_db: Database, point: dict[str, Any]) -> None:
+    """RFC 7396: members merge (an object into an object: the geometry keeps its type), null
+    removes (an optional attribute falls back to its default); a required one cannot go."""
+    auth = {**login(client, point["worker"]), **MERGE}
+    url = f"/collections/waste_points/items/{point['id']}"
+    first = client.patch(url, headers={**auth, "If-Match": f'"{point["id"]}-{point["version"]}"'},
+                         content=json.dumps({"properties": {"bins": 9, "off_hour": True}}))
+    assert first.status_code == 200, first.text
+    etag = first.headers["ETag"]
+    merged = client.patch(url, headers={**auth, "If-Match": etag}, content=json.dumps({
+        "properties": {"bins": None, "state": "full"},
+        "geometry": {"coordinates": point["inside"]},  # merged into {"type": "Point", ...}
+        "reason": "合并补丁 merge patch"}))
+    assert merged.status_code == 200, merged.text
+    feature = merged.json()
+    assert feature["properties"]["bins"] == 4  # removed: the model's default
+    assert feature["properties"]["state"] == "full" and feature["properties"]["off_hour"]
+    assert feature["geometry"]["type"] == "Point"
+    assert feature["geometry"]["coordinates"] == pytest.approx(point["inside"], abs=1e-7)
+    assert sample_db.one("SELECT reason FROM twin.changes WHERE feature_id = :id "
+                         "ORDER BY id DESC LIMIT 1", id=point["id"])[0] == "合并补丁 merge patch"
+    building, version = sample_db.one("SELECT id, version FROM twin.features "
+                                      "WHERE layer = 'buildings' ORDER BY id LIMIT 1")
+    planner = {**login(client, "planner"), **MERGE, "If-Match": f'"{building}-{version}"'}
+    required = client.patch(f"/collections/buildings/items/{building}", headers=planner,
+                            content=json.dumps({"properties": {"floors": None}}))
+    assert required.status_code == 422
+    assert [(p["field"], p["reason_zh"]) for p in required.json()["problems"]] == [
+        ("floors", "必填")]
+    for body, field in [([1, 2], "body"), ({"type": "Point"}, "type"), ({"id": 1}, "id"),
+                        ({"properties": None}, "properties")]:
+        refused = client.patch(f"/collections/buildings/items/{building}", headers=planner,
+                               content=json.dumps(body))
+        assert refused.status_code == 422, body
+        assert refused.json()["problems"][0]["field"] == field
+        assert refused.json()["problems"][0]["reason_zh"]
+
+
+def test_a_patch_says_what_its_body_is(client: TestClient, point: dict[str, Any]) -> None:
+    auth = {**login(client, point["worker"]), "If-Match": f'"{point["id"]}-{point["version"]}"'}
+    url = f"/collections/waste_points/items/{point['id']}"
+    body = json.dumps({"type": "Feature", "properties": {"state": "full"}})
+    unknown = client.patch(url, headers={**auth, "Content-Type": "text/plain"}, content=body)
+    assert unknown.status_code == 415
+    assert unknown.headers["Accept-Patch"].startswith("application/merge-patch+json")
+    problem = unknown.json()["problems"][0]
+    assert problem["field"] == "Content-Type" and problem["value"] == "text/plain"
+    assert problem["reason_zh"] and "merge-patch" in unknown.json()["description"]
+    missing = client.patch(url, headers=auth, content=body)
+    assert missing.status_code == 400
+    assert missing.json()["problems"][0]["field"] == "Content-Type"
+    with_charset = client.patch(url, headers={
+        **auth, "Content-Type": "application/geo+json; charset=utf-8"}, content=body)
+    assert with_charset.status_code == 200, with_charset.text
+
+
+def test_if_match_takes_the_etag_of_any_crs_and_compares_strongly(
+        client: TestClient, point: dict[str, Any]) -> None:
+    auth = login(client, point["worker"])
+    url = f"/collections/waste_points/items/{point['id']}"
+    read = client.get(f"{url}?crs=EPSG:4326", headers=auth)
+    assert read.headers["ETag"] == f'"{point["id"]}-{point["version"]}-4326"'
+    change = {"type": "Feature", "properties": {"state": "full"}}
+    weak = client.patch(url, headers={**auth, "If-Match": f'W/"{point["id"]}-{point["version"]}"'},
+                        json=change)
+    assert weak.status_code == 412 and "weak" in weak.json()["description"]
+    assert weak.json()["problems"][0]["reason_zh"]
+    foreign = client.patch(url, headers={**auth, "If-Match": f'"{point["id"]}-1-9999"'},
+                           json=change)
+    assert foreign.status_code == 412  # no CRS Twin serves: not an ETag it gave
+    changed = client.patch(url, headers={**auth, "If-Match": read.headers["ETag"]}, json=change)
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["ETag"] == f'"{point["id"]}-{point["version"] + 1}"'
+    # a list matches when one of its strong ETags is of this feature's current version
+    listed = client.patch(url, headers={**auth, "If-Match": f'"1-1", {changed.headers["ETag"]}'},
+                          json={"type": "Feature", "properties": {"state": "ok"}})
+    assert listed.status_code == 200, listed.text
+    stale = client.patch(url, headers={**auth, "If-Match": read.headers["ETag"]}, json=change)
+    assert stale.status_code == 412 and stale.json()["current_version"] == point["version"] + 2

@@ -23,14 +23,19 @@ def _ids(db: Database, sql: str, **params: object) -> list[int]:
 
 
 def test_collections_are_the_layers_and_agree_with_each_collection(
-        client: TestClient, auth: dict[str, str]) -> None:
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
     listed = client.get("/collections", headers=auth).json()["collections"]
     assert [c["id"] for c in listed] == list(all_layers())
+    counts = dict(sample_db.rows("SELECT layer, count(*) FROM twin.features GROUP BY layer"))
     for entry in listed:
         one = client.get(f"/collections/{entry['id']}", headers=auth).json()
         assert one == entry
         assert one["itemType"] == "feature"
+        assert one["itemCount"] == counts.get(one["id"], 0)
         assert any(link["rel"] == "items" for link in one["links"])
+        if not one["itemCount"]:  # a layer the sample leaves empty has no extent
+            assert "extent" not in one
+            continue
         x0, y0, x1, y1 = one["extent"]["spatial"]["bbox"][0]
         assert 121.4 < x0 < x1 < 121.7 and 31.1 < y0 < y1 < 31.3
 
@@ -402,3 +407,46 @@ def test_a_sql_looking_value_is_just_a_value(client: TestClient, auth: dict[str,
     body = client.get(f"/collections/fire_passages/items?filter={cql}", headers=auth).json()
     assert body["numberReturned"] == 0
     assert _ids(sample_db, "SELECT count(*) FROM twin.features") != [0]
+
+
+@pytest.mark.parametrize(("query", "counted"), [
+    ("", True), ("sortby=-floors&properties=floors&crs=EPSG:4326", True),
+    ("limit=600", True),  # streamed
+    ("bbox=121.505,31.19,121.515,31.198", False), ("filter=floors > 3", False),
+    ("datetime=../2100-01-01T00:00:00Z", False), ("asOf=2100-01-01T00:00:00Z", False),
+])
+def test_number_matched_only_when_it_is_the_layers_count(
+        client: TestClient, auth: dict[str, str], sample_db: Database, query: str,
+        counted: bool) -> None:
+    """A filter, bbox or datetime would make numberMatched a count of the selection, as
+    costly as reading it; the whole layer's count is cheap, on the first page and the next."""
+    buildings = sample_db.scalar("SELECT count(*) FROM twin.features "
+                                 "WHERE layer = 'buildings'")
+    body = client.get(f"/collections/buildings/items?{query}", headers=auth).json()
+    assert body.get("numberMatched") == (buildings if counted else None)
+    following = next(link["href"] for link in body["links"] if link["rel"] == "next")
+    assert client.get(following, headers=auth).json().get("numberMatched") == body.get(
+        "numberMatched")
+
+
+def test_a_page_that_gives_the_count_changes_its_etag_with_it(
+        client: TestClient, auth: dict[str, str], sample_db: Database) -> None:
+    url = "/collections/waste_points/items?limit=5"
+    before = client.get(url, headers=auth)
+    x, y = sample_db.one("SELECT ST_X(geom), ST_Y(geom) FROM twin.features "
+                         "WHERE layer = 'waste_points' ORDER BY id DESC LIMIT 1")
+    made = client.post("/collections/waste_points/items", headers=login(client, "admin"), json={
+        "type": "Feature", "geometry": {"type": "Point", "coordinates": [x, y]},
+        "properties": {"state": "ok"}})
+    assert made.status_code == 201, made.text
+    after = client.get(url, headers=auth)
+    assert after.json()["features"] == before.json()["features"]  # a new id: not on page 1
+    assert after.json()["numberMatched"] == before.json()["numberMatched"] + 1
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert client.get(url, headers={**auth, "If-None-Match": before.headers["ETag"]}
+                      ).status_code == 200
+    assert client.get(url, headers={**auth, "If-None-Match": after.headers["ETag"]}
+                      ).status_code == 304
+    # weak comparison (RFC 9110 §13.1.2): W/ of the current ETag is a match too
+    assert client.get(url, headers={**auth, "If-None-Match": f'"x", W/{after.headers["ETag"]}'}
+                      ).status_code == 304

@@ -72,12 +72,30 @@ class Edit:
     device_time: datetime | None = None
     reason: str | None = None
     accuracy_m: float | None = None
+    # an update whose ``new`` is a JSON Merge Patch (RFC 7396) of the fields: null removes
+    # one (an attribute takes its default), an object merges into the current value
+    merge_patch: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"layer": self.layer, "op": self.op, "feature_id": self.feature_id,
+        kept = {"layer": self.layer, "op": self.op, "feature_id": self.feature_id,
                 "base_version": self.base_version, "old": self.old, "new": self.new,
                 "reason": self.reason, "accuracy_m": self.accuracy_m,
                 "device_time": self.device_time.isoformat() if self.device_time else None}
+        return kept | {"merge_patch": True} if self.merge_patch else kept
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``patch`` applied to ``target`` as RFC 7396 §2 says: members of an object patch
+    merge, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 @dataclass
@@ -393,7 +411,7 @@ def _validated(conn: Connection, layer: Layer, edit: Edit, current: Current | No
                         f"{', '.join([*WRITTEN_FIELDS, *sorted(attributes)])}", "未知字段")
                 for name, value in edit.new.items() if name not in attributes | set(WRITTEN_FIELDS)]
     base = current.fields if current is not None and edit.op == "update" else {}
-    merged = {**base, **edit.new}
+    merged = merge_patch(base, edit.new) if edit.merge_patch else {**base, **edit.new}
     props, model_problems = validate_attributes(layer, {k: v for k, v in merged.items()
                                                         if k in attributes})
     problems += model_problems

@@ -56,6 +56,27 @@ class ItemsQuery:
     where: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
     as_of: datetime | None = None  # the twin as it was then (from its versions)
 
+    @property
+    def whole_layer(self) -> bool:
+        """The query selects every present feature of the layer (paging, order, properties
+        and CRS aside): its numberMatched is the layer's count, which PostgreSQL reads from
+        the layer's partition index in the page's own statement (a page of 100 buildings:
+        1.9 -> 2.9 ms with 4,500 of them, 2.3 -> 4.0 ms with 24,500). A filter, bbox or
+        datetime (or asOf) would make it a count of the whole selection, as costly as
+        reading it all; without a count QGIS and GDAL download a whole layer to count it, so
+        it is given whenever it is this cheap, and only then."""
+        return (self.bbox is None and not self.where and self.valid_before is None
+                and self.as_of is None)
+
+
+# The bilingual title of each common field (and of id and geometry), for pages and schemas.
+COMMON_TITLES: dict[str, str] = {
+    "id": "编号 Id", "geometry": "几何 Geometry", "name": "名称 Name", "tags": "标签 Tags",
+    "photos": "照片 Photos", "micro_grid": "微网格 Micro-grid",
+    "residential_area": "居民区 Residential area", "version": "版本 Version",
+    "updated": "更新时间 Updated", "changed_by": "修改人 Changed by",
+}
+
 
 def property_names(layer: Layer) -> list[str]:
     """What ``properties=`` may name: the layer's attributes and the common fields."""
@@ -130,9 +151,11 @@ def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> s
 def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
     """A page as rows of up to ``chunk`` features each: (their texts joined by commas, as
     UTF-8 bytes, rows found (a next page exists when that exceeds the limit), the page's
-    digest, the chunk's last sort keys...). Python handles a value per chunk, not a row per
-    feature, passes the bytes on without decoding them, and a large page still streams a
-    chunk at a time. Read it with binary results (bytea arrives as raw bytes).
+    digest, the layer's count when the query is the whole layer (else NULL), the page's last
+    sort keys...). Python handles a value per chunk, not a row per feature, passes the bytes
+    on without decoding them, and a large page still streams a chunk at a time. Read it with
+    binary results (bytea arrives as raw bytes). Every row carries the same count, digest and
+    last keys, so the first row is enough for the headers (ETag, and the next page's link).
 
     The digest, a 64-bit XOR of the hashes of every row's (id, version), is the page's ETag:
     it changes when the page would, whenever and in whatever order writers commit. A page of
@@ -143,22 +166,26 @@ def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
     keys = len(sort_keys(query))
     rows = _select(query, params)
     digest = "bit_xor(hashint8extended(id, v))"
+    # an uncorrelated subquery: PostgreSQL counts once per statement, not once per row
+    matched = ("(SELECT count(*) FROM twin.features c WHERE c.layer = %(layer)s)"
+               if query.whole_layer else "NULL::bigint")
     if query.limit <= chunk:
         last = "".join(f", (array_agg(k{i} ORDER BY n DESC) FILTER (WHERE n <= %(page)s))[1]"
                        for i in range(keys))
         # row_number() numbers the rows as they come out of the ordered subquery
         return (f"SELECT convert_to(string_agg(feature, ',' ORDER BY n) "
-                f"FILTER (WHERE n <= %(page)s), 'UTF8'), count(*), {digest}{last} "
+                f"FILTER (WHERE n <= %(page)s), 'UTF8'), count(*), {digest}, {matched}{last} "
                 f"FROM (SELECT *, row_number() OVER () AS n FROM ({rows}) AS r) AS numbered",
                 params)
-    last = "".join(f", (array_agg(k{i} ORDER BY n DESC))[1]" for i in range(keys))
+    last = "".join(f", (SELECT k{i} FROM last)" for i in range(keys))
     return (f"WITH numbered AS MATERIALIZED (SELECT *, row_number() OVER () AS n "
             f"FROM ({rows}) AS r), whole AS (SELECT count(*) AS found, {digest} AS digest "
-            f"FROM numbered) "
+            f"FROM numbered), last AS (SELECT * FROM numbered WHERE n <= %(page)s "
+            f"ORDER BY n DESC LIMIT 1) "
             f"SELECT convert_to(string_agg(feature, ',' ORDER BY n), 'UTF8'), "
-            f"(SELECT found FROM whole), (SELECT digest FROM whole){last} FROM numbered "
-            f"WHERE n <= %(page)s GROUP BY (n - 1) / %(chunk)s ORDER BY (n - 1) / %(chunk)s",
-            params)
+            f"(SELECT found FROM whole), (SELECT digest FROM whole), {matched}{last} "
+            f"FROM numbered WHERE n <= %(page)s GROUP BY (n - 1) / %(chunk)s "
+            f"ORDER BY (n - 1) / %(chunk)s", params)
 
 
 def _select(query: ItemsQuery, params: dict[str, Any]) -> str:
@@ -240,9 +267,12 @@ def valid_at(param: str) -> str:
             f"AND coalesce(upper(v.valid), 'infinity') > %({param})s::timestamptz")
 
 
+# The layer's extent, and its count (a collection's itemCount: QGIS takes it as the layer's
+# feature count instead of asking for one), from the layer's partition index.
 EXTENT_SQL = """
 SELECT coalesce(ST_EstimatedExtent('twin', %(table)s, 'geom')::box2d,
-                (SELECT ST_Extent(geom) FROM twin.features WHERE layer = %(layer)s)) AS box
+                (SELECT ST_Extent(geom) FROM twin.features WHERE layer = %(layer)s)) AS box,
+       (SELECT count(*) FROM twin.features WHERE layer = %(layer)s) AS n
 """
 
 

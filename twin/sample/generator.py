@@ -75,6 +75,14 @@ _CHARGER_STREET_TYPES = ("street_cabinet", "street_pile", "centralized_parking")
 _CHARGER_STREET_P = (0.40, 0.35, 0.25)
 _CHARGER_STATES = ("safe", "hazard", "out_of_service")
 _CHARGER_STATE_P = (0.88, 0.08, 0.04)
+
+
+def _planned(rng: np.random.Generator) -> str:
+    """A street site's state: planned (the report's 54 sets are its year-end plan, data/
+    SOURCES.md §6.1). The state it once drew is still drawn, so that everything generated
+    after it stays as it was."""
+    rng.choice(_CHARGER_STATES, p=_CHARGER_STATE_P)
+    return "planned"
 _PASSAGE_LENGTH = (20.0, 80.0)
 _PASSAGE_BLOCKED_P = 0.10
 _PASSAGE_BREAK_P = 0.35   # share opened by the "break windows and nets" action
@@ -855,7 +863,7 @@ class _Tile:
         return out
 
     def _charging_points(self) -> list[SampleFeature]:
-        """Remediated sites under and beneath buildings; new street sites by the kerb."""
+        """Remediated sites under and beneath buildings; the planned street sites by the kerb."""
         counts, rng = self.frame.spec.counts, self.rng
         homes = (self.building_use == "residential") & (self.households > 0)
         floors = self.building_floors
@@ -882,8 +890,8 @@ class _Tile:
                        "centralized_parking": (20, 61)}[site]
             sites.append((shapely.Point(spots[s]),
                           {"site_type": site, "sockets": int(rng.integers(*sockets)),
-                           "state": str(rng.choice(_CHARGER_STATES, p=_CHARGER_STATE_P)),
-                           "remediated": False}, ("class=公用设施", "新建")))
+                           "state": _planned(rng), "remediated": False},
+                          ("class=公用设施", "规划")))
         lonlat = self.frame.to_lonlat(np.array([g for g, _, _ in sites], dtype=object))
         return [SampleFeature("charging_points", None, props, tags, geom)
                 for (_, props, tags), geom in zip(sites, lonlat, strict=True)]

@@ -18,7 +18,12 @@ export function fieldSchema(property) {
 }
 
 export function editableFields(schema) {
+  // the layer's own attributes: the schema (OGC API Part 5) describes the common fields too,
+  // id and name among them, which the form does not edit (a schema cached before it named
+  // them has only the attributes)
+  const own = schema["x-twin"]?.attributes;
   return Object.entries(schema.properties ?? {})
+    .filter(([name]) => !own || own.includes(name))
     .map(([name, property]) => [name, fieldSchema(property)])
     .filter(([, p]) => p.enum || ["boolean", "integer", "number", "string"].includes(p.type));
 }

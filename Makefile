@@ -18,10 +18,11 @@ run: install postgres
 	$(TWIN) sample --if-empty
 	$(TWIN) serve
 
+# The suite makes its own databases (tests/conftest.py), so it does not wait for the sample's
+# cases and orders to load into the twin `make run` serves.
 test: install postgres test-tools
 	$(TWIN) db start
 	$(TWIN) db migrate
-	$(TWIN) sample --if-empty
 	$(MAKE) lint
 	$(VENV)/bin/pytest -q -n auto --dist loadfile
 

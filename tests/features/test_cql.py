@@ -145,8 +145,8 @@ CASES: list[tuple[str, str, Callable[[Row], bool]]] = [
     ("charging_points", "remediated = TRUE", lambda r: attr(r, "remediated") is True),
     ("charging_points", "remediated <> true AND sockets >= 10",
      lambda r: attr(r, "remediated") is False and attr(r, "sockets") >= 10),
-    ("charging_points", "state IN ('hazard', 'out_of_service')",
-     lambda r: attr(r, "state") in ("hazard", "out_of_service")),
+    ("charging_points", "state IN ('hazard', 'planned')",
+     lambda r: attr(r, "state") in ("hazard", "planned")),
     ("fire_passages", "width_m > 4.5", lambda r: attr(r, "width_m") > 4.5),
     ("fire_passages", "blocked_by IS NOT NULL", lambda r: nonnull(r, "blocked_by")),
     ("streets", "road_class = 'main' OR width_m < 8.5",
@@ -375,7 +375,7 @@ def test_queryables_document() -> None:
     assert props["updated"] == {**props["updated"], "type": "string", "format": "date-time"}
     assert props["tags"]["type"] == "array" and props["tags"]["items"]["type"] == "string"
     assert "condition=完好" in props["tags"]["items"]["enum"]
-    assert props["state"]["enum"] == ["safe", "hazard", "out_of_service"]
+    assert props["state"]["enum"] == ["safe", "hazard", "out_of_service", "planned"]
     assert props["state"]["title"] == "状态 State"
     assert props["sockets"]["type"] == "integer" and props["sockets"]["maximum"] == 500
     assert props["remediated"]["type"] == "boolean"

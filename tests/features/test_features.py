@@ -382,7 +382,8 @@ def test_queryables_name_what_a_filter_may_use(client: TestClient,
     assert response.headers["content-type"] == "application/schema+json"
     schema = response.json()
     assert {"state", "site_type", "tags", "geometry", "micro_grid"} <= set(schema["properties"])
-    assert schema["properties"]["state"]["enum"] == ["safe", "hazard", "out_of_service"]
+    assert schema["properties"]["state"]["enum"] == ["safe", "hazard", "out_of_service",
+                                                     "planned"]
 
 
 @pytest.mark.parametrize(("query", "named"), [

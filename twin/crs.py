@@ -8,6 +8,9 @@ coordinates are swapped at the edge, never in storage.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -45,3 +48,26 @@ ALIASES = {"CRS84": CRS84.uri, "OGC:CRS84": CRS84.uri,
 def find_crs(name: str) -> Crs | None:
     """The CRS a URI (or a short spelling like EPSG:4490) names, if supported."""
     return SUPPORTED.get(ALIASES.get(name.strip("[]"), name.strip("[]")))
+
+
+def geometry_to_crs84(geometry: Any, crs: Crs) -> Any:
+    """A GeoJSON geometry sent in ``crs`` (an edit's ``Content-Crs``, as QGIS sends for a layer
+    it reads in another CRS), as stored: CRS84 longitude, latitude. What is not a geometry is
+    returned as it came, for the edit's own checks to name."""
+    if crs == CRS84 or not isinstance(geometry, dict):
+        return geometry
+    import shapely
+    from pyproj import Transformer
+    from shapely.geometry import mapping, shape
+
+    try:
+        shp = shape(geometry)
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError):
+        return geometry
+    if crs.lat_first:
+        shp = shapely.transform(shp, lambda xy: xy[:, ::-1])
+    if crs.srid != 4326:
+        to_lonlat = Transformer.from_crs(crs.srid, 4326, always_xy=True)
+        shp = shapely.transform(shp, lambda xy: np.column_stack(
+            to_lonlat.transform(xy[:, 0], xy[:, 1])))
+    return mapping(shp)

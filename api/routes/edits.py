@@ -25,6 +25,7 @@ from api.etags import FEATURE_ETAG
 from api.etags import based_on as based_on  # cases and orders import it from here
 from api.options import accepts
 from api.params import id_number, reject_unknown
+from twin.crs import SUPPORTED, find_crs, geometry_to_crs84
 from twin.errors import (
     InvalidInput,
     Problem,
@@ -178,6 +179,14 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
                                 f"设备编号须为不超过{MAX_KEY}字的文本"))
     if problems:
         raise Unprocessable("; ".join(f"{p.field}: {p.reason}" for p in problems), problems)
+    sent_in = request.headers.get("content-crs")
+    if sent_in is not None and "geometry" in fields:
+        crs = find_crs(sent_in.strip().strip("<>"))
+        if crs is None:
+            raise InvalidInput(f"Content-Crs {sent_in!r} is not a CRS Twin speaks", [Problem(
+                "Content-Crs", sent_in, f"one of {', '.join(f'<{u}>' for u in SUPPORTED)}",
+                "不支持的坐标系")])
+        fields = {**fields, "geometry": geometry_to_crs84(fields["geometry"], crs)}
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= MAX_KEY:
         raise InvalidInput(f"Idempotency-Key must have 1 to {MAX_KEY} characters", [Problem(

@@ -297,3 +297,35 @@ def test_if_match_takes_the_etag_of_any_crs_and_compares_strongly(
     assert listed.status_code == 200, listed.text
     stale = client.patch(url, headers={**auth, "If-Match": read.headers["ETag"]}, json=change)
     assert stale.status_code == 412 and stale.json()["current_version"] == point["version"] + 2
+
+
+def test_a_geometry_sent_in_another_crs_is_stored_in_crs84(
+        client: TestClient, sample_db: Database, point: dict[str, Any]) -> None:
+    """QGIS sends `Content-Crs` with a layer it reads in another CRS: EPSG:4326 is
+    latitude first, Web Mercator in metres; both land where CRS84 would; an unknown CRS is
+    refused and changes nothing."""
+    from pyproj import Transformer
+
+    auth = login(client, point["worker"])
+    lon, lat = point["inside"]
+    x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+    url = f"/collections/waste_points/items/{point['id']}"
+    version = point["version"]
+    for crs, xy in (("http://www.opengis.net/def/crs/EPSG/0/4326", [lat, lon]),
+                    ("http://www.opengis.net/def/crs/EPSG/0/3857", [x, y])):
+        done = client.patch(url, headers={**auth, "If-Match": f'"{point["id"]}-{version}"',
+                                          "Content-Crs": f"<{crs}>"},
+                            json={"type": "Feature", "geometry": {"type": "Point",
+                                                                  "coordinates": xy}})
+        assert done.status_code == 200, done.text
+        version += 1
+        stored = sample_db.one("SELECT ST_X(geom), ST_Y(geom) FROM twin.features "
+                               "WHERE id = :id", id=point["id"])
+        assert abs(stored[0] - lon) < 1e-7 and abs(stored[1] - lat) < 1e-7
+    before = _changes(sample_db)
+    refused = client.patch(url, headers={**auth, "If-Match": f'"{point["id"]}-{version}"',
+                                         "Content-Crs": "<http://example.com/crs/42>"},
+                           json={"type": "Feature", "geometry": {"type": "Point",
+                                                                 "coordinates": [lon, lat]}})
+    assert refused.status_code == 400 and "Content-Crs" in refused.text
+    assert _changes(sample_db) == before

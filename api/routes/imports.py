@@ -13,9 +13,10 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.routes.revert import RevertBody
-from twin.errors import InvalidInput, NotFound, Problem, TooLarge
+from twin.errors import NotFound, Problem, TooLarge
 from twin.history.revert import revert_import
 from twin.imports.load import ImportOptions, import_file, list_imports, require_admin
+from twin.imports.rows import parse_pairs
 
 router = APIRouter(tags=["imports"])
 
@@ -43,13 +44,6 @@ def import_upload(
     row's problems (row, field, value, reason). A file with bad rows is refused whole (422,
     the same problems) unless ``skip_bad``; ``dry_run`` writes nothing."""
     require_admin(user)
-    pairs: dict[str, str] = {}
-    for item in map or []:
-        src, sep, dst = item.partition("=")
-        if not sep or not src.strip() or not dst.strip():
-            raise InvalidInput(f"map {item!r}: expected FILE_FIELD=ATTRIBUTE", [Problem(
-                "map", item, "expected FILE_FIELD=ATTRIBUTE", "格式应为 文件字段=属性")])
-        pairs[src.strip()] = dst.strip()
     name = Path(file.filename or "upload").name
     with tempfile.TemporaryDirectory(prefix="twin-import-") as folder:
         path = Path(folder) / name
@@ -60,7 +54,7 @@ def import_upload(
             raise TooLarge(f"the file is {size:,} bytes; at most {settings.import_max_bytes:,} "
                            "(TWIN_IMPORT_MAX_BYTES), or use `twin import` on the server",
                            [Problem("file", size, "too large", "文件过大")])
-        options = ImportOptions(crs=crs, datum=datum, pairs=pairs, id_field=id,
+        options = ImportOptions(crs=crs, datum=datum, pairs=parse_pairs(map or []), id_field=id,
                                 file_layer=file_layer, dry_run=dry_run, skip_bad=skip_bad,
                                 sync=sync)
         return import_file(engine, user, path, layer, options, shown_name=name).as_dict()

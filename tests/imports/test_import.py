@@ -260,3 +260,13 @@ def test_a_new_layer_is_proposed_from_a_file(sample_db: Database, tmp_path: Path
     bad = run_twin("import", str(path), "--new-layer", "Bad Name", "--out", str(tmp_path),
                    env=sample_db.env())
     assert bad.returncode == 1 and "lower-case" in bad.stderr
+
+
+def test_the_id_field_may_fill_an_attribute_too(sample_db: Database, tmp_path: Path) -> None:
+    """A grid's code is both its id in the file and an attribute: --id F --map F=code."""
+    path = _write(_points(sample_db, 4), tmp_path / "p.gpkg", None)
+    report = _report(_import(sample_db, path, "--map", "编号=name"))
+    assert report["inserted"] == 4
+    assert {r.source_id: r.name for r in sample_db.rows(
+        "SELECT source_id, name FROM twin.features WHERE source_id IS NOT NULL")} == {
+        sid: sid for sid in _points(sample_db, 4)["编号"]}

@@ -3,6 +3,7 @@ printed as messages, progress bars and the labels of groupings."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -18,6 +19,7 @@ from twin import __version__
 from twin.errors import TwinError
 from twin.settings import Settings
 from twin.store.db import check_connection, database_urls, make_engine
+from twin.users import User
 
 app = typer.Typer(help="Twin: a digital twin of a city subdistrict on PostGIS.",
                   no_args_is_help=True, add_completion=False)
@@ -73,6 +75,11 @@ def command_engine(url: str) -> Engine:
 
 def admin_engine(settings: Settings) -> Engine:
     return command_engine(database_urls(settings).admin)
+
+
+def staff() -> User:
+    """Who a command acts as where it needs an admin: one named after the shell's user."""
+    return User(0, os.environ.get("USER", "twin"), "admin", ())
 
 
 def app_engine(settings: Settings) -> Engine:

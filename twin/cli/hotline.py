@@ -5,7 +5,6 @@ contacts after the retention period, Open311 client keys."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +14,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from twin.cli.common import app, app_engine, bars, domain_errors, err, load_settings, out
+from twin.cli.common import (
+    app,
+    app_engine,
+    bars,
+    domain_errors,
+    err,
+    load_settings,
+    out,
+    staff,
+)
 
 hotline_app = typer.Typer(help="12345 hotline work orders (热线工单): rules, import, lists, "
                           "rates, callers' data.", no_args_is_help=True)
@@ -30,13 +38,6 @@ hotline_app.add_typer(client_app, name="client")
 STATE_ZH = {"received": "受理", "accepted": "签收", "contacted": "已联系", "replied": "已答复",
             "closed": "办结", "reopened": "重办", "returned": "退单"}
 BATCH = 500
-
-
-def _staff() -> Any:
-    """Who a command acts as: an admin named after the shell's user."""
-    from twin.users import User
-
-    return User(0, os.environ.get("USER", "twin"), "admin", ())
 
 
 @rules_app.command("load")
@@ -54,7 +55,7 @@ def rules_load(
     settings = load_settings()
     with domain_errors():
         engine = app_engine(settings)
-        with editing(engine, EditContext(_staff().name, "admin", "twin hotline rules load",
+        with editing(engine, EditContext(staff().name, "admin", "twin hotline rules load",
                                          reason)) as conn:
             counts = load_hotline_rules(conn, spec_path(str(file)))
     out.print(", ".join(f"{n} {what}" for what, n in counts.items()))
@@ -117,7 +118,7 @@ def import_orders(
             with bars() as stage:
                 advance = stage("orders 工单", len(good))
                 for start in range(0, len(good), BATCH):
-                    for got in receive_orders(conn, _staff(), good[start:start + BATCH]):
+                    for got in receive_orders(conn, staff(), good[start:start + BATCH]):
                         counts[got.status] += 1
                         placement = got.placement
                         counts["queued"] += placement is not None and not placement.placed
@@ -165,7 +166,7 @@ def list_orders_command(
                        queued=True if queue else None, warning=True if warning else None,
                        waiting=waiting, limit=limit)
     with domain_errors(), app_engine(settings).connect() as conn:
-        found = list_orders(conn, _staff(), query)
+        found = list_orders(conn, staff(), query)
     if as_json:
         out.print_json(json.dumps(found, ensure_ascii=False, default=str))
         return
@@ -239,7 +240,7 @@ def erase(
     keep = days or settings.caller_retention_days
     before = datetime.now(UTC) - timedelta(days=keep)
     with domain_errors():
-        n = erase_callers(app_engine(settings), _staff(), before)
+        n = erase_callers(app_engine(settings), staff(), before)
     out.print(f"erased the contacts of {n:,} order(s) ended before {before:%Y-%m-%d %H:%M} UTC "
               f"({keep} days kept)")
 

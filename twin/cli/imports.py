@@ -4,7 +4,6 @@ imported, and undoing one."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,33 +11,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from twin.cli.common import app, app_engine, bars, domain_errors, err, load_settings, out
+from twin.cli.common import (
+    app,
+    app_engine,
+    bars,
+    domain_errors,
+    err,
+    load_settings,
+    out,
+    staff,
+)
 
 imports_app = typer.Typer(help="What was imported (导入记录), and undoing one import.",
                           no_args_is_help=True)
 app.add_typer(imports_app, name="imports")
 
 
-def _admin() -> Any:
-    """Who a command acts as: an admin named after the shell's user."""
-    from twin.users import User
-
-    return User(0, os.environ.get("USER", "twin"), "admin", ())
-
-
 def _pairs(given: list[str], mapping: Path | None) -> tuple[dict[str, str], str | None]:
-    from twin.errors import InvalidInput, Problem
-    from twin.imports.rows import read_mapping
+    """The mapping file's pairs and id, then each --map over them."""
+    from twin.imports.rows import parse_pairs, read_mapping
 
     pairs, id_field = read_mapping(mapping) if mapping else ({}, None)
-    for item in given:
-        src, sep, dst = item.partition("=")
-        if not sep or not src.strip() or not dst.strip():
-            raise InvalidInput(f"--map {item!r}: expected FILE_FIELD=ATTRIBUTE", [Problem(
-                "map", item, "expected FILE_FIELD=ATTRIBUTE, e.g. --map 层数=floors",
-                "格式应为 文件字段=属性")])
-        pairs[src.strip()] = dst.strip()
-    return pairs, id_field
+    return {**pairs, **parse_pairs(given)}, id_field
 
 
 @app.command("import")
@@ -104,7 +98,7 @@ def import_command(
                                 sync=sync)
         try:
             with bars() as stage:
-                report = import_file(app_engine(settings), _admin(), file, layer, options,
+                report = import_file(app_engine(settings), staff(), file, layer, options,
                                      progress=lambda total: stage(f"{layer} 导入",
                                                                   total or 0))
         except BadRows as exc:
@@ -180,5 +174,5 @@ def revert_import_command(
 
     settings = load_settings()
     with domain_errors():
-        done = revert_import(app_engine(settings), _admin(), import_id, reason)
+        done = revert_import(app_engine(settings), staff(), import_id, reason)
     out.print(f"reverted import {import_id}: {len(done):,} change(s) undone")

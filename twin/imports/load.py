@@ -24,7 +24,8 @@ from sqlalchemy import Connection, Engine, text
 
 from twin.errors import Forbidden, InvalidInput, Problem, Unprocessable
 from twin.imports.files import Source, batches, open_source
-from twin.imports.rows import MAX_REPORTED, RowProblem, field_map, make_rows
+from twin.imports.rows import MAX_REPORTED, FieldMap, RowProblem, field_map, make_rows
+from twin.layer import Layer
 from twin.registry import get_layer
 from twin.store.db import EditContext, set_context
 from twin.users import User
@@ -147,8 +148,8 @@ def import_file(engine: Engine, user: User, path: Path, layer_name: str,
         if options.sync:
             conn.execute(text("CREATE TEMP TABLE import_seen (source_id text PRIMARY KEY) "
                               "ON COMMIT DROP"))
-        _stream(conn, layer.name, source, fields, outline, options, report, advance)
-        refused = report.skipped and not (options.skip_bad or options.dry_run)
+        _stream(conn, layer, source, fields, outline, options, report, advance)
+        refused = _refused(report, options)
         if options.sync and not refused:
             report.deleted = conn.execute(text(_SYNC), {"layer": layer.name}).rowcount
         conn.execute(text(
@@ -168,30 +169,36 @@ def import_file(engine: Engine, user: User, path: Path, layer_name: str,
     return report
 
 
-def _stream(conn: Connection, layer: str, source: Source, fields: Any, outline: Any,
+def _refused(report: ImportReport, options: ImportOptions) -> bool:
+    """A file with bad rows writes nothing, unless its good rows were asked for (or it is a
+    dry run, which reports what the good rows would do)."""
+    return bool(report.skipped) and not (options.skip_bad or options.dry_run)
+
+
+def _stream(conn: Connection, layer: Layer, source: Source, fields: FieldMap, outline: Any,
             options: ImportOptions, report: ImportReport,
             advance: Callable[[int], None] | None) -> None:
-    """Read, check and write the file batch by batch."""
-    layer_model = get_layer(layer)
+    """Read, check and write the file batch by batch; once a bad row makes the import
+    refused, the rest is only read and checked, for the report."""
     raw = conn.connection.driver_connection
     assert raw is not None
     seen: set[str] = set()
     for batch in batches(source, BATCH):
-        rows = make_rows(layer_model, fields, batch.first, batch.values, batch.fids,
+        rows = make_rows(layer, fields, batch.first, batch.values, batch.fids,
                          batch.geometries, outline, seen)
         report.read += len(batch)
         report.skipped += len(rows.bad_rows)
         report.problem_count += len(rows.bad)
         room = MAX_REPORTED - len(report.problems)
         report.problems.extend(rows.bad[:max(room, 0)])
-        if rows.good and not (report.skipped and not (options.skip_bad or options.dry_run)):
+        if rows.good and not _refused(report, options):
             with raw.cursor() as cur, cur.copy(_COPY) as copy:
                 for row, source_id, name, props, tags, geom in rows.good:
                     copy.write_row((row, source_id, name, Jsonb(props), tags,
                                     shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True,
                                                    include_srid=True)))
-            updated = conn.execute(text(_UPDATE), {"layer": layer}).rowcount
-            inserted = conn.execute(text(_INSERT), {"layer": layer}).rowcount
+            updated = conn.execute(text(_UPDATE), {"layer": layer.name}).rowcount
+            inserted = conn.execute(text(_INSERT), {"layer": layer.name}).rowcount
             conn.execute(text("TRUNCATE import_stage"))
             report.updated += updated
             report.inserted += inserted

@@ -84,6 +84,19 @@ def read_mapping(path: Path) -> tuple[dict[str, str], str | None]:
     return {str(k): str(v) for k, v in fields.items()}, data.get("id")
 
 
+def parse_pairs(items: Sequence[str]) -> dict[str, str]:
+    """``FILE_FIELD=ATTRIBUTE`` items (``--map``, the upload's ``map``) as a dict."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        src, sep, dst = item.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise InvalidInput(f"map {item!r}: expected FILE_FIELD=ATTRIBUTE", [Problem(
+                "map", item, "expected FILE_FIELD=ATTRIBUTE, e.g. 层数=floors",
+                "格式应为 文件字段=属性")])
+        pairs[src.strip()] = dst.strip()
+    return pairs
+
+
 def field_map(layer: Layer, fields: Sequence[str], driver: str, pairs: dict[str, str],
               id_field: str | None) -> FieldMap:
     """The fields of a file mapped onto ``layer``; what cannot be mapped is refused at once,
@@ -113,7 +126,7 @@ def field_map(layer: Layer, fields: Sequence[str], driver: str, pairs: dict[str,
     if problems:
         raise InvalidInput("; ".join(f"{p.field} {p.value}: {p.reason}" for p in problems),
                            problems)
-    to.pop(chosen, None)
+    # the id field also fills the attribute it is mapped to (a grid's code is both)
     to = {src: dst for src, dst in to.items() if dst != ID}
     ignored = tuple(f for f in fields if f not in to and f != chosen)
     return FieldMap(to=to, id_field=chosen, ignored=ignored)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from api.routes import (
     imports,
     kpis,
     landing,
+    layers,
     map_page,
     open311,
     photos,
@@ -50,12 +52,13 @@ from api.routes import (
 from twin import __version__
 from twin.settings import Settings
 from twin.store.db import database_urls, libpq_conninfo, make_engine
+from twin.store.layerspecs import refresh_layers
 
 # Every route of the service, in the order they are matched (no prefixes: a route's path is
 # the one it declares, which the fast path's table relies on).
 ROUTERS = tuple(module.router for module in (
     landing, auth, stats, features, edits, sync, changes, revert, reports, analysis, photos,
-    field, map_page, kpis, dashboard, cases, hotline, open311, imports))
+    field, map_page, kpis, dashboard, cases, hotline, open311, imports, layers))
 
 
 # What a page from a named origin may do (bearer tokens, no cookies: no credentials), and
@@ -92,7 +95,13 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
         app.state.pool = AsyncConnectionPool(libpq_conninfo(url), min_size=2, max_size=10,
                                              kwargs={"autocommit": True}, open=False)
         await app.state.pool.open()
-        app.state.signal = ChangeSignal(libpq_conninfo(url))
+
+        def refresh() -> None:
+            with app.state.engine.connect() as conn:
+                refresh_layers(conn)
+
+        await asyncio.to_thread(refresh)  # the layers admins declared, before any request
+        app.state.signal = ChangeSignal(libpq_conninfo(url), refresh)
         app.state.signal.start()
         # what start-up loaded (modules, registry, schemas) lives as long as the process:
         # keep it out of the garbage collector's scans, which otherwise stall requests

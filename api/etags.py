@@ -56,8 +56,8 @@ def not_modified(request: Request, etag: str) -> bool:
     return tags is None or any(found.tag == etag.removeprefix("W/") for found in tags)
 
 
-def based_on(request: Request, etag: re.Pattern[str], number: int, what: str, what_zh: str,
-             shape: str) -> int:
+def based_on(request: Request, etag: re.Pattern[str], number: int | str, what: str,
+             what_zh: str, shape: str) -> int:
     """The version ``If-Match`` names of the thing ``what`` numbered ``number`` (its ETags
     matching ``etag``, whose groups are the number and the version, printed as ``shape``):
     428 without one (``*`` too: an edit must say which version it changes), 412 when no
@@ -72,7 +72,7 @@ def based_on(request: Request, etag: re.Pattern[str], number: int, what: str, wh
     weak = False
     for found in tags:
         named = etag.fullmatch(found.tag)
-        if named is None or int(named.group(1)) != number:
+        if named is None or named.group(1) != str(number):
             continue
         if not found.weak:
             return int(named.group(2))

@@ -10,7 +10,7 @@ from importlib.resources import files
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from twin.registry import all_layers
+from twin.registry import all_layers, layer_cache
 
 
 def wants_html(request: Request) -> bool:
@@ -41,6 +41,7 @@ def sign_in_page() -> str:
     return (files("twin") / "static" / "signin" / "index.html").read_text(encoding="utf-8")
 
 
+@layer_cache
 @cache
 def layers_json() -> str:
     """Each layer's title, geometry type, group and colours, for a page's script (written

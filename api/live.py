@@ -10,6 +10,10 @@ their own cursor, so a lost notification costs at most one poll interval, never 
 while the connection listens, so a message missed while it was away cannot leave a revoked
 token accepted: after a reconnect the memory starts empty. A revocation is seen as soon as the
 message arrives (a revocation through this process at once, see ``forget_tokens``).
+
+``twin_layers`` comes when an admin declared or changed a layer (twin.put_layer_spec): the
+process reads the layers again (``on_layers``), as it does each time it starts listening, so
+a layer added while it was away is served too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -24,6 +29,7 @@ import psycopg
 log = logging.getLogger("twin.api")
 CHANNEL = "twin_changes"
 TOKENS = "twin_tokens"
+LAYERS = "twin_layers"
 _MAX_TOKENS = 10_000  # remembered at once; beyond that the memory starts again
 
 
@@ -31,8 +37,9 @@ class ChangeSignal:
     """Wakes every waiter when a change commits; remembers token roles while it listens;
     reconnects when the database goes away."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, on_layers: Callable[[], object]) -> None:
         self._conninfo = conninfo
+        self._on_layers = on_layers
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listening = False
@@ -84,6 +91,14 @@ class ChangeSignal:
         event, self._event = self._event, asyncio.Event()
         event.set()
 
+    async def _layers(self) -> None:
+        """Read the layers again; a failure is logged and leaves the ones served (the next
+        message, or reconnect, reads them again), never the listener stopped."""
+        try:
+            await asyncio.to_thread(self._on_layers)
+        except Exception as exc:  # whatever it was, the listener lives on
+            log.warning("could not read the layers again (%s)", exc)
+
     async def _listen(self) -> None:
         while True:
             try:
@@ -99,12 +114,16 @@ class ChangeSignal:
                     self._conninfo, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 await conn.execute(f"LISTEN {TOKENS}")
+                await conn.execute(f"LISTEN {LAYERS}")
                 self.forget_tokens()
                 self._listening = True
+                await self._layers()  # any declared while we were away
                 self._wake()  # anything committed while we were away
                 async for notice in conn.notifies():
                     if notice.channel == TOKENS:
                         self.forget_tokens()
+                    elif notice.channel == LAYERS:
+                        await self._layers()
                     else:
                         self._wake()
         finally:  # not listening: nothing remembered can be trusted

@@ -27,7 +27,7 @@ from twin.features.reads import (
     property_names,
 )
 from twin.layer import Layer
-from twin.registry import get_layer
+from twin.registry import get_layer, layer_cache
 from twin.times import instant, parse_time
 
 ITEMS_PARAMS = frozenset({"bbox", "bbox-crs", "limit", "datetime", "properties", "cursor", "f",
@@ -189,6 +189,7 @@ def parse_filter_params(params: QueryParams, layer: Layer
     return ((found.sql, found.params),)
 
 
+@layer_cache
 @lru_cache(maxsize=1024)
 def _parsed_filter(text: str, lang: str, layer: str) -> SqlFilter:
     """Parsing a filter costs more than running it: map clients repeat the same few."""

@@ -23,6 +23,9 @@ COMMON_FIELDS = frozenset({*WRITTEN_FIELDS, *DERIVED_FIELDS, *STAMPED_FIELDS})
 GROUP_COLUMNS: dict[Grouping, str] = {"grid": "grid_code", "area": "area_code"}
 
 GeometryType = Literal["Point", "LineString", "Polygon", "MultiPolygon"]
+# "twin": features of the subdistrict, each inside a micro-grid; "areas": the areas and grids
+# themselves; "base": what surrounds them on the map (water), inside or not.
+Group = Literal["twin", "areas", "base"]
 
 # GB/T 30428 (digital urban management): component classes and component states.
 COMPONENT_CLASSES = ("公用设施", "道路交通", "市容环境", "园林绿化", "房屋土地", "其他设施")
@@ -81,9 +84,7 @@ class Layer:
     state_field: str | None = None
     state_labels: dict[str, str] = field(default_factory=dict)
     tile_attributes: tuple[str, ...] = ()
-    # "twin": features of the subdistrict, each inside a micro-grid; "areas": the areas and
-    # grids themselves; "base": what surrounds them on the map (water), inside or not.
-    group: Literal["twin", "areas", "base"] = "twin"
+    group: Group = "twin"
     # Who may edit it (workers only inside their own micro-grids); planners edit the layers
     # that planning changes.
     edit_roles: tuple[str, ...] = ("worker", "commander", "admin")

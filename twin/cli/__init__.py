@@ -8,6 +8,7 @@ from twin.cli import history  # noqa: F401
 from twin.cli import cases  # noqa: F401
 from twin.cli import hotline  # noqa: F401
 from twin.cli import imports  # noqa: F401
+from twin.cli import layers  # noqa: F401
 from twin.cli import analysis  # noqa: F401
 from twin.cli import serve  # noqa: F401
 from twin.cli import outputs  # noqa: F401

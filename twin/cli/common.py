@@ -19,6 +19,7 @@ from twin import __version__
 from twin.errors import TwinError
 from twin.settings import Settings
 from twin.store.db import check_connection, database_urls, make_engine
+from twin.store.layerspecs import refresh_layers
 from twin.users import User
 
 app = typer.Typer(help="Twin: a digital twin of a city subdistrict on PostGIS.",
@@ -70,6 +71,8 @@ def command_engine(url: str) -> Engine:
     """A small engine for one command, after checking the database answers."""
     engine = make_engine(url, pool_size=1)
     check_connection(engine)
+    with engine.connect() as conn:  # the layers admins declared in the running twin too
+        refresh_layers(conn)
     return engine
 
 

@@ -37,7 +37,7 @@ from pygeofilter.parsers.cql2_text.parser import CQLTransformer
 
 from twin.errors import InvalidInput, Problem
 from twin.layer import Layer
-from twin.registry import get_layer
+from twin.registry import get_layer, layer_cache
 
 CONFORMANCE: tuple[str, ...] = (
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
@@ -118,6 +118,7 @@ def sortable_names(layer: Layer) -> list[str]:
     return [name for name, q in _queryables(layer).items() if q.kind not in ("array", "geometry")]
 
 
+@layer_cache
 @cache
 def _queryables_of(name: str) -> dict[str, _Queryable]:
     return _build_queryables(get_layer(name))

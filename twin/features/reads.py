@@ -15,7 +15,7 @@ from typing import Any
 from twin.crs import CRS84, Crs
 from twin.features.cql import column_sql
 from twin.layer import Layer
-from twin.registry import get_layer
+from twin.registry import get_layer, layer_cache
 
 # Common fields every feature carries next to the layer's attributes, as SQL over alias f.
 COMMON_COLUMNS: dict[str, str] = {
@@ -140,6 +140,7 @@ def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None, crs: Crs = 
     return _feature_sql(layer.name, chosen, crs)
 
 
+@layer_cache
 @lru_cache(maxsize=256)
 def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> str:
     layer = get_layer(layer_name)

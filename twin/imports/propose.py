@@ -6,7 +6,6 @@ the file into it. Nothing here decides what the data means; it writes down what 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pyogrio
@@ -14,8 +13,8 @@ import pyogrio
 from twin.errors import InvalidInput, Problem
 from twin.imports.files import CSV_OPTIONS
 from twin.layer import COMMON_FIELDS
+from twin.layerspec import NAME
 
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 # what a file's field type becomes (pyogrio's numpy dtypes)
 _TYPES = {"int32": "integer", "int64": "integer", "int16": "integer", "float64": "number",
           "float32": "number", "bool": "boolean"}
@@ -40,7 +39,8 @@ def propose(path: Path, name: str, file_layer: str | None = None) -> tuple[str, 
     id_field = next((f for f in fields if f.lower() in _ID_NAMES), None)
     lines = [f"# Proposed by `twin import {path.name} --new-layer {name}` from the file's fields:",
              "# read it, give the titles and a description, turn texts with a few values into",
-             "# enums, set states and style, then copy it to layers/ and run `twin db migrate`.",
+             "# enums, set states and style, then add it: `twin layer add` this file (or copy",
+             "# it to layers/ and run `twin db migrate`).",
              "", f"name = {json.dumps(name)}", f'title_zh = "{name}"', f'title_en = "{name}"',
              'description = ""', f"geometry = {json.dumps(geometry)}",
              'edit_roles = ["worker", "commander", "admin"]']

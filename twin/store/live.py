@@ -19,9 +19,9 @@ LIVE = ("context", "clock", "set_context", "code_at", "fields", "features_before
         "row_changes", "cases_before", "cases_after", "orders_before", "orders_after", "caller",
         "set_caller", "erase_callers", "callers_masked", "log_rules", "reassign",
         "features_after", "notify_changes", "refuse", "versions_close_only", "register_layer",
-        "grant_app", "day_start", "change_day", "change_facts", "add_counts", "count_changes",
-        "configure_change_counts", "edits_resolve_only", "notify_tokens", "guard_versions",
-        "version_partitions", "unsorted_version_months", "sort_versions")
+        "put_layer_spec", "grant_app", "day_start", "change_day", "change_facts", "add_counts",
+        "count_changes", "configure_change_counts", "edits_resolve_only", "notify_tokens",
+        "guard_versions", "version_partitions", "unsorted_version_months", "sort_versions")
 
 
 def apply_live(conn: Connection) -> None:

@@ -5,7 +5,8 @@
 CREATE TABLE twin.layer_specs (
     layer       text NOT NULL REFERENCES twin.layers (name),
     version     integer NOT NULL CHECK (version > 0),
-    spec        jsonb NOT NULL CHECK (jsonb_typeof(spec) = 'object'),
+    -- json, not jsonb: the spec's order is its attributes' order (forms, schemas, columns)
+    spec        json NOT NULL CHECK (json_typeof(spec) = 'object'),
     -- file: read from layers/<name>.toml by `twin db migrate`; admin: `twin layer add|change`
     -- or POST /layers
     source      text NOT NULL CHECK (source IN ('file', 'admin')),

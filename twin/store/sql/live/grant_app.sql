@@ -12,8 +12,8 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA twin TO %I', app_role);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.features, twin.users, '
                    'twin.user_grids, twin.tokens, twin.metadata TO %I', app_role);
-    EXECUTE format('GRANT SELECT ON twin.changes, twin.feature_versions, twin.layers TO %I',
-                   app_role);
+    EXECUTE format('GRANT SELECT ON twin.changes, twin.feature_versions, twin.layers, '
+                   'twin.layer_specs TO %I', app_role);
     EXECUTE format('GRANT USAGE ON SEQUENCE twin.feature_id_seq TO %I', app_role);
     FOR part IN SELECT 'features_' || name AS t FROM twin.layers LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.%I TO %I', part.t,

@@ -1,9 +1,11 @@
--- A layer declared in layers/ gets its partition, with the geometry type as a constraint.
+-- A layer declared (in layers/, or by an admin: put_layer_spec) gets its partition, with the
+-- geometry type as a constraint.
 CREATE OR REPLACE FUNCTION twin.register_layer(layer_name text, geometry_type text, title text)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     part text := 'features_' || layer_name;
     stored text;
+    grantee text;
 BEGIN
     SELECT l.geometry_type INTO stored FROM twin.layers l WHERE l.name = layer_name;
     IF stored IS NOT NULL AND stored <> upper(geometry_type) THEN
@@ -21,5 +23,14 @@ BEGIN
         EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON twin.%I FOR EACH STATEMENT '
                        'EXECUTE FUNCTION twin.refuse(%L)', part || '_no_truncate', part,
                        'delete features row by row so each is logged');
+        -- the roles that write features through the parent (twin.grant_app) get the new
+        -- partition too: a layer added in a running twin is edited at once
+        FOR grantee IN SELECT DISTINCT a.grantee::regrole::text
+                         FROM pg_class c, aclexplode(c.relacl) a
+                        WHERE c.oid = 'twin.features'::regclass AND a.privilege_type = 'INSERT'
+                          AND a.grantee NOT IN (0, c.relowner) LOOP
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.%I TO %s', part,
+                           grantee);
+        END LOOP;
     END IF;
 END $$;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cache
 from html import escape
@@ -10,7 +11,7 @@ from importlib.resources import files
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from twin.registry import all_layers, layer_cache
+from twin.registry import all_layers, layer_cache, spec_of
 
 
 def wants_html(request: Request) -> bool:
@@ -45,10 +46,14 @@ def sign_in_page() -> str:
 @cache
 def layers_json() -> str:
     """Each layer's title, geometry type, group and colours, for a page's script (written
-    into the page: the field page needs them offline)."""
+    into the page: the field page needs them offline), and a digest of its spec: a tablet
+    told of a layer declared or changed since its page was loaded (its scope carries these
+    too) reads the layer's form again."""
     layers = {name: {"title": layer.title, "geometry_type": layer.geometry_type,
                      "group": layer.group, "color": layer.style.color,
-                     "by_state": layer.style.by_state, "state_field": layer.state_field}
+                     "by_state": layer.style.by_state, "state_field": layer.state_field,
+                     "spec": hashlib.sha1(json.dumps(spec_of(name), sort_keys=True).encode(),
+                                          usedforsecurity=False).hexdigest()[:12]}
               for name, layer in all_layers().items()}
     return script_json(layers)
 

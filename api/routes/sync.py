@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from api.deps import EngineDep, UserDep, get_pool
+from api.html import layers_json
 from api.params import reject_unknown
 from api.routes.cases import sync_case
 from api.routes.edits import read_json
@@ -219,7 +220,7 @@ async def scope(
         found = await read_scope(conn, wanted, cursor)
     body = (f'{{"cursor":"{found["cursor"]}","grids":{{"type":"FeatureCollection","features":'
             f'[{found["grids"]}]}},"features":{{"type":"FeatureCollection","features":'
-            f'[{found["features"]}]}},"deleted":{found["deleted"]}}}')
+            f'[{found["features"]}]}},"deleted":{found["deleted"]},"layers":{layers_json()}}}')
     return Response(body, media_type="application/json")
 
 

@@ -99,6 +99,7 @@ def test_a_layer_added_at_run_time_is_served_edited_synced_and_drawn(
         # the tablet: its page knows the layer, its scope holds the bench, its outbox syncs
         assert '"benches"' in httpx.get(f"{url}/field").text
         scope = httpx.get(f"{url}/sync/scope", headers=worker).json()
+        assert scope["layers"]["benches"]["title"] == "座椅 Benches"  # an open page learns it
         assert [f["id"] for f in scope["features"]["features"]
                 if f["layer"] == "benches"] == [fid]
         synced = httpx.post(f"{url}/sync", headers=worker, json={"edits": [{

@@ -93,6 +93,7 @@ export async function pushOutbox() {
 export async function pullScope() {
   const since = S.cursor ? `?since=${encodeURIComponent(S.cursor)}` : "";
   const scope = await (await api(`/sync/scope${since}`)).json();
+  await learnLayers(scope.layers ?? {});
   if (!since) S.features.clear();
   for (const feature of scope.features.features) S.features.set(keyOf(feature.layer, feature.id), feature);
   for (const gone of scope.deleted ?? []) S.features.delete(keyOf(gone.layer, gone.id));
@@ -100,6 +101,14 @@ export async function pullScope() {
   S.cursor = scope.cursor;
   const cached = { cursor: S.cursor, grids: S.grids, features: [...S.features.values()] };
   await idbPut("cache", cached, `scope:${S.user.name}`);
+}
+
+// A layer an admin declared or changed since this page was loaded (its spec's digest differs):
+// its colours and its form are read again, before its features arrive.
+async function learnLayers(layers) {
+  if (!Object.keys(layers).some((name) => LAYERS[name]?.spec !== layers[name].spec)) return;
+  Object.assign(LAYERS, layers);
+  await loadSchemas();
 }
 
 export async function loadSchemas() {

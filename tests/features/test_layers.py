@@ -5,12 +5,14 @@ refused with nothing changed."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import mapbox_vector_tile
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,6 +27,7 @@ title_zh = "座椅"
 title_en = "Benches"
 description = "Public benches along the streets."
 geometry = "Point"
+tile_attributes = ["seats", "state"]
 
 [attributes.seats]
 type = "integer"
@@ -95,6 +98,13 @@ def test_a_layer_added_at_run_time_is_served_edited_synced_and_drawn(
         assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "seats"
         schema = httpx.get(f"{url}/collections/benches/schema", headers=worker).json()
         assert {"seats", "state"} <= set(schema["properties"])
+        n = 2**17
+        x = int((xy[0] + 180) / 360 * n)
+        y = int((1 - math.asinh(math.tan(math.radians(xy[1]))) / math.pi) / 2 * n)
+        tile = httpx.get(f"{url}/collections/benches/tiles/WebMercatorQuad/17/{x}/{y}",
+                         headers=worker)
+        assert [f["properties"]["seats"] for f in mapbox_vector_tile.decode(
+            tile.content)["benches"]["features"]] == [4]
 
         # the tablet: its page knows the layer, its scope holds the bench, its outbox syncs
         assert '"benches"' in httpx.get(f"{url}/field").text

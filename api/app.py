@@ -26,6 +26,7 @@ from api.fastpath import (
     hot_routes,
 )
 from api.live import ChangeSignal
+from api.observe import Observed, log_requests
 from api.options import AllowMiddleware
 from api.routes import (
     analysis,
@@ -36,6 +37,7 @@ from api.routes import (
     edits,
     features,
     field,
+    health,
     hotline,
     imports,
     kpis,
@@ -57,8 +59,8 @@ from twin.store.layerspecs import refresh_layers
 # Every route of the service, in the order they are matched (no prefixes: a route's path is
 # the one it declares, which the fast path's table relies on).
 ROUTERS = tuple(module.router for module in (
-    landing, auth, stats, features, edits, sync, changes, revert, reports, analysis, photos,
-    field, map_page, kpis, dashboard, cases, hotline, open311, imports, layers))
+    health, landing, auth, stats, features, edits, sync, changes, revert, reports, analysis,
+    photos, field, map_page, kpis, dashboard, cases, hotline, open311, imports, layers))
 
 
 # What a page from a named origin may do (bearer tokens, no cookies: no credentials), and
@@ -78,10 +80,10 @@ class TwinApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         if not self.fast_path:
-            return stack
+            return Observed(stack)
         check_middleware(self.user_middleware)
-        return ReadFastPath(stack, hot_routes([r for router in ROUTERS for r in router.routes]),
-                            cors_of(self.user_middleware))
+        return Observed(ReadFastPath(stack, hot_routes(
+            [r for router in ROUTERS for r in router.routes]), cors_of(self.user_middleware)))
 
 
 def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
@@ -134,3 +136,10 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
     app.mount(landing.SWAGGER_UI, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=str(files("twin") / "static")), name="static")
     return app
+
+
+def served_app() -> FastAPI:
+    """The app `twin serve` runs in each of its worker processes: the settings from the
+    environment, each request logged as a JSON line."""
+    log_requests()
+    return create_app(Settings())

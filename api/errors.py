@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from api.html import sign_in_page, wants_html
@@ -28,6 +30,7 @@ from twin.errors import (
 )
 
 log = logging.getLogger("twin.api")
+RETRY_AFTER_S = 5  # how long a client waits before sending again what a 503 refused
 
 STATUS: dict[type[TwinError], tuple[int, str]] = {
     InvalidInput: (400, "InvalidParameterValue"),
@@ -58,7 +61,8 @@ def twin_error_response(exc: TwinError, request: Request) -> Response:
     gets the sign-in page (still a 401), which asks for the page again with a token."""
     status, code = next((v for k, v in STATUS.items() if isinstance(exc, k)),
                         (400, "InvalidParameterValue"))
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else \
+        {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
     if status == 401 and wants_html(request):
         return HTMLResponse(sign_in_page(), status_code=401, headers=headers)
     body = _body(code, exc.message, [p.as_dict() for p in exc.problems])
@@ -89,15 +93,31 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
                         headers=exc.headers)
 
 
-def unexpected_response(request: Request) -> JSONResponse:
-    """A 500 that says nothing of the internals; the exception being handled is logged."""
+def unexpected_response(request: Request, exc: BaseException) -> JSONResponse:
+    """A 500 that says nothing of the internals; the exception being handled is logged. The
+    database gone (restarting, a connection it closed, no connection free in time) is a 503
+    with Retry-After instead: the request may be sent again, and nothing was written."""
+    if _database_gone(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc))
+        return JSONResponse(_body("DatabaseUnavailable", "the database is not answering; "
+                                  f"try again in {RETRY_AFTER_S} s"), status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return JSONResponse(_body("ServerError", "the server failed; the error is logged"),
                         status_code=500)
 
 
+def _database_gone(exc: BaseException) -> bool:
+    """A lost or refused connection (psycopg's OperationalError, under SQLAlchemy's wrapper
+    or the pool's timeout), as opposed to a statement the database refused."""
+    inner = exc.orig if isinstance(exc, DBAPIError) else exc
+    return isinstance(inner, psycopg.OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    return unexpected_response(request)
+    return unexpected_response(request, exc)
 
 
 def register(app: FastAPI) -> None:

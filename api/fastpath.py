@@ -80,6 +80,7 @@ class ReadFastPath:
         ``cors`` is the app's CORS middleware, applied alike to the hot routes' answers."""
         self.app = app
         self.handlers = {handler.__name__: handler for handler in routes.values()}
+        self.paths = {handler.__name__: path for path, handler in routes.items()}
         # one alternation, a named group per route: the match says whose it is
         self.pattern = re.compile("|".join(_group(handler.__name__, path)
                                            for path, handler in routes.items()))
@@ -94,6 +95,7 @@ class ReadFastPath:
             await self.app(scope, receive, send)
             return
         scope["twin.fastpath"] = match
+        scope["twin.route"] = self.paths[match.lastgroup or ""]  # for api.observe
         await self.serve(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,9 +112,9 @@ class ReadFastPath:
             response = await self.handlers[name](request, **arguments)
         except TwinError as exc:
             response = errors.twin_error_response(exc, request)
-        except Exception:  # the same answer FastAPI's stack would give, never a traceback
-            # (with CORS headers, which the stack's outermost error handler leaves out)
-            response = errors.unexpected_response(request)
+        except Exception as exc:  # the same answer FastAPI's stack would give, never a
+            # traceback (with CORS headers, which the stack's outermost error handler leaves out)
+            response = errors.unexpected_response(request, exc)
         if b"gzip" in dict(scope["headers"]).get(b"accept-encoding", b""):
             await GZipMiddleware(response, minimum_size=GZIP_MIN_BYTES,
                                  compresslevel=GZIP_LEVEL)(scope, receive, send)

@@ -24,6 +24,7 @@ from pydantic import (
 
 from api.deps import EngineDep, UserDep, get_pool
 from api.html import layers_json
+from api.observe import SYNC_EDITS
 from api.params import reject_unknown
 from api.routes.cases import sync_case
 from api.routes.edits import read_json
@@ -165,6 +166,8 @@ async def sync(request: Request, engine: EngineDep, user: UserDep) -> dict[str, 
             for name in unknown])
     report = _outbox(body.get("outbox"))
     results = await run_in_threadpool(_apply_batch, engine, user, edits)
+    for result in results:
+        SYNC_EDITS.labels(result["status"]).inc()
     if report is not None:
         await run_in_threadpool(record, engine, user, report)
     return {"results": results}

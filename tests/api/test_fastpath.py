@@ -87,7 +87,8 @@ def _same_answers(fast: TestClient, stack: TestClient,
                   requests: list[tuple[str, dict[str, str]]]) -> None:
     for path, headers in requests:
         for encoding in ("identity", "gzip"):
-            sent = {**headers, "Accept-Encoding": encoding}
+            # the request id is echoed: the same id sent, the same header answered
+            sent = {**headers, "Accept-Encoding": encoding, "X-Request-Id": "same-request"}
             a, b = fast.get(path, headers=sent), stack.get(path, headers=sent)
             where = f"{path} {encoding}"
             assert a.status_code == b.status_code, where

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,11 +27,13 @@ from twin.settings import Settings
 def serve(
     host: Annotated[str | None, typer.Option(help="Default TWIN_HOST (127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Default TWIN_PORT (8000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes serving, each with its own "
+                                         "connections and LISTEN; about one per CPU.")] = 1,
 ) -> None:
-    """Serve the API and pages, printing the URLs and the demo logins."""
+    """Serve the API and pages, printing the URLs and the demo logins. Each request is
+    logged as a JSON line on standard output; /health, /ready and /metrics are for the
+    process manager, the load balancer and Prometheus."""
     import uvicorn
-
-    from api.app import create_app
 
     settings = load_settings()
     if host:
@@ -40,9 +44,13 @@ def serve(
         engine = app_engine(settings)
         _print_welcome(settings, engine)
         engine.dispose()
-    # live streams never end by themselves: give them 5 s to see the server going, then close
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info", timeout_graceful_shutdown=5)
+    if workers > 1:  # the workers' request counts, summed by /metrics (prometheus-client)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="twin-metrics-")
+    # live streams never end by themselves: give them 5 s to see the server going, then close;
+    # the app logs each request itself (api.observe), so uvicorn's access log is off
+    uvicorn.run("api.app:served_app", factory=True, host=settings.host, port=settings.port,
+                workers=workers, log_level="info", access_log=False,
+                timeout_graceful_shutdown=5)
 
 
 def _print_welcome(settings: Settings, engine: Engine) -> None:

@@ -69,6 +69,7 @@ class Cluster:
         if started:
             self._prepare_dirs()
             options = (f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' "
+                       f"-c log_min_duration_statement={SLOW_STATEMENT} "
                        f"{sized_to_memory(memory_bytes())}")
             self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l",
                        str(self.logfile), "-o", options, "-w", "-t", "60", "start"])
@@ -125,6 +126,11 @@ class Cluster:
                 f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-800:]}"
                 f"\nlog: {self.logfile}")
         return done
+
+
+# A statement slower than this is written to the cluster's log (.twin/postgresql.log), with its text and
+# time, for the IT staff (a PostgreSQL of one's own: set log_min_duration_statement there).
+SLOW_STATEMENT = "500ms"
 
 
 def memory_bytes() -> int:

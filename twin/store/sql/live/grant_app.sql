@@ -15,6 +15,8 @@ BEGIN
     EXECUTE format('GRANT SELECT ON twin.changes, twin.feature_versions, twin.layers, '
                    'twin.layer_specs TO %I', app_role);
     EXECUTE format('GRANT USAGE ON SEQUENCE twin.feature_id_seq TO %I', app_role);
+    -- /ready compares the schema's revision with the one the code needs
+    EXECUTE format('GRANT SELECT ON alembic_version TO %I', app_role);
     FOR part IN SELECT 'features_' || name AS t FROM twin.layers LOOP
         EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON twin.%I TO %I', part.t,
                        app_role);

@@ -1,0 +1,89 @@
+"""What process managers and Prometheus ask: /health, /ready (and its 503 while the database
+is gone, recovering by itself), /metrics counting requests by route template; every answer
+carries a request id; a request while the database is gone is a 503 with Retry-After."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from api.app import create_app
+from tests.conftest import Database, Server, login
+
+
+def _count(metrics: str, route: str, status: str) -> float:
+    """How many requests of ``route`` answered ``status``, by the histogram's count."""
+    found = re.search(r'twin_http_request_duration_seconds_count\{method="GET",route="'
+                      + re.escape(route) + r'",status="' + status + r'"\} (\S+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+@contextmanager
+def _database_gone(server: Server, db: Database) -> Iterator[None]:
+    """No connection to ``db`` for a while: those open are ended, new ones refused (as while
+    PostgreSQL restarts), then allowed again."""
+    with server.maintenance.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{db.name}" ALLOW_CONNECTIONS false'))
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = :name"), {"name": db.name})
+    try:
+        yield
+    finally:
+        with server.maintenance.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{db.name}" ALLOW_CONNECTIONS true'))
+
+
+def test_health_ready_and_metrics_count_requests_by_route(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    auth = login(client, "planner")
+    before = client.get("/metrics").text
+    page = client.get("/collections/waste_points/items?limit=2", headers={
+        **auth, "X-Request-Id": "tablet-7.req-42"})
+    assert page.status_code == 200 and page.headers["x-request-id"] == "tablet-7.req-42"
+    assert re.fullmatch(r"[0-9a-f]{32}", client.get("/collections", headers=auth)
+                        .headers["x-request-id"])  # none sent: one made
+    assert client.get("/collections/nope/items", headers=auth).status_code == 404
+    metrics = client.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    after = metrics.text
+    # the fast path's hot route and the stack's route, each by its template, never by path
+    assert _count(after, "/collections/{layer}/items", "200") == \
+        _count(before, "/collections/{layer}/items", "200") + 1
+    assert _count(after, "/collections", "200") == _count(before, "/collections", "200") + 1
+    assert _count(after, "/collections/{layer}/items", "404") >= 1
+    assert "/collections/nope" not in after
+    assert re.search(r"^twin_changes_total \d", after, re.M)
+    assert re.search(r"^twin_database_up 1", after, re.M)
+    assert 'twin_db_pool_connections{state="max"} 10.0' in after
+
+
+def test_while_the_database_is_gone_answers_are_503_and_it_recovers_by_itself(
+        server: Server, sample_db: Database) -> None:
+    with TestClient(create_app(sample_db.settings()), raise_server_exceptions=False) as client:
+        auth = login(client, "planner")
+        assert client.get("/collections/waste_points/items?limit=1",
+                          headers=auth).status_code == 200
+        with _database_gone(server, sample_db):
+            assert client.get("/health").status_code == 200  # the process lives
+            ready = client.get("/ready")
+            assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
+            for path in ("/collections/waste_points/items?limit=1", "/changes?limit=1"):
+                gone = client.get(path, headers=auth)
+                assert gone.status_code == 503, (path, gone.text)
+                assert gone.headers["retry-after"] == "5"
+                assert gone.json()["code"] == "DatabaseUnavailable"
+            assert re.search(r"^twin_database_up 0", client.get("/metrics").text, re.M)
+        deadline = time.monotonic() + 15
+        while client.get("/ready").status_code != 200:  # the pools reconnect by themselves
+            assert time.monotonic() < deadline, "the service did not recover"
+            time.sleep(0.2)
+        assert client.get("/collections/waste_points/items?limit=1",
+                          headers=auth).status_code == 200
+        assert client.get("/changes?limit=1", headers=auth).status_code == 200

@@ -53,6 +53,59 @@ def serve(
                 timeout_graceful_shutdown=5)
 
 
+@app.command("systemd")
+def systemd(
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (twin serve "
+                                         "--workers).")] = 2,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write the unit files here "
+                                                 "(e.g. /etc/systemd/system); default: print "
+                                                 "them.")] = None,
+) -> None:
+    """systemd units that run this twin at boot: the cluster (twin-db.service: start and
+    migrate, stop at shutdown; none when TWIN_DATABASE_URL names a database of one's own) and
+    the server (twin.service), which systemd starts again whenever it dies. Settings come
+    from the TWIN_ variables set now (passwords: put them in /etc/twin/twin.env)."""
+    settings = load_settings()
+    units = _units(settings, workers)
+    if out_dir is None:
+        for name, text in units.items():
+            out.print(f"# {name}\n{text}", markup=False, highlight=False)
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in units.items():
+        (out_dir / name).write_text(text, encoding="utf-8")
+    out.print(f"wrote {', '.join(units)} to {out_dir}; then: systemctl daemon-reload && "
+              f"systemctl enable --now {' '.join(units)}")
+
+
+# settings that hold a secret stay out of unit files, which anyone may read
+_SECRET = ("PASSWORD", "DATABASE_URL", "KEY", "TOKEN")
+
+
+def _units(settings: Settings, workers: int) -> dict[str, str]:
+    """The unit files' texts, for the twin installed here and run from this folder."""
+    twin = Path(sys.argv[0]).resolve()
+    shared = [f"WorkingDirectory={Path.cwd()}", "EnvironmentFile=-/etc/twin/twin.env",
+              *(f"Environment={name}={value}" for name, value in sorted(os.environ.items())
+                if name.startswith("TWIN_") and not any(s in name for s in _SECRET))]
+    units = {}
+    if settings.database_url is None:
+        units["twin-db.service"] = "\n".join([
+            "[Unit]", "Description=Twin's PostgreSQL cluster (数字孪生数据库)",
+            "After=local-fs.target", "", "[Service]", "Type=oneshot", "RemainAfterExit=yes",
+            *shared, f"ExecStart={twin} db start", f"ExecStartPost={twin} db migrate",
+            f"ExecStop={twin} db stop", "TimeoutStartSec=300", "", "[Install]",
+            "WantedBy=multi-user.target", ""])
+    needs = ["Requires=twin-db.service", "After=twin-db.service"] if units else [
+        "After=network-online.target", "Wants=network-online.target"]
+    units["twin.service"] = "\n".join([
+        "[Unit]", "Description=Twin: the API, the live map and the field pages (数字孪生)",
+        *needs, "", "[Service]", *shared, f"ExecStart={twin} serve --workers {workers}",
+        "Restart=always", "RestartSec=2", "KillSignal=SIGINT", "TimeoutStopSec=15", "",
+        "[Install]", "WantedBy=multi-user.target", ""])
+    return units
+
+
 def _print_welcome(settings: Settings, engine: Engine) -> None:
     from api.routes.landing import PAGES  # serve's own arrow into api/: the pages it serves
     from twin.features.stats import stats

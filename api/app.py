@@ -51,6 +51,7 @@ from api.routes import (
     stats,
     sync,
 )
+from api.seen import SeenVersions
 from twin import __version__
 from twin.settings import Settings
 from twin.store.db import database_urls, libpq_conninfo, make_engine
@@ -105,6 +106,7 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
         await asyncio.to_thread(refresh)  # the layers admins declared, before any request
         app.state.signal = ChangeSignal(libpq_conninfo(url), refresh)
         app.state.signal.start()
+        app.state.seen = SeenVersions(settings.implicit_if_match_roles)
         # what start-up loaded (modules, registry, schemas) lives as long as the process:
         # keep it out of the garbage collector's scans, which otherwise stall requests
         gc.freeze()

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Engine
 
 from api.live import ChangeSignal
+from api.seen import SeenVersions
 from twin.errors import Unauthorized
 from twin.settings import Settings
 from twin.users import (
@@ -34,6 +35,12 @@ def get_pool(request: Request) -> AsyncConnectionPool[AsyncConnection[Any]]:
     """The async pool the read routes use (psycopg, autocommit)."""
     pool: AsyncConnectionPool[AsyncConnection[Any]] = request.app.state.pool
     return pool
+
+
+def get_seen(request: Request) -> SeenVersions:
+    """What each token was given of each feature (api.seen)."""
+    seen: SeenVersions = request.app.state.seen
+    return seen
 
 
 def get_settings(request: Request) -> Settings:

@@ -10,9 +10,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from twin.users import Role
+
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 # a browser's Origin: scheme, host and maybe port, nothing after
 _ORIGIN = re.compile(r"https?://[^/\s?#*]+")
+
+
+def _desktop_gis_roles() -> list[Role]:
+    """Who edits from a desktop GIS: planners (buildings, streets, charging points) and admins
+    (every layer, the micro-grids and areas included); workers and commanders use the pages."""
+    return ["planner", "admin"]
 
 
 class Settings(BaseSettings):
@@ -86,16 +94,28 @@ class Settings(BaseSettings):
                     "browser (CORS); comma-separated; empty: none, the default.",
     )
 
-    @field_validator("cors_origins", mode="before")
+    implicit_if_match_roles: Annotated[list[Role], NoDecode] = Field(
+        default_factory=_desktop_gis_roles,
+        description="Roles whose feature edits may leave out If-Match, as QGIS does: such an "
+                    "edit is based on the newest version of the feature their token read (or "
+                    "wrote), so a change by anyone else since is still refused (412); "
+                    "comma-separated; empty: If-Match is required of every role.",
+    )
+
+    @field_validator("cors_origins", "implicit_if_match_roles", mode="before")
     @classmethod
-    def _origins(cls, value: object) -> object:
+    def _comma_separated(cls, value: object) -> object:
+        """The environment gives a list as comma-separated text."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
         """Each a browser's Origin, named: a typo (or a path, or *) would otherwise just never
         match, and the page's calls fail in the browser with no word from the server."""
-        if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
-        if not isinstance(value, list):
-            return value
-        origins = [str(origin).strip().rstrip("/") for origin in value]
+        origins = [origin.strip().rstrip("/") for origin in value]
         wrong = [origin for origin in origins if not _ORIGIN.fullmatch(origin)]
         if wrong:
             raise ValueError(f"not an origin: {', '.join(wrong)}; name each as scheme://host"

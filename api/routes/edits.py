@@ -2,11 +2,12 @@
 
 Every change of an existing feature names the version it was based on in ``If-Match`` (the
 ETag a read gave, in any CRS; api.etags): missing is 428, stale is 412 with the current
-version. ``Idempotency-Key`` makes a retried request answer the first result instead of
-applying twice. A request may carry ``reason``, ``device_time``, ``device_id`` and
-``accuracy_m`` as members of the Feature (or, for DELETE, as query parameters); they land in
-the change log. ``PATCH`` takes a partial Feature or a JSON Merge Patch (RFC 7396), told
-apart by ``Content-Type``.
+version. A role that may leave it out, as QGIS does (TWIN_IMPLICIT_IF_MATCH_ROLES), is based
+on the newest version its token was given instead (api.seen). ``Idempotency-Key`` makes a
+retried request answer the first result instead of applying twice. A request may carry
+``reason``, ``device_time``, ``device_id`` and ``accuracy_m`` as members of the Feature (or,
+for DELETE, as query parameters); they land in the change log. ``PATCH`` takes a partial
+Feature or a JSON Merge Patch (RFC 7396), told apart by ``Content-Type``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from api.deps import EngineDep, UserDep
+from api.deps import EngineDep, UserDep, bearer_digest, get_seen
 from api.errors import twin_error_response
 from api.etags import FEATURE_ETAG
 from api.etags import based_on as based_on  # cases and orders import it from here
@@ -28,6 +29,7 @@ from api.params import id_number, reject_unknown
 from twin.crs import SUPPORTED, find_crs, geometry_to_crs84
 from twin.errors import (
     InvalidInput,
+    PreconditionRequired,
     Problem,
     TooLarge,
     Unprocessable,
@@ -47,8 +49,11 @@ from twin.features.edits import (
 from twin.layer import DERIVED_FIELDS, STAMPED_FIELDS, Layer
 from twin.registry import get_layer
 from twin.times import instant
+from twin.users import User
 
 router = APIRouter(tags=["edits"])
+# how a change names its base (_base_version), as the routes' summaries say it
+BASED_ON = "If-Match required, or for TWIN_IMPLICIT_IF_MATCH_ROLES the version the token read"
 GEOJSON = "application/geo+json"
 MAX_BODY = 1024 * 1024  # one feature: 10,000 vertices fit in well under this
 EDIT_MEMBERS = {"reason": "reason", "device_time": "device_time", "device_id": "device",
@@ -197,11 +202,25 @@ def _edit(layer: str, op: Op, fields: dict[str, Any], members: dict[str, Any],
                 merge_patch=merge_patch)
 
 
-def _base_version(request: Request, fid: str) -> tuple[int, int]:
-    """The feature id and the version ``If-Match`` names."""
+def _base_version(request: Request, layer: str, fid: str, user: User) -> tuple[int, int]:
+    """The feature id and the version the edit is based on: the one ``If-Match`` names, or,
+    when it is left out by a role that may (QGIS sends none), the newest one this token was
+    given (api.seen); 428 when that is not known either."""
     number = id_number(fid) or -1
-    return number, based_on(request, FEATURE_ETAG, number, "feature", "要素",
-                            f'"{fid}-<version>"')
+    seen = get_seen(request)
+    if "if-match" in request.headers or not seen.kept_for(user.role):
+        return number, based_on(request, FEATURE_ETAG, number, "feature", "要素",
+                                f'"{fid}-<version>"')
+    version = seen.version(bearer_digest(request), layer, number)
+    if version is None:
+        raise PreconditionRequired(
+            f"this token has not read feature {fid} of {layer} (or the server restarted since), "
+            f"so which version you change is unknown: read it (GET /collections/{layer}/items/"
+            f"{fid}, or a page of items holding it; in QGIS, reload the layer) and send the edit "
+            f"again, or send If-Match with the ETag of your read", [Problem(
+                "If-Match", None, "required unless this token read the feature first",
+                "须提供 If-Match,或先用同一令牌读取该要素")])
+    return number, version
 
 
 def _answer(outcome: Outcome, layer: str, request: Request) -> Response:
@@ -219,8 +238,13 @@ def _answer(outcome: Outcome, layer: str, request: Request) -> Response:
                         media_type=GEOJSON, headers=headers)
 
 
-async def _submit(engine: Any, user: Any, edit: Edit, request: Request) -> Response:
+async def _submit(engine: Any, user: User, edit: Edit, request: Request) -> Response:
+    """The edit applied or refused; the version it made counts as given to this token (the
+    client holds what it sent), the base of its next edit without If-Match (api.seen)."""
     outcome = await run_in_threadpool(submit, engine, user, edit, False)
+    if outcome.refusal is None and outcome.feature is not None and outcome.version:
+        get_seen(request).saw(user.role, bearer_digest(request), edit.layer,
+                              [(outcome.feature["id"], outcome.version)])
     return _answer(outcome, edit.layer, request)
 
 
@@ -236,11 +260,11 @@ async def create(request: Request, layer: str, engine: EngineDep, user: UserDep)
 
 
 async def _change(request: Request, layer: str, fid: str, op: Op, engine: Any,
-                  user: Any, merge_patch: bool = False) -> Response:
+                  user: User, merge_patch: bool = False) -> Response:
     """PUT and PATCH: the same checks; PUT replaces the whole feature, so needs a geometry."""
     reject_unknown(request.query_params, set())
     get_layer(layer)
-    number, base = _base_version(request, fid)
+    number, base = _base_version(request, layer, fid, user)
     body = await read_json(request, MAX_BODY)
     fields, members = (_merge_fields(body, fid) if merge_patch
                        else _fields(body, need_geometry=op == "replace"))
@@ -248,14 +272,14 @@ async def _change(request: Request, layer: str, fid: str, op: Op, engine: Any,
                                              base, merge_patch), request)
 
 
-@router.put("/collections/{layer}/items/{fid}", summary="Replace a feature (If-Match required)")
+@router.put("/collections/{layer}/items/{fid}", summary=f"Replace a feature ({BASED_ON})")
 async def replace(request: Request, layer: str, fid: str, engine: EngineDep,
                   user: UserDep) -> Response:
     return await _change(request, layer, fid, "replace", engine, user)
 
 
 @router.patch("/collections/{layer}/items/{fid}",
-              summary="Change some attributes and/or the geometry (If-Match required): a JSON "
+              summary=f"Change some attributes and/or the geometry ({BASED_ON}): a JSON "
                       "Merge Patch (application/merge-patch+json) or a partial Feature",
               openapi_extra={"requestBody": {"required": True, "content": {
                   media: {"schema": {"type": "object"}}
@@ -272,13 +296,13 @@ async def update(request: Request, layer: str, fid: str, engine: EngineDep,
     return await _change(request, layer, fid, "update", engine, user, merge_patch)
 
 
-@router.delete("/collections/{layer}/items/{fid}", summary="Delete a feature (If-Match "
-               "required); reason, device_time, device_id as query parameters", status_code=204)
+@router.delete("/collections/{layer}/items/{fid}", summary=f"Delete a feature ({BASED_ON}); "
+               "reason, device_time, device_id as query parameters", status_code=204)
 async def delete(request: Request, layer: str, fid: str, engine: EngineDep,
                  user: UserDep) -> Response:
     reject_unknown(request.query_params, {"reason", "device_time", "device_id"})
     get_layer(layer)
-    number, base = _base_version(request, fid)
+    number, base = _base_version(request, layer, fid, user)
     members = {EDIT_MEMBERS[k]: v for k, v in request.query_params.items()}
     return await _submit(engine, user, _edit(layer, "delete", {}, members, request, number,
                                              base), request)

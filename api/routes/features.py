@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg import AsyncConnection
 
-from api.deps import bearer_digest, get_pool, token_role
+from api.deps import bearer_digest, get_pool, get_seen, token_role
 from api.etags import feature_etag, not_modified
 from api.fastpath import hot
 from api.html import page, wants_html
@@ -186,34 +186,43 @@ async def items(request: Request, layer: str) -> Response:
     limit. ``f=html`` (or a browser's Accept) gives the page as a table."""
     token = bearer_digest(request)
     query = items_query(request.query_params, get_layer(layer))
-    sql, params = page_sql(query, _CHUNK)
     if wants_html(request):
-        return await _items_html(request, query, sql, params, token)
+        return await _items_html(request, query, token)
     if query.limit <= _CHUNK:
         async with get_pool(request).connection() as conn:
-            await token_role(request, conn, token)
+            sql, params, role = await _page_statement(request, conn, query, token)
             with _evaluation_errors():
                 row = await (await conn.execute(sql, params, binary=True)).fetchone()
         assert row is not None  # an aggregate without GROUP BY: always one row
-        text, found, digest, matched, *last = row
+        text, found, digest, matched, versions, *last = row
+        get_seen(request).saw(role, token, query.layer.name, versions)
         etag = _items_etag(request, query, found, digest, matched)
         if not_modified(request, etag):
             return Response(status_code=304, headers={"ETag": etag})
         links = _page_links(request, last if found > query.limit else None)
         return Response(_HEAD + (text or b"") + _tail(min(found, query.limit), matched, links),
                         media_type=GEOJSON, headers=_page_headers(etag, query, links))
-    return await _stream(request, query, sql, params, token)
+    return await _stream(request, query, token)
 
 
-async def _stream(request: Request, query: ItemsQuery, sql: str, params: dict[str, Any],
-                  token: str) -> Response:
+async def _page_statement(request: Request, conn: AsyncConnection[Any], query: ItemsQuery,
+                          token: str) -> tuple[str, dict[str, Any], str]:
+    """The page's statement and the token's role, once the token is checked: the statement
+    gives the (id, version) of the page's features only when that role's reads are kept
+    (api.seen), so every other read stays as it was."""
+    role = await token_role(request, conn, token)
+    sql, params = page_sql(query, _CHUNK, versions=get_seen(request).kept_for(role))
+    return sql, params, role
+
+
+async def _stream(request: Request, query: ItemsQuery, token: str) -> Response:
     """A large page: the first chunk read before answering (it carries the ETag and the next
     page's keys), the others sent as PostgreSQL sends them; the connection goes back to the
     pool at the end."""
     pool = get_pool(request)
     conn = await pool.getconn()
     try:
-        await token_role(request, conn, token)
+        sql, params, role = await _page_statement(request, conn, query, token)
         rows = conn.cursor().stream(sql, params, binary=True, size=1)
         with _evaluation_errors():
             first = await anext(rows, None)
@@ -222,20 +231,24 @@ async def _stream(request: Request, query: ItemsQuery, sql: str, params: dict[st
         raise
     found, digest, matched = (first[1], first[2], first[3]) if first else (0, None, None)
     etag = _items_etag(request, query, found, digest, matched)
-    links = _page_links(request, first[4:] if first and found > query.limit else None)
+    links = _page_links(request, first[5:] if first and found > query.limit else None)
     if first is None or not_modified(request, etag):
         await pool.putconn(conn)  # an unfinished stream (a 304): the pool resets it
         if not_modified(request, etag):
             return Response(status_code=304, headers={"ETag": etag})
         return Response(_HEAD + _tail(0, None, links), media_type=GEOJSON,
                         headers=_page_headers(etag, query, links))
+    seen = get_seen(request)
 
     async def body() -> AsyncIterator[bytes]:
-        """The first chunk, the others as PostgreSQL sends them, then count and links."""
+        """The first chunk, the others as PostgreSQL sends them, then count and links; the
+        versions of each chunk kept once it is sent (api.seen)."""
         try:
             yield _HEAD + first[0]
+            seen.saw(role, token, query.layer.name, first[4])
             async for chunk in rows:
                 yield b"," + chunk[0]
+                seen.saw(role, token, query.layer.name, chunk[4])
             yield _tail(min(found, query.limit), matched, links)
         finally:
             await pool.putconn(conn)
@@ -297,14 +310,15 @@ def _tail(count: int, matched: int | None, links: list[dict[str, str]]) -> bytes
     return b"]," + json.dumps(tail, ensure_ascii=False)[1:].encode()
 
 
-async def _items_html(request: Request, query: ItemsQuery, sql: str, params: dict[str, Any],
-                      token: str) -> Response:
+async def _items_html(request: Request, query: ItemsQuery, token: str) -> Response:
     """A page as a table for a browser: the same statement, every chunk read first."""
     async with get_pool(request).connection() as conn:
-        await token_role(request, conn, token)
+        sql, params, role = await _page_statement(request, conn, query, token)
         with _evaluation_errors():
             rows = await (await conn.execute(sql, params, binary=True)).fetchall()
-    found, matched, last = (rows[0][1], rows[0][3], rows[0][4:]) if rows else (0, None, [])
+    for row in rows:
+        get_seen(request).saw(role, token, query.layer.name, row[4])
+    found, matched, last = (rows[0][1], rows[0][3], rows[0][5:]) if rows else (0, None, [])
     features = json.loads(b"[" + b",".join(bytes(row[0]) for row in rows if row[0]) + b"]")
     links = _page_links(request, last if found > query.limit else None, html=True)
     answer = page(f"{query.layer.title} 要素 Features",
@@ -367,12 +381,13 @@ async def item(request: Request, layer: str, fid: str) -> Response:
     number = id_number(fid) or -1  # no feature has it: a 404
     sql, params = one_feature_sql(found, crs, as_of)
     async with get_pool(request).connection() as conn:
-        await token_role(request, conn, token)
+        role = await token_role(request, conn, token)
         cur = await conn.execute(sql, params | {"layer": found.name, "id": number})
         row = await cur.fetchone()
     if row is None:
         when = f" as of {as_of.isoformat()}" if as_of else ""
         raise NotFound(f"no feature {fid!r} in {layer}{when}")
+    get_seen(request).saw(role, token, found.name, [(number, row[1])])
     base = f"{_base(request)}/collections/{found.name}"
     if wants_html(request):
         return _feature_page(found, json.loads(row[0]), base)

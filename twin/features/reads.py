@@ -149,14 +149,16 @@ def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> s
             f"""',"properties":' || {properties_sql(layer, chosen)} || '}}'""")
 
 
-def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
+def page_sql(query: ItemsQuery, chunk: int, versions: bool = False
+             ) -> tuple[str, dict[str, Any]]:
     """A page as rows of up to ``chunk`` features each: (their texts joined by commas, as
     UTF-8 bytes, rows found (a next page exists when that exceeds the limit), the page's
-    digest, the layer's count when the query is the whole layer (else NULL), the page's last
-    sort keys...). Python handles a value per chunk, not a row per feature, passes the bytes
-    on without decoding them, and a large page still streams a chunk at a time. Read it with
-    binary results (bytea arrives as raw bytes). Every row carries the same count, digest and
-    last keys, so the first row is enough for the headers (ETag, and the next page's link).
+    digest, the layer's count when the query is the whole layer (else NULL), the (id,
+    version) of each feature in the row when ``versions`` is asked (else NULL), the page's
+    last sort keys...). Python handles a value per chunk, not a row per feature, passes the
+    bytes on without decoding them, and a large page still streams a chunk at a time. Read it
+    with binary results (bytea arrives as raw bytes). Every row carries the same count, digest
+    and last keys, so the first row is enough for the headers (ETag, and the next page's link).
 
     The digest, a 64-bit XOR of the hashes of every row's (id, version), is the page's ETag:
     it changes when the page would, whenever and in whatever order writers commit. A page of
@@ -170,12 +172,17 @@ def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
     # an uncorrelated subquery: PostgreSQL counts once per statement, not once per row
     matched = ("(SELECT count(*) FROM twin.features c WHERE c.layer = %(layer)s)"
                if query.whole_layer else "NULL::bigint")
+    # a two-dimensional array, a row [id, version] per feature
+    seen = "array_agg(ARRAY[id, v])" if versions else "NULL::bigint[]"
     if query.limit <= chunk:
         last = "".join(f", (array_agg(k{i} ORDER BY n DESC) FILTER (WHERE n <= %(page)s))[1]"
                        for i in range(keys))
+        if versions:
+            seen += " FILTER (WHERE n <= %(page)s)"
         # row_number() numbers the rows as they come out of the ordered subquery
         return (f"SELECT convert_to(string_agg(feature, ',' ORDER BY n) "
-                f"FILTER (WHERE n <= %(page)s), 'UTF8'), count(*), {digest}, {matched}{last} "
+                f"FILTER (WHERE n <= %(page)s), 'UTF8'), count(*), {digest}, {matched}, "
+                f"{seen}{last} "
                 f"FROM (SELECT *, row_number() OVER () AS n FROM ({rows}) AS r) AS numbered",
                 params)
     last = "".join(f", (SELECT k{i} FROM last)" for i in range(keys))
@@ -184,7 +191,7 @@ def page_sql(query: ItemsQuery, chunk: int) -> tuple[str, dict[str, Any]]:
             f"FROM numbered), last AS (SELECT * FROM numbered WHERE n <= %(page)s "
             f"ORDER BY n DESC LIMIT 1) "
             f"SELECT convert_to(string_agg(feature, ',' ORDER BY n), 'UTF8'), "
-            f"(SELECT found FROM whole), (SELECT digest FROM whole), {matched}{last} "
+            f"(SELECT found FROM whole), (SELECT digest FROM whole), {matched}, {seen}{last} "
             f"FROM numbered WHERE n <= %(page)s GROUP BY (n - 1) / %(chunk)s "
             f"ORDER BY (n - 1) / %(chunk)s", params)
 

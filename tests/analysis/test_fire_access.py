@@ -108,7 +108,8 @@ def test_fire_access_of_the_sample_twin_adds_up(client: TestClient, auth: dict[s
     out = body["unreachable"]["features"]
     assert len(out) == totals["unreachable_buildings"]
     assert sum(f["properties"]["households"] for f in out) == totals["unreachable_households"]
-    assert all(f["properties"]["distance_m"] is None or f["properties"]["distance_m"] > 60
+    # beyond the reach, but for the centimetres the answer rounds to
+    assert all(f["properties"]["distance_m"] is None or f["properties"]["distance_m"] >= 60
                for f in out)
     ranks = body["blocked_passages"]
     assert [r["rank"] for r in ranks] == list(range(1, len(ranks) + 1))

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from tests.browser import Visit, visit
 from tests.conftest import DEMO_PASSWORD, Database, bearer
 from tests.features.test_photos import png
+from twin.field.scope import editable_layers
 from twin.registry import get_layer
 
 TABLET = {"width": 820, "height": 1180}  # a tablet in portrait
@@ -70,6 +71,16 @@ def _grid_and_points(db: Database) -> tuple[str, list[Point]]:
     points = [Point(*row) for row in rows]
     assert len(points) >= 2, f"grid {grid} has fewer than two points"
     return grid, points
+
+
+def _points_of(db: Database, grid: str) -> list[str]:
+    """What a worker's list shows: the points of the grid in every layer a tablet carries."""
+    layers = [name for name in editable_layers("worker") if get_layer(name).geometry_type
+              == "Point"]
+    with db.admin.connect() as conn:
+        return sorted(conn.execute(text(
+            "SELECT layer || '/' || id FROM twin.features WHERE grid_code = :g "
+            "AND layer = ANY(:layers)"), {"g": grid, "layers": layers}).scalars())
 
 
 class FieldPage:
@@ -145,7 +156,8 @@ def test_offline_edits_survive_a_reload_then_sync_into_the_log(live_url: str,
         field, page = FieldPage(seen), seen.page
         field.sign_in(worker)
         listed = page.eval_on_selector_all("#list .item", "items => items.map(i => i.dataset.key)")
-        assert sorted(listed) == sorted(p.key for p in points)
+        assert sorted(listed) == _points_of(sample_db, grid)
+        assert {p.key for p in points} <= set(listed)
         assert page.locator(".leaflet-overlay-pane canvas").count() >= 1
         seen.screenshot("field-grid.png")
         assert field.small_targets() == []

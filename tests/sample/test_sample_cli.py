@@ -48,7 +48,9 @@ def test_the_sample_is_the_subdistrict_the_report_describes(sample_db: Database)
     assert layers["micro_grids"] == 263
     assert 3000 <= layers["buildings"] <= 6000
     assert 250 <= layers["waste_points"] <= 350
-    assert layers["fire_passages"] == 489
+    assert (layers["gas_hazards"], layers["escape_checks"], layers["escape_openings"]) == (
+        32, 198, 489)
+    assert layers["fire_passages"] != 489  # fire lanes, apart from the escape openings
     meta = stats["metadata"]
     assert isinstance(meta, dict) and meta["dataset"]["synthetic"] is True
     with sample_db.app.connect() as conn:

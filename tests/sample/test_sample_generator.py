@@ -18,6 +18,7 @@ import shapely
 from twin.errors import InvalidInput
 from twin.registry import get_layer
 from twin.sample.generator import LAYER_ORDER, SampleFeature, SampleTwin, content_hash, generate
+from twin.sample.places import PLACE_LAYERS
 from twin.sample.spec import SampleSpec, load_spec
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -71,7 +72,8 @@ def test_areas_are_the_real_committees(twin: SampleTwin) -> None:
 def test_counts_match_the_report(twin: SampleTwin) -> None:
     counts = Counter(f.layer for f in twin.features)
     assert counts["micro_grids"] == 263
-    assert counts["fire_passages"] == 489
+    assert (counts["gas_hazards"], counts["escape_checks"], counts["escape_openings"]) == (
+        32, 198, 489)
     assert 3000 <= counts["buildings"] <= 6000
     assert 250 <= counts["waste_points"] <= 350
     assert counts["streets"] >= 100
@@ -84,9 +86,13 @@ def test_counts_match_the_report(twin: SampleTwin) -> None:
     assert sum(w.props["off_hour"] for w in layer(twin, "waste_points")) == 17
     tags = Counter(t for b in layer(twin, "buildings") for t in b.tags)
     assert tags["老旧高层"] == 14 and tags["烂尾楼"] == 1 and tags["project=适老化改造"] == 47
+    # fire lanes: two into each residential estate's block where there is room, not the
+    # report's 489 escape openings (data/SOURCES.md §6.2)
     passages = layer(twin, "fire_passages")
+    assert 100 <= len(passages) <= 250
+    assert all(p.props["width_m"] >= 4.0 for p in passages)
     blocked = [p for p in passages if p.props["state"] == "blocked"]
-    assert 20 <= len(blocked) <= 80 and all(p.props["blocked_by"] for p in blocked)
+    assert 5 <= len(blocked) <= 30 and all(p.props["blocked_by"] for p in blocked)
 
 
 def test_every_feature_fits_its_layer(twin: SampleTwin) -> None:
@@ -126,7 +132,9 @@ def test_grids_tile_the_areas(twin: SampleTwin) -> None:
 def test_points_and_buildings_lie_inside_grids(twin: SampleTwin) -> None:
     grids = [g.geometry for g in layer(twin, "micro_grids")]
     tree = shapely.STRtree(grids)
-    points = [f.geometry for f in twin.features if f.layer in ("waste_points", "charging_points")]
+    points = [f.geometry for f in twin.features if f.geometry.geom_type == "Point"]
+    assert {f.layer for f in twin.features if f.geometry.geom_type == "Point"} == {
+        "waste_points", "charging_points", *PLACE_LAYERS}
     inside, _ = tree.query(points, predicate="within")
     assert sorted(set(inside.tolist())) == list(range(len(points)))
     # No grid line cuts a building: each lies in one grid, but for the rounding of both.

@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +32,11 @@ from shapely import affinity
 from shapely.geometry.base import BaseGeometry
 
 from twin.errors import InvalidInput, Problem
+from twin.sample.places import PLACE_LAYERS, Ground, places
 from twin.sample.spec import SampleSpec
 
 LAYER_ORDER = ("residential_areas", "micro_grids", "water", "streets", "buildings",
-               "waste_points", "charging_points", "fire_passages")
+               "waste_points", "charging_points", "fire_passages", *PLACE_LAYERS)
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -84,12 +86,12 @@ def _planned(rng: np.random.Generator) -> str:
     rng.choice(_CHARGER_STATES, p=_CHARGER_STATE_P)
     return "planned"
 _PASSAGE_LENGTH = (20.0, 80.0)
+_PASSAGE_WIDTH = (4.0, 6.0)  # a fire lane is 4 m wide at least (GB 50016-2014 §7.1.8)
 _PASSAGE_BLOCKED_P = 0.10
-_PASSAGE_BREAK_P = 0.35   # share opened by the "break windows and nets" action
-_BLOCKERS = ("堆物", "违停车辆", "防盗窗", "地锁", "违章搭建")
+_BLOCKERS = ("堆物", "违停车辆", "地锁", "违章搭建")
 
 # Seed purposes, so that each stream of random numbers is independent of the others.
-_SEED_RIVER, _SEED_LINES, _SEED_EDGE, _SEED_TILE = 1, 2, 3, 4
+_SEED_RIVER, _SEED_LINES, _SEED_EDGE, _SEED_TILE, _SEED_PLACES = 1, 2, 3, 4, 5
 
 
 # ---------------------------------------------------------------------------------------
@@ -382,6 +384,7 @@ class _Tile:
         out["waste_points"] = self._waste_points()
         out["charging_points"] = self._charging_points()
         out["fire_passages"] = self._fire_passages()
+        out.update(self._places())
         out["residential_areas"], out["micro_grids"] = self._area_features()
         return out
 
@@ -712,7 +715,9 @@ class _Tile:
         block: list[int] = []
         floors: list[Ints] = []
         built: list[Ints] = []
-        for b, kind in sorted(self._block_kinds().items()):
+        self.block_kind = self._block_kinds()
+        self.block_land = land
+        for b, kind in sorted(self.block_kind.items()):
             typ = _TYPOLOGIES[kind]
             corners = shapely.get_coordinates(envelopes[b])
             dx, dy = corners[1] - corners[0]
@@ -783,15 +788,20 @@ class _Tile:
         share = np.clip(rng.normal(*_ELDERLY_SHARE, n), 0.15, 0.6)
         elderly = np.round(households * _PERSONS_PER_HOUSEHOLD * share).astype(np.int64)
         self.buildings, self.building_use, self.households = polys, use, households
-        self.building_floors = floors
+        self.building_floors, self.building_built = floors, built_year
         self.building_area, self.building_block = area, block
-        addresses = self._addresses(block, use)
+        addresses: list[str | None] = list(self._addresses(block, use))
+        addresses[unfinished] = None
+        self.building_addresses = addresses
         return [SampleFeature("buildings", None,
                               {"use": str(use[i]), "floors": int(floors[i]),
                                "households": int(households[i]), "elderly": int(elderly[i]),
-                               "built_year": built_year[i],
-                               "address": None if i == unfinished else addresses[i]},
+                               "built_year": built_year[i], "address": addresses[i]},
                               tuple(tags[i]), lonlat[i]) for i in range(n)]
+
+    def _streets_proper(self) -> NDArray[np.bool_]:
+        """Which roads are streets, not alleys (弄): door plates are on them, engines drive them."""
+        return np.array([road.road_class != "alley" for road in self.roads])
 
     def _kerb_buffer(self, offset: float) -> Any:
         """Every road widened to its kerbs plus ``offset`` metres, as one geometry."""
@@ -800,9 +810,9 @@ class _Tile:
 
     def _addresses(self, block: Ints, use: NDArray[np.str_]) -> list[str]:
         """Addresses on the nearest named street: lanes (弄) for housing, numbers for the rest."""
-        named = np.array([road.road_class != "alley" for road in self.roads])
+        named = self._streets_proper()
         lines = self.road_lines[named]
-        streets = [road.name for road in self.roads if road.road_class != "alley"]
+        streets = [road.name for road, keep in zip(self.roads, named, strict=True) if keep]
         nearest = shapely.STRtree(lines).nearest(shapely.centroid(self.block_polys))
         lanes = self.rng.integers(1, 800, len(self.block_polys))
         numbers = self.rng.integers(1, 1600, len(block))
@@ -897,9 +907,12 @@ class _Tile:
                 for (_, props, tags), geom in zip(sites, lonlat, strict=True)]
 
     def _fire_passages(self) -> list[SampleFeature]:
-        """Short passages from a street's kerb to a building, crossing no other building."""
+        """Fire lanes (消防车通道) into each residential estate's block, from the kerb of a
+        street an engine may use to a building, crossing no other: the deepest first, then
+        those entering farthest from the lanes already chosen, as many as the spec gives an
+        estate (GB 50180-2018 §6.0.4 asks two vehicle entrances; data/SOURCES.md §6.2)."""
         counts, rng = self.frame.spec.counts, self.rng
-        usable = np.array([road.road_class != "alley" for road in self.roads])
+        usable = self._streets_proper()
         lines, widths = self.road_lines[usable], np.array([r.width for r in self.roads])[usable]
         nearest = shapely.STRtree(lines).nearest(self.buildings)
         ends = shapely.get_coordinates(shapely.shortest_line(lines[nearest], self.buildings))
@@ -909,30 +922,61 @@ class _Tile:
         start = p + unit * (widths[nearest] / 2)[:, None]
         end = q - unit
         length = gap - widths[nearest] / 2 - 1
-        ok = (length >= _PASSAGE_LENGTH[0]) & (length <= _PASSAGE_LENGTH[1])
+        estate = np.array([_TYPOLOGIES[self.block_kind[int(b)]].use in ("residential", "mixed")
+                           for b in self.building_block])
+        ok = estate & (length >= _PASSAGE_LENGTH[0]) & (length <= _PASSAGE_LENGTH[1])
         passages = shapely.linestrings(np.stack([start, end], axis=1))
         hits, _ = shapely.STRtree(self.buildings).query(passages[ok], predicate="intersects")
         clear = np.flatnonzero(ok)
         clear = np.setdiff1d(clear, clear[hits])
-        chosen = np.sort(rng.permutation(clear)[:counts.fire_passages])
-        n = len(chosen)
+        chosen: list[int] = []
+        for b in np.unique(self.building_block[clear]):
+            mine = clear[self.building_block[clear] == b]
+            picks = [int(mine[np.argmax(length[mine])])]
+            while len(picks) < min(counts.fire_lanes_per_estate, len(mine)):
+                apart = np.hypot(*(start[mine][:, None] - start[picks][None]).transpose(2, 0, 1))
+                spread = apart.min(axis=1)
+                spread[np.isin(mine, picks)] = -1.0
+                picks.append(int(mine[np.argmax(spread)]))
+            chosen += picks[:counts.fire_lanes_per_estate]
+        chosen_at = np.sort(np.array(chosen, dtype=np.int64))
+        n = len(chosen_at)
         blocked = rng.random(n) < _PASSAGE_BLOCKED_P
-        broken = rng.random(n) < _PASSAGE_BREAK_P
-        width = np.round(rng.uniform(2.0, 5.0, n) * 2) / 2
+        width = np.round(rng.uniform(*_PASSAGE_WIDTH, n) * 2) / 2
         blockers = rng.choice(_BLOCKERS, n)
-        lonlat = self.frame.to_lonlat(passages[chosen])
-        out = []
-        for i in range(n):
-            tags = ["class=道路交通", "生命通道"]
-            if broken[i]:
-                tags.append("破窗破网")
-            if blocked[i]:
-                tags.append("condition=占用")
-            out.append(SampleFeature(
-                "fire_passages", None,
-                {"state": "blocked" if blocked[i] else "open", "width_m": float(width[i]),
-                 "blocked_by": str(blockers[i]) if blocked[i] else None},
-                tuple(tags), lonlat[i]))
+        lonlat = self.frame.to_lonlat(passages[chosen_at])
+        return [SampleFeature(
+            "fire_passages", None,
+            {"state": "blocked" if blocked[i] else "open", "width_m": float(width[i]),
+             "blocked_by": str(blockers[i]) if blocked[i] else None},
+            ("class=道路交通", "condition=占用") if blocked[i] else ("class=道路交通",),
+            lonlat[i]) for i in range(n)]
+
+    def _places(self) -> dict[str, list[SampleFeature]]:
+        """The places the report counts in and along the buildings (twin.sample.places), each
+        layer from its own stream of random numbers."""
+        named = self._streets_proper()
+        roads = [road for road, keep in zip(self.roads, named, strict=True) if keep]
+        committees = [self._area_code(a)[1] for a in range(len(self.area_polys))]
+        schools_and_markets = [b for b, kind in sorted(self.block_kind.items()) if kind == "public"]
+        ground = Ground(
+            buildings=self.buildings, use=self.building_use, floors=self.building_floors,
+            households=self.households, built=self.building_built,
+            addresses=self.building_addresses, area=self.building_area,
+            block=self.building_block,
+            open_blocks=np.array(schools_and_markets + np.flatnonzero(self.block_green).tolist(),
+                                 dtype=np.int64),
+            block_land=self.block_land, areas=self.area_polys, committees=committees,
+            subdistrict=self.frame.spec.name_zh + (f"（{self.k}）" if self.k else ""),
+            streets=self.road_lines[named], street_names=[road.name for road in roads],
+            street_widths=np.array([road.width for road in roads]))
+        sites = places(ground, self.frame.spec.counts, lambda layer: np.random.default_rng(
+            [self.frame.seed, _SEED_PLACES, self.k, zlib.crc32(layer.encode())]))
+        out = {}
+        for layer, found in sites.items():
+            lonlat = self.frame.to_lonlat(_array([site.geometry for site in found]))
+            out[layer] = [SampleFeature(layer, site.name, site.props, site.tags, geom)
+                          for site, geom in zip(found, lonlat, strict=True)]
         return out
 
 

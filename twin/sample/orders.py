@@ -43,6 +43,7 @@ from __future__ import annotations
 import queue
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -399,15 +400,19 @@ def _plan(conn: Connection, rules: _Rules, window: Window, n: int, seed: int,
 def _repeats(conn: Connection, rng: Random, life: _Life, calls: Sequence[Call], n: int,
              rules: _Rules, subdistrict: str) -> list[Call]:
     """``n`` calls again about a matter with a case called in before: same kind, category,
-    duty and building, 2 hours to 28 days later (inside the merge window of 30 days)."""
+    duty and building, 2 hours to 28 days later (inside the merge window of 30 days). The
+    matter is at a door plate of one building: a plate on two waits in the queue, unmerged."""
     window = life.window
+    plates = Counter(plate for _, plate in rules.buildings)
     first = [c for c in calls if c.order.category is not None
              and life.imported(c.order.received_at + timedelta(hours=2)) < window.end]
-    if not first or not n:
+    if not any(plates[c.plate or ""] == 1 for c in first) or not n:
         return []
     out: list[Call] = []
     for _ in range(n):
         original = rng.choice(first)
+        while plates[original.plate or ""] != 1:
+            original = rng.choice(first)
         original.called_again = True
         o = original.order
         latest = min(window.end, o.received_at + timedelta(days=28))

@@ -48,10 +48,19 @@ class SampleCounts:
     charging_underground: NonNegativeInt
     charging_elevated: NonNegativeInt
     charging_street: NonNegativeInt
-    fire_passages: NonNegativeInt
+    # fire lanes (消防车通道) into each block of housing, entering it apart
+    fire_lanes_per_estate: NonNegativeInt
     old_highrises: NonNegativeInt
     aging_retrofit: NonNegativeInt
     housing_repair: NonNegativeInt
+    # the layers of the report's safety work and of the street front (twin.sample.places);
+    # 0: none
+    gas_hazards: NonNegativeInt = 0
+    escape_checks: NonNegativeInt = 0      # premises checked in 拆窗破网 ...
+    escape_openings: NonNegativeInt = 0    # ... and the openings made at them
+    emergency_shelters: NonNegativeInt = 0
+    key_places: NonNegativeInt = 0
+    shops: NonNegativeInt = 0
     # cases filed (立案) over the [history] period by `twin sample` (the reports it does not
     # file come on top); 0: none
     cases_filed: NonNegativeInt = 0
@@ -187,4 +196,8 @@ def _spec_problems(spec: SampleSpec) -> list[Problem]:
                              ("waste_micro_update", c.waste_micro_update, c.waste_points)):
         if part > whole:
             found.append(Problem(f"counts.{key}", part, f"{part} exceeds {whole}", "数量不匹配"))
+    if c.escape_openings and not c.escape_checks:
+        found.append(Problem("counts.escape_openings", c.escape_openings,
+                             "openings need premises checked (escape_checks) to lie at",
+                             "逃生口须属于排查场所"))
     return found

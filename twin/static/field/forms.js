@@ -163,6 +163,8 @@ export function showEditMarker() {
   // a position dragged by eye has no GPS accuracy
   M.editMarker.on("dragend", () => setPosition(M.editMarker.getLatLng(), null));
   M.map.panTo([lat, lon]);
+  // an item far down a long list scrolled the map away: bring it back, the circle on it
+  document.getElementById("map").scrollIntoView({ block: "nearest" });
 }
 
 export async function save() {

@@ -1,6 +1,6 @@
 # Twin: `make run` sets everything up and serves; `make test` sets up and runs the suite.
 # On a fresh Debian/Ubuntu machine (as root, or with sudo) this installs what is missing:
-# python3-venv, PostgreSQL 15 + PostGIS 3, and (for tests) Chromium and GDAL.
+# python3-venv, PostgreSQL 15 + PostGIS 3, pgBackRest, and (for tests) Chromium and GDAL.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -75,13 +75,16 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $@
 
-# PostgreSQL + PostGIS from apt, unless they are there or TWIN_DATABASE_URL points elsewhere.
+# PostgreSQL + PostGIS from apt, and pgBackRest for `twin db backup`, unless they are there or
+# TWIN_DATABASE_URL points elsewhere.
 postgres:
 	@if [ -n "$$TWIN_DATABASE_URL" ]; then echo "TWIN_DATABASE_URL is set: using that database"; \
 	elif [ -x /usr/lib/postgresql/$(PG)/bin/initdb ] \
-		&& [ -f /usr/share/postgresql/$(PG)/extension/postgis.control ]; then :; \
-	else echo "installing PostgreSQL $(PG) + PostGIS 3 with apt-get"; \
-		$(APT) update -qq && $(APT) install -y -qq postgresql-$(PG) postgresql-$(PG)-postgis-3; fi
+		&& [ -f /usr/share/postgresql/$(PG)/extension/postgis.control ] \
+		&& command -v pgbackrest >/dev/null; then :; \
+	else echo "installing PostgreSQL $(PG) + PostGIS 3 + pgBackRest with apt-get"; \
+		$(APT) update -qq && $(APT) install -y -qq postgresql-$(PG) postgresql-$(PG)-postgis-3 \
+		pgbackrest; fi
 
 # What the tests drive: Debian's Chromium for pages (Playwright talks to it; no browser
 # download), a Chinese font for readable screenshots, GDAL's ogrinfo as a real OGC API client.

@@ -87,6 +87,19 @@ class Settings(BaseSettings):
                     "(closed or sent back); `twin hotline erase` erases older ones.",
     )
 
+    backup_dir: Path | None = Field(
+        default=None,
+        description="The pgBackRest repository of `twin db backup`; unset: backups/ beside the "
+                    "cluster (.twin/backups). It belongs on another disk than the cluster's.",
+    )
+    backup_retention_full: int = Field(
+        default=2,
+        ge=1,
+        description="Full backups kept (with every backup and WAL segment they need); an older "
+                    "one is expired after the next backup, and the oldest moment one can "
+                    "restore to moves forward with it.",
+    )
+
     # NoDecode: the environment gives a comma-separated list, not JSON
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -140,8 +153,9 @@ class Settings(BaseSettings):
                              "天地图 Tianditu)")
         return self
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "backup_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        """The cluster is started from other working directories too: pin the path now."""
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """The cluster (and pgBackRest, from cron) is started from other working directories
+        too: pin the path now."""
+        return value and value.expanduser().resolve()

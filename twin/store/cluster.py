@@ -12,7 +12,8 @@ import os
 import pwd
 import shutil
 import subprocess
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from twin.errors import DatabaseUnavailable
@@ -61,18 +62,25 @@ class Cluster:
                          check=False)
         return done.returncode == 0
 
-    def start(self) -> bool:
-        """Initialise when new, start when stopped; True when this call started it."""
+    def start(self, options: str = "") -> bool:
+        """Initialise when new, start when stopped; True when this call started it.
+
+        ``options`` are more server options, after Twin's own (a later one wins). A cluster
+        restored from a backup first replays its WAL: this returns once that is over (or
+        paused at the restore's target), so what follows reads the restored twin.
+        """
         if not self.is_initialised():
             self._initdb()
         started = not self.is_running()
         if started:
-            self._prepare_dirs()
-            options = (f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' "
-                       f"-c log_min_duration_statement={SLOW_STATEMENT} "
-                       f"{sized_to_memory(memory_bytes())}")
+            self.prepare_dirs()
+            self._archive_from_the_start()
+            server = (f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' "
+                      f"-c log_min_duration_statement={SLOW_STATEMENT} "
+                      f"{sized_to_memory(memory_bytes())} {options}")
             self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l",
-                       str(self.logfile), "-o", options, "-w", "-t", "60", "start"])
+                       str(self.logfile), "-o", server, "-w", "-t", "60", "start"])
+            self._await_recovery()
         self._ensure_database()
         return started
 
@@ -92,7 +100,7 @@ class Cluster:
         return done.stdout.strip()
 
     def _initdb(self) -> None:
-        self._prepare_dirs()
+        self.prepare_dirs()
         self._run([str(self.bindir / "initdb"), "-D", str(self.pgdata), "-U", "postgres",
                    "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"])
         with (self.pgdata / "postgresql.conf").open("a", encoding="utf-8") as conf:
@@ -100,6 +108,47 @@ class Cluster:
                        "listen_addresses = ''\nwork_mem = 32MB\n"
                        "maintenance_work_mem = 256MB\nmax_connections = 200\n"
                        "max_wal_size = 2GB\ntimezone = 'UTC'\n")
+
+    def _archive_from_the_start(self) -> None:
+        """WAL archiving on from the first start (PostgreSQL turns archive_mode on only at a
+        start), so that the first `twin db backup` needs no restart; until a backup sets
+        pgBackRest's archive_command (postgresql.auto.conf, which wins), a finished segment is
+        let go, as with no base backup to replay it onto it restores nothing."""
+        conf = self.pgdata / "postgresql.conf"
+        if _ARCHIVING_MARK not in conf.read_text(encoding="utf-8"):
+            with conf.open("a", encoding="utf-8") as out:
+                out.write(_ARCHIVING)
+
+    def _await_recovery(self) -> None:
+        """Wait while the server replays WAL (after a restore), until it is open for writes
+        or paused at its recovery target; a server that stops instead says why in its log."""
+        still = ("SELECT pg_is_in_recovery() AND pg_get_wal_replay_pause_state() <> 'paused'")
+        while True:
+            try:
+                if self.psql(still) == "f":
+                    return
+            except DatabaseUnavailable:
+                if not self.is_running():
+                    raise DatabaseUnavailable(
+                        f"the server stopped while replaying its WAL: {self.log_errors()}"
+                        f"\nlog: {self.logfile}") from None
+            time.sleep(0.5)
+
+    def log_errors(self) -> str:
+        """The FATAL and PANIC lines of the server's last start, for a message."""
+        with self.logfile.open("rb") as log:
+            log.seek(max(log.seek(0, os.SEEK_END) - 2**16, 0))
+            text = log.read().decode("utf-8", errors="replace")
+        last_start = text.rfind("starting PostgreSQL")
+        lines = [line.split("FATAL:", 1)[-1].split("PANIC:", 1)[-1].strip()
+                 for line in text[max(last_start, 0):].splitlines()
+                 if "FATAL:" in line or "PANIC:" in line]
+        return "; ".join(dict.fromkeys(lines)) or "nothing logged"
+
+    def scratch(self, base: Path) -> Cluster:
+        """A cluster of the same server programs, owner, port number and database in ``base``,
+        on its own socket: a copy to restore a backup into and compare."""
+        return replace(self, pgdata=base / "pg", socket_dir=_socket_dir(base))
 
     def _ensure_database(self) -> None:
         # names come from the settings, not from a request
@@ -109,7 +158,8 @@ class Cluster:
         self.psql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
                   f"'{self.app_role}') THEN CREATE ROLE \"{self.app_role}\" LOGIN; END IF; END $$")
 
-    def _prepare_dirs(self) -> None:
+    def prepare_dirs(self) -> None:
+        """The cluster's folders, owned by the user who runs the server."""
         for path in (self.pgdata.parent, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
             if self.run_as:
@@ -117,9 +167,12 @@ class Cluster:
         if self.run_as and self.pgdata.exists():
             shutil.chown(self.pgdata, self.run_as, self.run_as)
 
+    def as_owner(self, argv: list[str]) -> list[str]:
+        """``argv`` run as the user who runs the server (pgBackRest must be that user too)."""
+        return ["runuser", "-u", self.run_as, "--", *argv] if self.run_as else argv
+
     def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        if self.run_as:
-            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        argv = self.as_owner(argv)
         done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
         if check and done.returncode != 0:
             raise DatabaseUnavailable(
@@ -128,8 +181,19 @@ class Cluster:
         return done
 
 
-# A statement slower than this is written to the cluster's log (.twin/postgresql.log), with its text and
-# time, for the IT staff (a PostgreSQL of one's own: set log_min_duration_statement there).
+# Appended to postgresql.conf at a start that finds it missing (see _archive_from_the_start);
+# archive_timeout: a quiet twin's last changes are archived within a minute all the same.
+_ARCHIVING_MARK = "# Twin: WAL archiving, for backups with point-in-time recovery"
+_ARCHIVING = f"""
+{_ARCHIVING_MARK} (`twin db backup`)
+archive_mode = on
+archive_command = 'true'  # nothing kept until `twin db backup` sets pgBackRest's
+archive_timeout = 60
+"""
+
+# A statement slower than this is written to the cluster's log (.twin/postgresql.log), with its
+# text and time, for the IT staff (a PostgreSQL of one's own: set log_min_duration_statement
+# there).
 SLOW_STATEMENT = "500ms"
 
 
@@ -197,10 +261,15 @@ def local_cluster(settings: Settings) -> Cluster:
             # e.g. a checkout under /root (mode 700): keep the cluster where postgres can reach it
             digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]  # noqa: S324 (a name, not security)
             base = Path("/var/lib/twin") / digest
+    return Cluster(bindir=find_bindir(settings), pgdata=base / "pg",
+                   socket_dir=_socket_dir(base), port=settings.db_port, dbname=settings.db_name,
+                   app_role=settings.app_role, run_as=run_as)
+
+
+def _socket_dir(base: Path) -> Path:
+    """``base``/run, or a short one in /tmp where that path is too long for a socket."""
     socket_dir = base / "run"
     if len(str(socket_dir)) > _MAX_SOCKET_DIR:
         digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]  # noqa: S324 (a name, not security)
         socket_dir = Path("/tmp") / f"twin-{digest}"  # noqa: S108 (a private, owned socket dir)
-    return Cluster(bindir=find_bindir(settings), pgdata=base / "pg", socket_dir=socket_dir,
-                   port=settings.db_port, dbname=settings.db_name, app_role=settings.app_role,
-                   run_as=run_as)
+    return socket_dir

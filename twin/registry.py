@@ -74,10 +74,21 @@ def use_declared(specs: Mapping[str, dict[str, Any]]) -> bool:
     if dict(specs) == _declared:
         return False
     _declared = dict(specs)
+    _cleared()
+    return True
+
+
+def reread_files() -> None:
+    """Read ``layers/`` again (a file added while the process runs); what was built from the
+    layers is cleared with them."""
+    file_specs.cache_clear()
+    _cleared()
+
+
+def _cleared() -> None:
     all_layers.cache_clear()
     for clear in _clear:
         clear()
-    return True
 
 
 def get_layer(name: str) -> Layer:

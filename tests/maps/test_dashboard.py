@@ -18,11 +18,10 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import Page
 
 import layers as layers_package
-from api.html import layers_json
 from tests.browser import visit
 from tests.conftest import DEMO_PASSWORD, bearer, login
 from twin.layerspec import SpecError
-from twin.registry import all_layers
+from twin.registry import all_layers, reread_files
 
 _PANELS = re.compile(r'<script id="twin-coverage" type="application/json">(.*?)</script>', re.S)
 
@@ -140,14 +139,12 @@ def _declared(folder: Path, name: str, state: str) -> Iterator[str]:
     (folder / f"{name}.toml").write_text(spec, encoding="utf-8")
     before = list(layers_package.__path__)
     layers_package.__path__[:] = [*before, str(folder)]
-    all_layers.cache_clear()
-    layers_json.cache_clear()
+    reread_files()
     try:
         yield name
     finally:
         layers_package.__path__[:] = before
-        all_layers.cache_clear()
-        layers_json.cache_clear()
+        reread_files()
 
 
 def test_a_new_facility_layer_shows_on_the_board_with_no_code_change(

@@ -120,7 +120,7 @@ def db_backup(
 
     Run it nightly, from cron or a systemd timer (README, Backups).
     """
-    from twin.store.backup import repository, take_backup, window
+    from twin.history.backup import repository, take_backup, window
 
     settings = load_settings()
     with domain_errors():
@@ -143,7 +143,7 @@ def db_backups(
 
     From the oldest kept backup's end to now (the last minute's changes may still be on
     their way to the archive)."""
-    from twin.store.backup import repository, window
+    from twin.history.backup import repository, window
 
     settings = load_settings()
     with domain_errors():
@@ -194,7 +194,7 @@ def db_restore(
     A running cluster is never overwritten without --force. It also rebuilds a lost cluster
     (a new machine, TWIN_BACKUP_DIR on the disk that survived).
     """
-    from twin.store.backup import repository, restore
+    from twin.history.backup import repository, restore
     from twin.times import parse_time
 
     settings = load_settings()
@@ -219,7 +219,7 @@ def db_verify_backup() -> None:
     The scratch cluster is a temporary folder beside the cluster (room for a copy of the
     twin) on another socket. Compared: the features as of the backup's end (their content
     hash), and the log (the same change ids up to then, no gap). Exit 1 when they differ."""
-    from twin.store.backup import repository, verify_newest
+    from twin.history.backup import repository, verify_newest
 
     settings = load_settings()
     with domain_errors():

@@ -35,6 +35,8 @@ def serve(
     process manager, the load balancer and Prometheus."""
     import uvicorn
 
+    from api.app import served_app
+
     settings = load_settings()
     if host:
         settings.host = host
@@ -47,10 +49,14 @@ def serve(
     if workers > 1:  # the workers' request counts, summed by /metrics (prometheus-client)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="twin-metrics-")
     # live streams never end by themselves: give them 5 s to see the server going, then close;
-    # the app logs each request itself (api.observe), so uvicorn's access log is off
-    uvicorn.run("api.app:served_app", factory=True, host=settings.host, port=settings.port,
+    # the app logs each request itself (api.observe), so uvicorn's access log is off; a worker
+    # is given 30 s to answer its supervisor's health check, not uvicorn's 5: a worker still
+    # importing on a busy machine was killed and started again, over and over (bench/chaos)
+    # (several workers: each imports the app itself; one: this process serves it)
+    target: Any = "api.app:served_app" if workers > 1 else served_app()
+    uvicorn.run(target, factory=workers > 1, host=settings.host, port=settings.port,
                 workers=workers, log_level="info", access_log=False,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, timeout_worker_healthcheck=30)
 
 
 @app.command("systemd")

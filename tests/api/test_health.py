@@ -80,7 +80,7 @@ def test_while_the_database_is_gone_answers_are_503_and_it_recovers_by_itself(
                 assert gone.headers["retry-after"] == "5"
                 assert gone.json()["code"] == "DatabaseUnavailable"
             assert re.search(r"^twin_database_up 0", client.get("/metrics").text, re.M)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a hang guard (a busy machine is slow)
         while client.get("/ready").status_code != 200:  # the pools reconnect by themselves
             assert time.monotonic() < deadline, "the service did not recover"
             time.sleep(0.2)

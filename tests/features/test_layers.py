@@ -147,7 +147,7 @@ def test_a_layer_added_at_run_time_is_served_edited_synced_and_drawn(
             page.click("button[type=submit]")
             page.wait_for_function("() => window.twinLiveMap.groups.benches && "
                                    "window.twinLiveMap.groups.benches.getLayers().length > 0",
-                                   timeout=20_000)
+                                   timeout=60_000)
             assert seen.errors == []
 
 

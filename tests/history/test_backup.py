@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,11 @@ def backed_up(scratch: Scratch) -> BackedUp:
     assert done.returncode == 0, done.stderr
     assert "backed up:" in done.stdout and "(full)" in done.stdout
     assert "backing up (full)" in done.stderr  # the progress bar
+    # pgBackRest keeps a backup's end in whole seconds, so the window starts at the next one:
+    # the edits that follow come after it, or "between" them could fall before the window
+    backups = json.loads(scratch.twin("db", "backups", "--json").stdout)
+    opens = datetime.fromisoformat(backups["restorable_from"])
+    time.sleep(max(0.0, (opens - datetime.now(UTC)).total_seconds()))
     _edit(scratch, "INSERT INTO twin.features (layer, name, geom) VALUES ('waste_points', "
                    "'first edit', ST_SetSRID(ST_Point(121.52, 31.20), 4326))")
     then = scratch.now()
@@ -115,7 +120,7 @@ def backed_up(scratch: Scratch) -> BackedUp:
         between = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
     _edit(scratch, "UPDATE twin.features SET name = 'second edit' WHERE name = 'first edit'")
     _edit(scratch, "DELETE FROM twin.features WHERE name = 'before the backup'")
-    label = json.loads(scratch.twin("db", "backups", "--json").stdout)["backups"][0]["label"]
+    label = backups["backups"][0]["label"]
     return BackedUp(label, seconds, in_flight, between, then)
 
 

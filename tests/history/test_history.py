@@ -1,13 +1,14 @@
 """History is the database's job: plain SQL leaves versions and change records too."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tests.conftest import Database
-from twin.store.db import EditContext, editing
+from twin.store.db import EditContext, editing, set_context
 
 POINT = "ST_SetSRID(ST_MakePoint(121.51, 31.195), 4326)"
 
@@ -135,3 +136,58 @@ def test_the_app_role_cannot_forge_a_change(db: Database) -> None:
         conn.execute(text("INSERT INTO twin.changes (actor, role, operation, layer, feature_id, "
                           "changed, geom_changed, geom) VALUES ('x', 'x', 'insert', 'x', 1, "
                           "'{}', false, ST_SetSRID(ST_MakePoint(0, 0), 4326))"))
+
+
+# Edits of a few waste points, each a statement over all of them at once or one per point.
+_EDITS = (
+    "UPDATE twin.features SET props = props || '{\"state\": \"full\"}' WHERE id = ANY(:ids)",
+    "UPDATE twin.features SET geom = ST_Translate(geom, 0.002, 0.001) WHERE id = ANY(:ids)",
+    "UPDATE twin.features SET name = name WHERE id = ANY(:ids)",  # changes nothing
+    "DELETE FROM twin.features WHERE id = ANY(:ids)",
+    # brought back as the last version was
+    "INSERT INTO twin.features (id, layer, name, props, tags, geom) "
+    "SELECT DISTINCT ON (feature_id) feature_id, layer, name, props, tags, geom "
+    "FROM twin.feature_versions WHERE feature_id = ANY(:ids) ORDER BY feature_id, version DESC",
+)
+
+
+def _logged_by(sample_db: Database, ids: list[int], together: bool) -> dict[str, Any]:
+    """The log the edits leave, as statements over all the points or one per point (rolled
+    back): every change (but its id and transaction), version, count and layer count."""
+    with sample_db.admin.connect() as conn, conn.begin() as tx:
+        conn.execute(text("SELECT set_config('twin.clock', '2026-03-02T10:00:00+08:00', true)"))
+        set_context(conn, EditContext(actor="worker-x", role="worker", reason="sweep"))
+        since = conn.execute(text("SELECT max(id) FROM twin.changes")).scalar_one()
+        for edit in _EDITS:
+            for some in ([ids] if together else [[fid] for fid in ids]):
+                conn.execute(text(edit), {"ids": some})
+        logged = {
+            "changes": conn.execute(text(
+                "SELECT operation, layer, feature_id, version_before, version_after, changed, "
+                "old_values, new_values, geom_changed, ST_AsEWKB(geom), grid_code, area_code, "
+                "actor, role, reason, server_time FROM twin.changes WHERE id > :since "
+                "ORDER BY feature_id, id"), {"since": since}).all(),
+            "versions": conn.execute(text(
+                "SELECT v.feature_id, v.version, v.props, ST_AsEWKB(v.geom), v.grid_code, "
+                "v.valid, c.feature_id, c.version_after FROM twin.feature_versions v "
+                "JOIN twin.changes c ON c.id = v.change_id WHERE v.feature_id = ANY(:ids) "
+                "ORDER BY 1, 2"), {"ids": ids}).all(),
+            "counts": conn.execute(text(
+                "SELECT * FROM twin.change_counts ORDER BY period, day, layer, grid_code, "
+                "area_code, actor, role, operation, state_from, state_to")).all(),
+            "layers": conn.execute(text(
+                "SELECT c.layer, c.features, (SELECT count(*) FROM twin.features f "
+                "WHERE f.layer = c.layer) FROM twin.feature_counts c ORDER BY 1")).all(),
+        }
+        tx.rollback()
+    return logged
+
+
+def test_a_statement_of_many_rows_is_logged_as_its_rows_one_at_a_time(
+        sample_db: Database) -> None:
+    ids = [fid for (fid,) in sample_db.rows(
+        "SELECT id FROM twin.features WHERE layer = 'waste_points' ORDER BY id LIMIT 6")]
+    together = _logged_by(sample_db, ids, together=True)
+    assert together == _logged_by(sample_db, ids, together=False)
+    assert len(together["changes"]) == 4 * len(ids)  # the unchanged names leave nothing
+    assert all(kept == counted for _, kept, counted in together["layers"])

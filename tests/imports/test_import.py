@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 from pyproj import Geod
 
 from tests.conftest import Database, login, run_twin
+from twin.features.edits import validate_attribute_columns, validate_attributes
+from twin.registry import get_layer
 
 GEOD = Geod(ellps="WGS84")
 
@@ -270,3 +272,20 @@ def test_the_id_field_may_fill_an_attribute_too(sample_db: Database, tmp_path: P
     assert {r.source_id: r.name for r in sample_db.rows(
         "SELECT source_id, name FROM twin.features WHERE source_id IS NOT NULL")} == {
         sid: sid for sid in _points(sample_db, 4)["编号"]}
+
+
+def test_a_file_is_checked_a_column_at_a_time_as_the_model_checks_each_row() -> None:
+    rows: list[dict[str, Any]] = [
+        {"use": "residential", "floors": 3}, {"use": "castle", "floors": 0},
+        {"floors": "7"}, {"use": "public", "floors": "12", "elderly": True},
+        {"use": "mixed", "floors": 2, "built_year": 3000, "address": "x" * 201},
+        {"use": "mixed", "floors": 2.5, "households": "many"}]
+    buildings = get_layer("buildings")
+    columns = {name: [row.get(name) for row in rows]
+               for name in {name for row in rows for name in row}}
+    made, problems = validate_attribute_columns(buildings, columns, len(rows))
+    for i, row in enumerate(rows):
+        props, row_problems = validate_attributes(buildings, row)
+        assert (json.loads(made[i]) if made[i] else {}, problems.get(i, [])) == (
+            props, row_problems)
+    assert sorted(problems) == [1, 2, 4, 5]

@@ -84,14 +84,16 @@ def test_migrated_from_empty_equals_upgraded_a_revision_at_a_time(server: Server
         # the live bodies are the revisions' own, but for sort_versions' lost setting,
         # grant_app, whose four wrappings are one function now, and what changed since the
         # live files came: reassign re-derives open cases too (revision 0014's cases), and
-        # features_after writes each change's import (0017) and each version's source id;
-        # code_at reads each region layer's partition; register_layer grants a new partition
-        # to the roles that write features (a layer declared in a running twin, 0018)
+        # features_after writes each change's import (0017) and each version's source id,
+        # and a statement's changes as a set (0019); code_at reads each region layer's
+        # partition; register_layer grants a new partition to the roles that write features
+        # (a layer declared in a running twin, 0018); features_before numbers a feature
+        # brought back from its last change (0019)
         live = catalog(whole.admin)["functions"]
         for key, body in built["functions"].items():
             if key.startswith(("twin.grant_app", "twin.sort_versions", "twin.reassign",
                                "twin.features_after", "twin.code_at",
-                               "twin.register_layer")):
+                               "twin.register_layer", "twin.features_before")):
                 continue
             assert live[key] == body, key
         assert not any(key.startswith("twin.grant_app_") for key in built["functions"])

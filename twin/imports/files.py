@@ -118,7 +118,8 @@ def batches(source: Source, size: int = 5000) -> Iterator[Batch]:
             wkb = columns.pop(geometry_column, [None] * table.num_rows)
             fids = columns.pop(fid_column, [None] * table.num_rows)
             geometries = shapely.from_wkb(np.array(wkb, dtype=object), on_invalid="ignore")
-            geometries = shapely.force_2d(geometries)
+            if (shapely.has_z(geometries) | shapely.has_m(geometries)).any():
+                geometries = shapely.force_2d(geometries)  # a copy of every geometry
             if to_wgs84 is not None:
                 geometries = shapely.transform(geometries, to_wgs84)
             if source.datum is not None:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import shapely
-from psycopg.types.json import Jsonb
 from sqlalchemy import Connection, Engine, text
 
 from twin.errors import Forbidden, InvalidInput, Problem, Unprocessable
@@ -193,10 +192,12 @@ def _stream(conn: Connection, layer: Layer, source: Source, fields: FieldMap, ou
         report.problems.extend(rows.bad[:max(room, 0)])
         if rows.good and not _refused(report, options):
             with raw.cursor() as cur, cur.copy(_COPY) as copy:
-                for row, source_id, name, props, tags, geom in rows.good:
-                    copy.write_row((row, source_id, name, Jsonb(props), tags,
-                                    shapely.to_wkb(shapely.set_srid(geom, 4326), hex=True,
-                                                   include_srid=True)))
+                for good in rows.good:
+                    copy.write_row(good)
+            # autovacuum never analyses a temporary table: without its size the planner
+            # matched each batch by reading the whole layer, a scan that grew with it (the
+            # ids are all it joins on; a geometry's statistics take longest)
+            conn.execute(text("ANALYZE import_stage (source_id)"))
             updated = conn.execute(text(_UPDATE), {"layer": layer.name}).rowcount
             inserted = conn.execute(text(_INSERT), {"layer": layer.name}).rowcount
             conn.execute(text("TRUNCATE import_stage"))

@@ -5,15 +5,15 @@
 -- feature, case and order written calls this twice.
 CREATE OR REPLACE FUNCTION twin.code_at(region_layer text, g geometry) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    p geometry := ST_PointOnSurface(g);  -- once: the query would compute it per candidate too
 BEGIN
     IF region_layer = 'micro_grids' THEN
         RETURN (SELECT f.props ->> 'code' FROM twin.features_micro_grids f
-                 WHERE ST_Intersects(f.geom, ST_PointOnSurface(g))
-                 ORDER BY f.props ->> 'code' LIMIT 1);
+                 WHERE ST_Intersects(f.geom, p) ORDER BY f.props ->> 'code' LIMIT 1);
     ELSIF region_layer = 'residential_areas' THEN
         RETURN (SELECT f.props ->> 'code' FROM twin.features_residential_areas f
-                 WHERE ST_Intersects(f.geom, ST_PointOnSurface(g))
-                 ORDER BY f.props ->> 'code' LIMIT 1);
+                 WHERE ST_Intersects(f.geom, p) ORDER BY f.props ->> 'code' LIMIT 1);
     END IF;
     RAISE EXCEPTION 'no region layer %: micro_grids or residential_areas', region_layer;
 END $$;

@@ -22,7 +22,7 @@ BEGIN
                        app_role);
     END LOOP;
     EXECUTE format('GRANT SELECT ON twin.change_counts, twin.change_counts_basis, '
-                   'twin.change_facts TO %I', app_role);
+                   'twin.change_facts, twin.feature_counts TO %I', app_role);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON twin.edits TO %I', app_role);
     EXECUTE format('GRANT USAGE ON SEQUENCE twin.edits_id_seq TO %I', app_role);
     EXECUTE format('GRANT SELECT, INSERT ON twin.photos TO %I', app_role);

@@ -10,7 +10,7 @@ APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
 .PHONY: run test lint install postgres test-tools bench bench-history bench-cases bench-hotline \
-	bench-imports bench-map soak
+	bench-imports bench-map soak fuzz chaos
 
 run: install postgres
 	$(TWIN) db start
@@ -64,6 +64,22 @@ bench-map: install postgres test-tools
 # SOAK_EDITS, SOAK_DROP, SOAK_KEEP_DB=1 ... (bench/README.md).
 soak: install postgres
 	$(VENV)/bin/python -m bench.soak
+
+# Faults under load (never part of `make test`, which runs a short pass): the soak's tablets
+# against `twin serve --workers 2` on a scratch cluster of its own while PostgreSQL restarts
+# (fast, then a crash), the server is killed twice and the photo store's disk fills up; then
+# the audit. ~6 min; the disk fault mounts a tmpfs (root). Knobs: CHAOS_FAULTS, CHAOS_GAP,
+# SOAK_TABLETS ... (bench/README.md).
+chaos: install postgres
+	$(VENV)/bin/python -m bench.chaos
+
+# The API fuzzed, the long pass (never part of `make test`, which runs the short one): every
+# operation of the OpenAPI document, valid and invalid requests, as every role and none, on a
+# copy of twin_fuzz (the sample with its cases and orders, made once); no 5xx, nothing the
+# document does not declare, nothing changed by a refused request. FUZZ_EXAMPLES=25 per
+# operation and mode; bench/fuzz.py.
+fuzz: install postgres
+	$(VENV)/bin/python -m bench.fuzz
 
 install: $(VENV)/.installed
 

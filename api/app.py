@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -13,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
@@ -56,6 +61,8 @@ from twin import __version__
 from twin.settings import Settings
 from twin.store.db import database_urls, libpq_conninfo, make_engine
 from twin.store.layerspecs import refresh_layers
+
+log = logging.getLogger("twin.api")
 
 # Every route of the service, in the order they are matched (no prefixes: a route's path is
 # the one it declares, which the fast path's table relies on).
@@ -103,9 +110,14 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
             with app.state.engine.connect() as conn:
                 refresh_layers(conn)
 
-        await asyncio.to_thread(refresh)  # the layers admins declared, before any request
-        app.state.signal = ChangeSignal(libpq_conninfo(url), refresh)
+        try:
+            await asyncio.to_thread(refresh)  # the layers admins declared, before any request
+        except OperationalError as exc:  # the listener reads them once it reaches the database
+            log.warning("starting without the database (%s): 503 until it answers",
+                        str(exc.orig).strip().splitlines()[0])
+        app.state.signal = ChangeSignal(libpq_conninfo(url), refresh, app.state.pool.check)
         app.state.signal.start()
+        _end_with_parent()
         app.state.seen = SeenVersions(settings.implicit_if_match_roles)
         # what start-up loaded (modules, registry, schemas) lives as long as the process:
         # keep it out of the garbage collector's scans, which otherwise stall requests
@@ -138,6 +150,23 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
     app.mount(landing.SWAGGER_UI, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=str(files("twin") / "static")), name="static")
     return app
+
+
+def _end_with_parent() -> None:
+    """In a worker of `twin serve --workers N`: shut down, as on SIGTERM, when the process
+    that started it dies. A supervisor killed outright (SIGKILL, the OOM killer) would
+    otherwise leave its workers serving the port, and the server could not start again."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    loop = asyncio.get_running_loop()
+
+    def orphaned() -> None:
+        loop.remove_reader(parent.sentinel)
+        log.warning("the server process %s is gone: this worker stops", parent.pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.add_reader(parent.sentinel, orphaned)
 
 
 def served_app() -> FastAPI:

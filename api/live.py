@@ -14,6 +14,10 @@ message arrives (a revocation through this process at once, see ``forget_tokens`
 ``twin_layers`` comes when an admin declared or changed a layer (twin.put_layer_spec): the
 process reads the layers again (``on_layers``), as it does each time it starts listening, so
 a layer added while it was away is served too.
+
+Listening again after the database was away (a restart, a crash) is also the moment to look
+over the read pool (``on_back``): its idle connections died with the old server, and each
+would otherwise fail one request with a 503 after the database was back.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -37,9 +41,12 @@ class ChangeSignal:
     """Wakes every waiter when a change commits; remembers token roles while it listens;
     reconnects when the database goes away."""
 
-    def __init__(self, conninfo: str, on_layers: Callable[[], object]) -> None:
+    def __init__(self, conninfo: str, on_layers: Callable[[], object],
+                 on_back: Callable[[], Awaitable[None]] | None = None) -> None:
         self._conninfo = conninfo
         self._on_layers = on_layers
+        self._on_back = on_back
+        self._lost = False  # the database went away since the listener last listened
         self._event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listening = False
@@ -99,12 +106,23 @@ class ChangeSignal:
         except Exception as exc:  # whatever it was, the listener lives on
             log.warning("could not read the layers again (%s)", exc)
 
+    async def _back(self) -> None:
+        """The database is back after being away: ``on_back`` (a failure is logged)."""
+        if not self._lost or self._on_back is None:
+            return
+        self._lost = False
+        try:
+            await self._on_back()
+        except Exception as exc:  # whatever it was, the listener lives on
+            log.warning("could not look over the connections (%s)", exc)
+
     async def _listen(self) -> None:
         while True:
             try:
                 await self._listen_once()
             except psycopg.OperationalError as exc:
                 log.warning("change listener lost the database (%s); retrying", exc)
+                self._lost = True
                 self._wake()
                 await asyncio.sleep(1)
 
@@ -117,6 +135,7 @@ class ChangeSignal:
                 await conn.execute(f"LISTEN {LAYERS}")
                 self.forget_tokens()
                 self._listening = True
+                await self._back()
                 await self._layers()  # any declared while we were away
                 self._wake()  # anything committed while we were away
                 async for notice in conn.notifies():

@@ -7,7 +7,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
+from api.errors import ErrorBody
 from twin.crs import SUPPORTED
 from twin.features.reads import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -74,6 +77,25 @@ EXTRA = {"/items": ITEMS, "/items/{fid}": [CRS, AS_OF, FORMAT], "/changes": FEED
          "/changes/stream": FEED[2:-1], "/changes/diff": DIFF}
 
 
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring the JSON body a route reads and checks itself (its own size
+    limit and error answers) as ``model``'s schema, with its definitions inlined."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+        return {key: inline(value) for key, value in node.items()}
+
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": inline(schema)}}}}
+
+
 def _downgrade(node: Any) -> Any:
     """Rewrite JSON Schema 2020-12 spellings (OpenAPI 3.1) as OpenAPI 3.0 schema objects."""
     if isinstance(node, list):
@@ -104,10 +126,24 @@ def _downgrade(node: Any) -> Any:
         if isinstance(node.get(bound), int | float) and not isinstance(node.get(bound), bool):
             node[plain] = node[bound]
             node[bound] = True
+    if "prefixItems" in node:  # a tuple: 3.0 has one schema for every item
+        first, *rest = node.pop("prefixItems")
+        node["items"] = first if all(item == first for item in rest) else {
+            "anyOf": [first, *rest]}
     if node.get("contentMediaType") == "application/octet-stream":
         node.pop("contentMediaType")
         node["format"] = "binary"
     return node
+
+
+def _drop_fastapi_422(operation: dict[str, Any]) -> None:
+    """FastAPI declares a 422 of its own shape for every operation with parameters; Twin
+    answers a parameter FastAPI refuses with a 400 of its error body (api.errors), and a 422
+    only where a route declares one."""
+    content = operation.get("responses", {}).get("422", {}).get("content", {})
+    if content.get("application/json", {}).get("schema", {}).get("$ref", "").endswith(
+            "/HTTPValidationError"):
+        del operation["responses"]["422"]
 
 
 def install(app: FastAPI) -> None:
@@ -125,6 +161,13 @@ def install(app: FastAPI) -> None:
                 for method, operation in operations.items():
                     if method == "get":
                         operation.setdefault("parameters", []).extend(extra)
+                    _drop_fastapi_422(operation)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
+            components |= models_json_schema([(ErrorBody, "serialization")],
+                                             ref_template="#/components/schemas/{model}"
+                                             )[1]["$defs"]
             app.openapi_schema = _downgrade(schema)
         return app.openapi_schema
 

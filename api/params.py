@@ -12,8 +12,9 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from starlette.datastructures import QueryParams
 
 from twin.crs import CRS84, SUPPORTED, Crs, find_crs
@@ -38,10 +39,25 @@ def bad(name: str, value: object, reason: str, reason_zh: str) -> InvalidInput:
     return InvalidInput(f"{name}={value!s}: {reason}", [Problem(name, value, reason, reason_zh)])
 
 
+# What a declared number may be, so that a larger one is a 400 naming it rather than the
+# database's overflow (a 500): ids, cursors and a device's sequence numbers (bigint) up to
+# the largest whole number a JSON number holds exactly everywhere (2^53 - 1, as the document's
+# bounds are written as doubles), versions up to PostgreSQL's integer
+MAX_ID = 2**53 - 1
+INTEGER = 2**31 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="a positive whole number (an id)")]
+
+
+def digits(raw: str) -> bool:
+    """Whether ``raw`` is a whole number written in ASCII digits: ``str.isdigit`` holds for
+    superscripts too (``³``), which ``int`` refuses."""
+    return raw.isascii() and raw.isdigit()
+
+
 def id_number(raw: str) -> int | None:
     """A feature's or change's id from a path or query (a PostgreSQL bigint: at most 18
     digits here), or None when the text is no such number."""
-    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    return int(raw) if digits(raw) and len(raw) <= 18 else None
 
 
 def reject_unknown(params: QueryParams, allowed: Iterable[str]) -> None:
@@ -214,7 +230,7 @@ def items_query(params: QueryParams, layer: Layer) -> ItemsQuery:
 
 def tile_numbers(z: str, x: str, y: str) -> tuple[int, int, int]:
     """Zoom, column and row of a WebMercatorQuad tile; outside the matrix is a 404."""
-    if not (z.isdigit() and x.isdigit() and y.isdigit()) or int(z) > 24:
+    if not (digits(z) and digits(x) and digits(y)) or int(z) > 24:
         raise NotFound(f"no tile {z}/{x}/{y}: zoom 0-24, column and row whole numbers")
     zoom, col, row = int(z), int(x), int(y)
     if col >= 2**zoom or row >= 2**zoom:

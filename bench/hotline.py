@@ -80,16 +80,16 @@ def _maintenance(db: str) -> str:
     return libpq_conninfo(admin).replace(f"dbname={db}", "dbname=postgres")
 
 
-def _prepare(base: str, run: str) -> None:
+def prepare_copy(base: str, run: str, jit: bool = False) -> None:
     """The template ``base`` holding the sample with its cases and orders (made once), and
-    ``run``, a fresh copy of it."""
+    ``run``, a fresh copy of it (bench.fuzz fuzzes one too); JIT off unless ``jit``."""
     _twin(base, "db", "start")
-    jit = "RESET jit" if os.environ.get("HOTLINE_JIT") == "1" else "SET jit = off"
+    jit_setting = "RESET jit" if jit else "SET jit = off"
     with psycopg.connect(_maintenance(base), autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (base,)
                         ).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{base}"')
-        conn.execute(f'ALTER DATABASE "{base}" {jit}')
+        conn.execute(f'ALTER DATABASE "{base}" {jit_setting}')
     _twin(base, "db", "migrate")
     conninfo = libpq_conninfo(database_urls(Settings(db_name=base)).admin)
     with psycopg.connect(conninfo) as conn:
@@ -101,7 +101,13 @@ def _prepare(base: str, run: str) -> None:
     with psycopg.connect(_maintenance(base), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{run}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{run}" TEMPLATE "{base}"')
-        conn.execute(f'ALTER DATABASE "{run}" {jit}')
+        conn.execute(f'ALTER DATABASE "{run}" {jit_setting}')
+
+
+def drop_database(name: str) -> None:
+    """Drop a copy made by ``prepare_copy``."""
+    with psycopg.connect(_maintenance(name), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _export(url: str, spec: SampleSpec, n: int) -> Path:
@@ -223,7 +229,7 @@ def main() -> int:
     n = int(os.environ.get("HOTLINE_ORDERS", "27730"))
     spec = load_spec(SPEC)
     started = time.perf_counter()
-    _prepare(base, run_db)
+    prepare_copy(base, run_db, jit=os.environ.get("HOTLINE_JIT") == "1")
     csv_path = _export(database_urls(Settings(db_name=base)).admin, spec, n)
     print(f"database and export ready in {time.perf_counter() - started:.0f} s", flush=True)
     try:
@@ -236,8 +242,7 @@ def main() -> int:
             ).fetchone() or (), strict=True))
     finally:
         if os.environ.get("HOTLINE_KEEP") != "1":
-            with psycopg.connect(_maintenance(base), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{run_db}" WITH (FORCE)')
+            drop_database(run_db)
     print(f"\n{run_db}: {facts['orders']:,} orders ({facts['queued']:,} in the queue), "
           f"{facts['events']:,} order events; jit {facts['jit']}\n")
     print("| measure | median | p90 | n | goal | met |\n|---|---:|---:|---:|---:|---|")

@@ -25,6 +25,12 @@ back and dispatches them again, so that some tablets' moves meet a case that mov
 audit matches every report and move to ``twin.case_events`` by its edit id: applied exactly
 once, or answered conflict or rejected with a reason and not there.
 
+Photos ride along when SOAK_PHOTOS is above 0: that share of updates adds a photo to the
+feature, uploaded (``PUT /photos/{sha256}``) before the batch that carries the edit, as
+field.js does; the audit finds every photo whose upload was answered in ``twin.photos``.
+The knobs are ``Knobs`` (SOAK_TABLETS, SOAK_EDITS, ...); ``bench.chaos`` runs the same day,
+with its tablets, dispatcher and audit, while the parts under the service break.
+
 The database ``twin_soak`` is made afresh in Twin's own cluster (``twin sample --if-empty``)
 and dropped at the end unless SOAK_KEEP_DB=1. Tokens are issued with ``twin.users`` directly:
 signing in costs an argon2 hash (a quarter-second of CPU) per tablet, and it is not what is
@@ -36,6 +42,7 @@ without a conflict, the server answered 5xx, or any other check of the audit fai
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -48,6 +55,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -63,6 +71,8 @@ from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
 
 from bench.twin_server import serve_twin
+from twin.features.edits import MAX_PHOTOS
+from twin.features.photos import MAGIC
 from twin.layer import Layer
 from twin.registry import all_layers
 from twin.settings import Settings
@@ -74,19 +84,11 @@ TWIN = ROOT / ".venv" / "bin" / "twin"
 OUT = ROOT / ".twin" / "bench" / "soak"
 
 DB = os.environ.get("SOAK_DB", "twin_soak")
-TABLETS = int(os.environ.get("SOAK_TABLETS", "263"))
-EDITS = int(os.environ.get("SOAK_EDITS", "30"))
-DROP = float(os.environ.get("SOAK_DROP", "0.2"))
-SUPERVISORS = int(os.environ.get("SOAK_SUPERVISORS", "4"))
-THINK = float(os.environ.get("SOAK_THINK", "1.0"))  # mean seconds between one user's edits
-SEED = int(os.environ.get("SOAK_SEED", "7"))
 KEEP_DB = os.environ.get("SOAK_KEEP_DB") == "1"
-CASES = int(os.environ.get("SOAK_CASES", "2"))  # cases each worker tablet reports
-SENDBACK = float(os.environ.get("SOAK_SENDBACK", "0.3"))  # dispatched cases sent back once
-CASE_POLL = float(os.environ.get("SOAK_CASE_POLL", "5.0"))  # mean seconds between looks at cases
 JIT = os.environ.get("SOAK_JIT") == "1"  # keep the server's JIT setting on the soak's database
 PASSWORD = os.environ.get("TWIN_DEMO_PASSWORD", "twin-demo")
 
+PNG = MAGIC["image/png"]
 POINT_LAYERS = ("waste_points", "charging_points")
 EDIT_LAYERS = (*POINT_LAYERS, "fire_passages")
 HOT = 3  # features per grid that its worker edits most, and supervisors edit too
@@ -97,6 +99,7 @@ BACKOFF_START, BACKOFF_MAX, MAX_ATTEMPTS = 0.2, 3.0, 60
 BLOCKERS = ("电动车 e-bikes", "杂物 clutter", "私家车 a parked car")
 META = frozenset({"micro_grid", "residential_area", "version", "updated", "changed_by"})
 CREATED = "created"  # a step's target: the user's newest point
+UNANSWERED = "unanswered"  # a batch that reached the server answered a 5xx, or cut off
 REASONS = ("巡查 patrol", "居民反映 residents' report", "复核 recheck")
 SHANGHAI = timezone(timedelta(hours=8))
 CASE_CATEGORY = "E0102"  # 暴露垃圾 exposed rubbish: half the reports (the rest: any a worker fixes)
@@ -119,6 +122,39 @@ class Refused(Exception):
 
 class GaveUp(Exception):
     """A tablet failed MAX_ATTEMPTS times in a row without progress."""
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The day's workload and its link, each from ``SOAK_<NAME>`` when set (bench.chaos runs
+    the same day with defaults of its own)."""
+
+    tablets: int = 263  # worker tablets (at most one per worker account)
+    edits: int = 30  # edits per worker (supervisors: 3x)
+    drop: float = 0.2  # share of requests lost, and of answers lost
+    supervisors: int = 4
+    think: float = 1.0  # mean seconds between one user's edits
+    seed: int = 7
+    cases: int = 2  # cases each worker tablet reports
+    sendback: float = 0.3  # dispatched cases sent back once
+    case_poll: float = 5.0  # mean seconds between looks at cases
+    photos: float = 0.0  # share of updates that add a photo, uploaded before their batch
+    timeout: float = 120.0  # seconds a device waits for an answer
+
+    @classmethod
+    def from_env(cls, **defaults: Any) -> Knobs:
+        """``SOAK_<NAME>`` where set, else ``defaults``, else the soak's own."""
+        values = dict(defaults)
+        for knob in dataclass_fields(cls):
+            raw = os.environ.get(f"SOAK_{knob.name.upper()}")
+            if raw is not None:
+                values[knob.name] = type(getattr(cls, knob.name))(raw)
+        return cls(**values)
+
+
+# What a link reports of each request it did not lose: method, path, when it was sent
+# (time.monotonic()), and the answer or the transport error.
+Watch = Callable[[str, str, float, "httpx.Response | httpx.TransportError"], None]
 
 
 @dataclass
@@ -154,7 +190,8 @@ class Step:
 @dataclass
 class Made:
     """An edit as a device made it (``edit`` is its wire form, rebased in place as field.js
-    does) and what the server answered each time it arrived."""
+    does) and what the server answered each time it arrived (UNANSWERED: a delivery that
+    reached it and got no results back)."""
 
     edit: dict[str, Any]
     key: str
@@ -266,8 +303,12 @@ def _somewhere(area: BaseGeometry, rng: random.Random) -> dict[str, Any]:
 
 @dataclass
 class Link:
-    """What a tablet's link did: requests, losses, /sync round trips (seconds), failures."""
+    """What a tablet's link did: requests, losses, /sync round trips (seconds), failures;
+    ``drop`` is the share it loses each way, ``watch`` is told of every request it did not
+    lose."""
 
+    drop: float
+    watch: Watch | None = None
     requests: int = 0
     lost_requests: int = 0
     lost_answers: int = 0
@@ -277,27 +318,32 @@ class Link:
 
 
 async def _over_link(http: httpx.AsyncClient, link: Link, rng: random.Random, method: str,
-                     path: str, only_200: bool, **kwargs: Any) -> tuple[httpx.Response, bool]:
+                     path: str, ok: tuple[int, ...] | None, **kwargs: Any
+                     ) -> tuple[httpx.Response, bool]:
     """One request over a link that drops: lost on the way (Dropped), or answered, with
-    whether the answer is heard. A 5xx, or any answer but 200 when ``only_200``, is Refused
+    whether the answer is heard. A 5xx, or an answer not ``ok`` (when given), is Refused
     (and heard: the server refused it, whatever the link does afterwards)."""
     link.requests += 1
-    if rng.random() < DROP:
+    if rng.random() < link.drop:
         link.lost_requests += 1
         raise Dropped
-    start = time.perf_counter()
+    start, sent = time.perf_counter(), time.monotonic()
     try:
         response = await http.request(method, path, **kwargs)
     except httpx.TransportError as exc:
         link.errors.append(f"{method} {path}: {exc!r}")
+        if link.watch:
+            link.watch(method, path, sent, exc)
         raise Dropped from exc
+    if link.watch:
+        link.watch(method, path, sent, response)
     if path == "/sync":
         link.round_trips.append(time.perf_counter() - start)
-    if response.status_code >= 500 or (only_200 and response.status_code != 200):
+    if response.status_code >= 500 or (ok and response.status_code not in ok):
         link.server_errors += response.status_code >= 500
         link.errors.append(f"{method} {path}: {response.status_code} {response.text[:500]}")
         raise Refused(response.status_code)
-    heard = rng.random() >= DROP
+    heard = rng.random() >= link.drop
     link.lost_answers += not heard
     return response, heard
 
@@ -308,11 +354,12 @@ class Tablet:
     while a batch is on its way."""
 
     def __init__(self, user: User, token: str, url: str, grids: tuple[str, ...],
-                 rng: random.Random) -> None:
+                 rng: random.Random, knobs: Knobs, watch: Watch | None = None) -> None:
         self.user = user
         self.rng = rng
+        self.knobs = knobs
         # idle connections expire before uvicorn's 5 s keep-alive closes them under a request
-        self.http = httpx.AsyncClient(base_url=url, timeout=120,
+        self.http = httpx.AsyncClient(base_url=url, timeout=knobs.timeout,
                                       limits=httpx.Limits(keepalive_expiry=4.0),
                                       headers={"Authorization": f"Bearer {token}"})
         self.scope = {} if user.role == "worker" else {"grids": ",".join(grids)}
@@ -331,7 +378,7 @@ class Tablet:
         self.online = True
         self.done = False
         self.wake = asyncio.Event()
-        self.link = Link()
+        self.link = Link(knobs.drop, watch)
         self.users = 1  # the user's tasks still going (the day's edits, the cases)
         self.broken = False  # the sync task gave up
         # cases: what this tablet reported and moved (its own record), what it knows
@@ -339,6 +386,8 @@ class Tablet:
         self.categories: list[str] = []
         self.reports = 0  # reports the user made so far
         self.tried: dict[int, int] = {}  # case id -> the version its last move was based on
+        self.photos: list[str] = []  # every photo taken (its SHA-256)
+        self.unsent: dict[str, bytes] = {}  # those not yet uploaded
 
     @property
     def area(self) -> BaseGeometry:
@@ -346,11 +395,11 @@ class Tablet:
 
     # -- the link --------------------------------------------------------------------------
 
-    async def _exchange(self, method: str, path: str, **kwargs: Any
-                        ) -> tuple[httpx.Response, bool]:
+    async def _exchange(self, method: str, path: str, ok: tuple[int, ...] = (200,),
+                        **kwargs: Any) -> tuple[httpx.Response, bool]:
         """One request over the link: lost on the way (Dropped), or answered, with whether
         the tablet hears the answer (when not, the server did the work all the same)."""
-        return await _over_link(self.http, self.link, self.rng, method, path, True, **kwargs)
+        return await _over_link(self.http, self.link, self.rng, method, path, ok, **kwargs)
 
     async def _retrying(self, action: Callable[[], Awaitable[None]]) -> None:
         """``action`` until it succeeds, backing off while the link stays bad."""
@@ -393,11 +442,19 @@ class Tablet:
                     keys.add(made.key)
                     batch.append(made)
             rest = [made for made in self.outbox if made not in batch]
-            response, heard = await self._exchange("POST", "/sync", json={
-                "edits": [made.edit for made in batch], "outbox": {
-                    "device_id": self.device, "waiting": len(rest),
-                    "oldest_device_time": rest[0].edit["device_time"] if rest else None,
-                    "sent_at": (datetime.now(UTC) + self.skew).isoformat()}})
+            await self._upload(batch)
+            try:
+                response, heard = await self._exchange("POST", "/sync", json={
+                    "edits": [made.edit for made in batch], "outbox": {
+                        "device_id": self.device, "waiting": len(rest),
+                        "oldest_device_time": rest[0].edit["device_time"] if rest else None,
+                        "sent_at": (datetime.now(UTC) + self.skew).isoformat()}})
+            except (Dropped, Refused) as exc:  # reached the server, and no results came back
+                if isinstance(exc, Refused) or not isinstance(exc.__cause__, (
+                        type(None), httpx.ConnectError)):
+                    for made in batch:
+                        made.answers.append(UNANSWERED)
+                raise
             results = response.json()["results"]
             for made, result in zip(batch, results, strict=True):
                 made.answers.append(result["status"])
@@ -405,6 +462,20 @@ class Tablet:
                 raise Dropped
             for made, result in zip(batch, results, strict=True):
                 self._settle(made, result)
+
+    async def _upload(self, batch: list[Made]) -> None:
+        """The batch's photos not yet uploaded, before the batch (field.js ``uploadPhotos``):
+        PUT under their hash, 201 or 200 (already there: a re-send of one whose answer was
+        lost)."""
+        for made in batch:
+            for digest in made.edit["changes"].get("photos", {}).get("new") or []:
+                if digest in self.unsent:
+                    _, heard = await self._exchange(
+                        "PUT", f"/photos/{digest}", ok=(200, 201), content=self.unsent[digest],
+                        headers={"Content-Type": "image/png"})
+                    if not heard:
+                        raise Dropped
+                    del self.unsent[digest]
 
     def _settle(self, made: Made, result: dict[str, Any]) -> None:
         self.outbox.remove(made)
@@ -504,12 +575,22 @@ class Tablet:
             if name == "geometry" and moved is None:
                 name = layer.state_field or name  # no room to move it: change its state
             new[name] = moved or _changed(layer, name, fields.get(name), self.rng)
+        if not step.bad and self.knobs.photos and self.rng.random() < self.knobs.photos:
+            new["photos"] = [*(fields.get("photos") or []), self._photo()][-MAX_PHOTOS:]
         edit["changes"] = {n: {"old": fields.get(n), "new": v} for n, v in new.items()}
         if "geometry" in new:
             edit["accuracy_m"] = round(self.rng.uniform(3, 15), 1)
         if feature is not None:  # known to the server (a new point learns it when answered)
             edit |= {"feature_id": feature.id, "base_version": feature.version}
         self._queue(Made(edit, key, feature.version if feature else None, step.bad))
+
+    def _photo(self) -> str:
+        """A photo taken now: PNG bytes, random so that each is new, kept until uploaded."""
+        content = PNG + self.rng.randbytes(self.rng.randint(20_000, 60_000))
+        digest = hashlib.sha256(content).hexdigest()
+        self.photos.append(digest)
+        self.unsent[digest] = content
+        return digest
 
     def _create(self, layer: Layer, edit: dict[str, Any]) -> None:
         key = f"local:{edit['edit_id']}"
@@ -546,7 +627,7 @@ class Tablet:
     @property
     def reported(self) -> bool:
         """Every report made and answered (or the tablet broke down)."""
-        return self.broken or (self.reports >= CASES and not any(
+        return self.broken or (self.reports >= self.knobs.cases and not any(
             m.edit["layer"] == "cases" and m.edit["op"] == "create" for m in self.outbox))
 
     async def _categories(self) -> None:
@@ -630,20 +711,21 @@ class Tablet:
         self.wake.set()
 
     async def casework(self, since: str, dispatcher: Dispatcher) -> None:
-        """The user's cases: CASES reports spread over the first part of the day; all along,
-        a look at "my cases" every CASE_POLL seconds or so (when online), and each case newly
+        """The user's cases: its reports spread over the first part of the day; all along, a
+        look at "my cases" every ``case_poll`` seconds or so (when online), and each case newly
         dispatched to me handled a moment later. Done once the reports are in, the
         dispatcher has finished, and nothing dispatched to me is left to handle."""
         try:
             await self._retrying(self._categories)
             loop = asyncio.get_running_loop()
-            begin, day = loop.time(), max(1.0, 0.8 * EDITS * THINK)
-            due = sorted(self.rng.uniform(0, day) for _ in range(CASES))
+            knobs = self.knobs
+            begin, day = loop.time(), max(1.0, 0.8 * knobs.edits * knobs.think)
+            due = sorted(self.rng.uniform(0, day) for _ in range(knobs.cases))
             while not self.broken:
-                await asyncio.sleep(min([CASE_POLL * self.rng.uniform(0.5, 1.5)]
+                await asyncio.sleep(min([knobs.case_poll * self.rng.uniform(0.5, 1.5)]
                                         + [max(0.0, begin + at - loop.time())
                                            for at in due[self.reports:]]))
-                while self.reports < CASES and loop.time() >= begin + due[self.reports]:
+                while self.reports < knobs.cases and loop.time() >= begin + due[self.reports]:
                     self._report()
                 if not self.online:
                     continue
@@ -657,7 +739,7 @@ class Tablet:
                 fresh = [c for c in mine if c["id"] not in pending
                          and self.tried.get(c["id"]) != c["properties"]["version"]]
                 for case in fresh:
-                    await asyncio.sleep(self.rng.expovariate(1 / THINK))  # go and see to it
+                    await asyncio.sleep(self.rng.expovariate(1 / knobs.think))  # see to it
                     self._handle(case)
                 if final and not fresh and not pending:
                     return
@@ -695,21 +777,22 @@ class Intent:
 class Dispatcher:
     """城运中心 staff at a desk, over a link that drops like the tablets': every case reported
     since the run began is filed then dispatched (the filing's proposed assignee confirmed);
-    SENDBACK of the dispatched ones are sent back to filed a few seconds later and dispatched
-    again, so that the tablets' moves meet cases that moved on. Each move carries If-Match
-    and an Idempotency-Key kept across retries; a 412 means read the case again and, if the
-    move still makes sense, try again with a new key."""
+    ``sendback`` of the dispatched ones are sent back to filed a few seconds later and
+    dispatched again, so that the tablets' moves meet cases that moved on. Each move carries
+    If-Match and an Idempotency-Key kept across retries; a 412 means read the case again
+    and, if the move still makes sense, try again with a new key."""
 
-    def __init__(self, user: User, token: str, url: str, rng: random.Random, since: str
-                 ) -> None:
+    def __init__(self, user: User, token: str, url: str, rng: random.Random, since: str,
+                 knobs: Knobs, watch: Watch | None = None) -> None:
         self.user = user
         self.rng = rng
         self.since = since
-        self.http = httpx.AsyncClient(base_url=url, timeout=120,
+        self.knobs = knobs
+        self.http = httpx.AsyncClient(base_url=url, timeout=knobs.timeout,
                                       limits=httpx.Limits(keepalive_expiry=4.0),
                                       headers={"Authorization": f"Bearer {token}"})
         self.device = "desk-dispatcher"
-        self.link = Link()
+        self.link = Link(knobs.drop, watch)
         self.intents: list[Intent] = []
         self.rounds: Counter[int] = Counter()
         self.busy: set[int] = set()
@@ -721,7 +804,7 @@ class Dispatcher:
 
     async def _exchange(self, method: str, path: str, **kwargs: Any
                         ) -> tuple[httpx.Response, bool]:
-        return await _over_link(self.http, self.link, self.rng, method, path, False, **kwargs)
+        return await _over_link(self.http, self.link, self.rng, method, path, None, **kwargs)
 
     async def _heard(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """A read, retried with backoff until its answer is heard."""
@@ -815,14 +898,15 @@ class Dispatcher:
                     if after is None:
                         return
                     state, version = after["properties"]["state"], after["properties"]["version"]
-            if state != "dispatched" or cid in self.sent_back or self.rng.random() >= SENDBACK:
+            if state != "dispatched" or cid in self.sent_back or \
+                    self.rng.random() >= self.knobs.sendback:
                 return
             self.sent_back.add(cid)
-            await asyncio.sleep(CASE_POLL * self.rng.uniform(0.3, 1.5))  # second thoughts
+            await asyncio.sleep(self.knobs.case_poll * self.rng.uniform(0.3, 1.5))  # 2nd thoughts
             after = await self._move(cid, "dispatched", "filed", version, SENT_BACK)
             if after is None:
                 return
-            await asyncio.sleep(CASE_POLL * self.rng.uniform(0.5, 2.0))  # the right hands
+            await asyncio.sleep(self.knobs.case_poll * self.rng.uniform(0.5, 2.0))  # right hands
             await self._move(cid, "filed", "dispatched", after["properties"]["version"])
         except GaveUp as exc:
             self.failures.append(str(exc))
@@ -876,7 +960,7 @@ def _worker_plan(tablet: Tablet, rng: random.Random) -> dict[str, set[str]]:
         state = layer.state_field or _numeric(layer)
         hot[key] = {state, rng.choice([n for n in _fields(layer) if n != state])}
     created: str | None = None
-    for _ in range(EDITS):
+    for _ in range(tablet.knobs.edits):
         draw = rng.random()
         if draw < P_CREATE or not (mine or created):
             created = rng.choice(POINT_LAYERS)
@@ -903,7 +987,7 @@ def _supervisor_plan(tablet: Tablet, hot: dict[str, set[str]], rng: random.Rando
     overlap: Counter[str] = Counter()
     choices = sorted(key for key in hot if key in tablet.features
                      and tablet.features[key].grid in tablet.grids)
-    for _ in range(3 * EDITS if choices else 0):
+    for _ in range(3 * tablet.knobs.edits if choices else 0):
         key = rng.choice(choices)
         layer = all_layers()[key.partition(":")[0]]
         same = rng.random() < 0.5
@@ -940,11 +1024,11 @@ def _prepare() -> None:
             conn.execute(f'ALTER DATABASE "{DB}" SET jit = off')
 
 
-def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[User, str]],
-                                           tuple[User, str]]:
-    """Tokens for TABLETS workers (all when there are fewer), SUPERVISORS new accounts,
-    commanders and admins by turns, and the sample's dispatcher."""
-    engine = make_engine(database_urls(Settings(db_name=DB)).admin, pool_size=2)
+def accounts(admin_url: str, knobs: Knobs, rng: random.Random
+             ) -> tuple[list[tuple[User, str]], list[tuple[User, str]], tuple[User, str]]:
+    """Tokens for ``knobs.tablets`` workers (all when there are fewer), ``knobs.supervisors``
+    new accounts, commanders and admins by turns, and the sample's dispatcher."""
+    engine = make_engine(admin_url, pool_size=2)
     try:
         with engine.connect() as conn:
             rows = conn.exec_driver_sql(
@@ -955,10 +1039,11 @@ def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[Us
             desk = conn.exec_driver_sql("SELECT id, name, role FROM twin.users "
                                         "WHERE name = 'dispatcher' AND active").one()
         workers = [User(r[0], r[1], r[2], tuple(r[3])) for r in rows]
-        workers = sorted(rng.sample(workers, min(TABLETS, len(workers))), key=lambda u: u.name)
+        workers = sorted(rng.sample(workers, min(knobs.tablets, len(workers))),
+                         key=lambda u: u.name)
         secret = hash_password(PASSWORD)
         supervisors = [add_user(engine, f"supervisor-{i + 1}", ("commander", "admin")[i % 2],
-                                secret) for i in range(SUPERVISORS)]
+                                secret) for i in range(knobs.supervisors)]
         dispatcher = User(desk[0], desk[1], desk[2], ())
         return ([(u, issue_token(engine, u, 720)[0]) for u in workers],
                 [(u, issue_token(engine, u, 720)[0]) for u in supervisors],
@@ -970,20 +1055,23 @@ def _accounts(rng: random.Random) -> tuple[list[tuple[User, str]], list[tuple[Us
 # ---------------------------------------------------------------------------------------
 # The run
 
-async def _run(url: str, workers: list[tuple[User, str]], supervisors: list[tuple[User, str]],
-               desk: tuple[User, str], rng: random.Random
-               ) -> tuple[list[Tablet], Dispatcher, str, Counter[str], float]:
+async def run_day(url: str, workers: list[tuple[User, str]],
+                  supervisors: list[tuple[User, str]], desk: tuple[User, str],
+                  rng: random.Random, knobs: Knobs, watch: Watch | None = None,
+                  started: asyncio.Event | None = None
+                  ) -> tuple[list[Tablet], Dispatcher, str, Counter[str], float]:
     """Scopes first (every tablet starts its day with them), then plans, then the day: the
-    users' edits, the workers' cases and the dispatcher's moves."""
+    users' edits, the workers' cases and the dispatcher's moves; ``watch`` is told of every
+    request the links did not lose, ``started`` set when the day begins."""
     grids = [code for user, _ in workers for code in user.grids]
-    tablets = [Tablet(user, token, url, user.grids, random.Random(rng.random()))  # noqa: S311
-               for user, token in workers]
+    tablets = [Tablet(user, token, url, user.grids, random.Random(rng.random()),  # noqa: S311
+                      knobs, watch) for user, token in workers]
     tablets += [Tablet(user, token, url, tuple(grids[i::len(supervisors)]),
-                       random.Random(rng.random()))  # noqa: S311
+                       random.Random(rng.random()), knobs, watch)  # noqa: S311
                 for i, (user, token) in enumerate(supervisors)]
     since = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ") + "/.."
     dispatcher = Dispatcher(desk[0], desk[1], url, random.Random(rng.random()),  # noqa: S311
-                            since)
+                            since, knobs, watch)
     try:
         await asyncio.gather(*(t.start() for t in tablets))
         hot: dict[str, set[str]] = {}
@@ -992,12 +1080,15 @@ async def _run(url: str, workers: list[tuple[User, str]], supervisors: list[tupl
         overlap: Counter[str] = Counter()
         for tablet in tablets[len(workers):]:
             overlap += _supervisor_plan(tablet, hot, tablet.rng)
-        reporters = tablets[:len(workers)] if CASES > 0 else []
+        reporters = tablets[:len(workers)] if knobs.cases > 0 else []
         for tablet in reporters:
             tablet.users += 1
+        if started is not None:
+            started.set()
         start = time.perf_counter()
         done = await asyncio.gather(*(task for t in tablets for task in (
-            t.using(THINK if t.user.role == "worker" else THINK / 3), t.syncing())),
+            t.using(knobs.think if t.user.role == "worker" else knobs.think / 3),
+            t.syncing())),
             *(t.casework(since, dispatcher) for t in reporters), dispatcher.run(reporters),
             return_exceptions=True)
         wall = time.perf_counter() - start
@@ -1038,11 +1129,12 @@ def _same(name: str, a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _audit(tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Every edit a device made against twin.edits and twin.changes: figures, and the
-    failures (each with examples)."""
+def audit(conninfo: str, tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Every edit a device made against twin.edits and twin.changes, every photo it took
+    against twin.photos: figures, and the failures (each with examples)."""
     made = {(t.user.name, m.edit["edit_id"]): m for t in tablets for m in t.made}
-    with psycopg.connect(_conninfo()) as conn:
+    taken = {digest: t for t in tablets for digest in t.photos}
+    with psycopg.connect(conninfo) as conn:
         edits = {(r[0], r[1]): r[2:] for r in conn.execute(
             "SELECT actor, edit_id, status, version, feature_id, layer, base_version, "
             "ARRAY(SELECT jsonb_object_keys(coalesce(result -> 'fields', '{}'))) "
@@ -1064,11 +1156,16 @@ def _audit(tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]
             "FROM twin.feature_versions v JOIN unnest(%s::bigint[], %s::int[]) AS w(id, version)"
             " ON v.feature_id = w.id AND v.version = w.version",
             [[w[0] for w in wanted], [w[1] for w in wanted]])}
+        kept = {r[0] for r in conn.execute(
+            "SELECT sha256 FROM twin.photos WHERE sha256 = ANY(%s)", [list(taken)])}
     fail: dict[str, list[Any]] = {k: [] for k in (
         "lost", "logged twice or both", "overwritten without conflict",
         "answer contradicts the log", "duplicates not as expected", "valid edit rejected",
         "invalid edit applied", "device time altered", "phantom edits",
-        "outbox reported waiting after the last sync")}
+        "outbox reported waiting after the last sync", "photo lost")}
+    # an upload answered (201 or 200) is a photo stored; one still unsent never left the tablet
+    fail["photo lost"] = [{"edit": digest, "actor": t.user.name} for digest, t in taken.items()
+                          if digest not in kept and digest not in t.unsent]
     fail["outbox reported waiting after the last sync"] = [
         {"edit": device, "actor": actor, "waiting": n} for device, actor, n in still_waiting]
     fail["overwritten without conflict"] = [
@@ -1084,8 +1181,7 @@ def _audit(tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]
         n = log[0]
         example = {"edit": edit_id, "actor": actor, "sent": m.edit, "answers": m.answers}
         figures["duplicates answered"] += m.answers.count("duplicate")
-        if m.answers.count("duplicate") != max(len(m.answers) - 1, 0) or (
-                m.answers and m.answers[0] == "duplicate"):
+        if not _answered_as_expected(m.answers):
             fail["duplicates not as expected"].append(example)
         if row is None:
             fail["lost"].append(example | {"why": "not in twin.edits"})
@@ -1135,6 +1231,16 @@ def _audit(tablets: list[Tablet]) -> tuple[dict[str, Any], dict[str, list[Any]]]
     return dict(figures), fail
 
 
+def _answered_as_expected(answers: list[str]) -> bool:
+    """A retry is answered ``duplicate``; the first answer heard is one only when a delivery
+    before it went unanswered (a 5xx or a broken connection: it may have been applied)."""
+    heard = [a for a in answers if a != UNANSWERED]
+    if not heard:
+        return True
+    first = answers.index(heard[0])  # the markers come before it
+    return all(a == "duplicate" for a in heard[1:]) and (heard[0] != "duplicate" or first > 0)
+
+
 def _unseen(fail: dict[str, list[Any]], example: dict[str, Any], m: Made, mine: Any,
             history: list[Any]) -> None:
     """Overwrites the log's own check cannot see: a field another actor changed after the
@@ -1162,14 +1268,14 @@ CASE_FAILURES = ("case lost", "case applied twice", "case refused yet in the eve
                  "case versions and events disagree")
 
 
-def _audit_cases(tablets: list[Tablet], dispatcher: Dispatcher, since: str
-                 ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+def audit_cases(conninfo: str, tablets: list[Tablet], dispatcher: Dispatcher, since: str
+                ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """Every case report and move of the tablets, and every try of the dispatcher's moves,
     against twin.edits (layer cases) and twin.case_events (by edit_id): figures, and the
     failures (each with examples, named by the edit_id)."""
     began = datetime.fromisoformat(since.partition("/")[0].replace("Z", "+00:00"))
     actors = [t.user.name for t in tablets] + [dispatcher.user.name]
-    with psycopg.connect(_conninfo()) as conn:
+    with psycopg.connect(conninfo) as conn:
         edits = {(r[0], r[1]): r[2:] for r in conn.execute(
             "SELECT actor, edit_id, status, feature_id, jsonb_array_length(problems) "
             "FROM twin.edits WHERE layer = 'cases' AND actor = ANY(%s)", [actors])}
@@ -1205,8 +1311,7 @@ def _audit_cases(tablets: list[Tablet], dispatcher: Dispatcher, since: str
             example = {"edit": edit_id, "actor": tablet.user.name, "sent": m.edit,
                        "answers": m.answers, "heard": m.heard}
             figures["duplicates answered"] += m.answers.count("duplicate")
-            if m.answers.count("duplicate") != max(len(m.answers) - 1, 0) or (
-                    m.answers and m.answers[0] == "duplicate"):
+            if not _answered_as_expected(m.answers):
                 fail["case duplicates not as expected"].append(example)
             row = edits.get((tablet.user.name, edit_id))
             n, where, actions, states, who = events.get(edit_id, (0, [], [], [], []))
@@ -1291,22 +1396,29 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
+def tally(fail: dict[str, list[Any]]) -> dict[str, int]:
+    """Each check's failures, counted once per edit (or case, device, photo)."""
+    return {k: len({e["edit"] for e in v}) for k, v in fail.items()}
+
+
 def main() -> int:
-    rng = random.Random(SEED)  # noqa: S311 (a repeatable run, not a secret)
+    knobs = Knobs.from_env()
+    rng = random.Random(knobs.seed)  # noqa: S311 (a repeatable run, not a secret)
     OUT.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     began = time.perf_counter()
     _prepare()
-    workers, supervisors, desk = _accounts(rng)
+    workers, supervisors, desk = accounts(database_urls(Settings(db_name=DB)).admin, knobs, rng)
     server, url = serve_twin(_env(), OUT / f"{stamp}.server.log")
     try:
         print(f"{len(workers)} worker tablets and {len(supervisors)} supervisors' tablets, "
-              f"{EDITS} edits each (supervisors {3 * EDITS}), {CASES} case reports per worker "
-              f"and a dispatcher, drops {DROP:.0%} each way", flush=True)
+              f"{knobs.edits} edits each (supervisors {3 * knobs.edits}), {knobs.cases} case "
+              f"reports per worker and a dispatcher, drops {knobs.drop:.0%} each way",
+              flush=True)
         tablets, dispatcher, since, overlap, wall = asyncio.run(
-            _run(url, workers, supervisors, desk, rng))
-        figures, fail = _audit(tablets)
-        case_figures, case_fail = _audit_cases(tablets, dispatcher, since)
+            run_day(url, workers, supervisors, desk, rng, knobs))
+        figures, fail = audit(_conninfo(), tablets)
+        case_figures, case_fail = audit_cases(_conninfo(), tablets, dispatcher, since)
     finally:
         server.terminate()
         try:
@@ -1321,10 +1433,10 @@ def main() -> int:
     links = [t.link for t in tablets] + [dispatcher.link]
     link = {k: sum(getattr(one, k) for one in links)
             for k in ("requests", "lost_requests", "lost_answers", "server_errors")}
-    failures = {k: len({e["edit"] for e in v}) for k, v in (fail | case_fail).items()}
+    failures = tally(fail | case_fail)
     cf = case_figures
     cases = {
-        "per_tablet": CASES, "sendback": SENDBACK, "poll_s": CASE_POLL,
+        "per_tablet": knobs.cases, "sendback": knobs.sendback, "poll_s": knobs.case_poll,
         "reported": cf.get("tablet reports", 0),
         "reports_applied": cf.get("tablet reports applied", 0),
         "reports_rejected": cf.get("tablet reports rejected", 0),
@@ -1348,7 +1460,8 @@ def main() -> int:
     }
     overwrites = fail["overwritten without conflict"]
     result = {
-        "stamp": stamp, "db": DB, "drop": DROP, "think_s": THINK, "seed": SEED, "jit": JIT,
+        "stamp": stamp, "db": DB, "drop": knobs.drop, "think_s": knobs.think,
+        "seed": knobs.seed, "jit": JIT, "photos": len({p for t in tablets for p in t.photos}),
         "tablets": len(workers), "supervisors": len(supervisors), "edits_made": made,
         "applied": figures.get("applied", 0), "merged": figures.get("merged", 0),
         "duplicates_answered": figures.get("duplicates answered", 0),

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, UserDep
+from api.errors import SIGNED, errors
+from api.params import Id
 from api.routes.edits import read_json
 from twin.analysis.coverage import (
     ANALYSIS_ROLES,
@@ -22,7 +24,8 @@ from twin.analysis.placement import MAX_TIME_LIMIT_S, MIN_SPACING_M, site, sitin
 from twin.errors import Forbidden, Problem, Unprocessable
 from twin.users import User
 
-router = APIRouter(tags=["analysis"])
+# planners, commanders and admins only (403); bad parameters are named in a 422
+router = APIRouter(tags=["analysis"], responses=errors(*SIGNED, 403, 422))
 
 COVERAGE_PARAMS = frozenset({"layer", "within", "by", "state", "tags", "service_areas",
                              "uncovered", "asOf"})
@@ -88,12 +91,12 @@ def coverage_route(
 
 
 @router.get("/analysis/coverage/buildings/{building_id}", summary="One building's network "
-            "distance to the nearest facility of a layer")
+            "distance to the nearest facility of a layer", responses=errors(404))
 def building_coverage_route(
     request: Request,
     engine: EngineDep,
     user: UserDep,
-    building_id: int,
+    building_id: Id,
     layer: LayerParam = None,
     within: WithinParam = None,
     state: StateParam = None,
@@ -174,7 +177,7 @@ _SITING_BODY = {"required": True, "content": {"application/json": {"schema": {
 
 @router.post("/analysis/siting", summary="Where N new facilities of a layer cover the most "
              "households (maximal covering, existing facilities kept)",
-             openapi_extra={"requestBody": _SITING_BODY})
+             openapi_extra={"requestBody": _SITING_BODY}, responses=errors(413))
 async def siting_route(request: Request, engine: EngineDep, user: UserDep) -> dict[str, Any]:
     """A JSON body: ``layer``, ``n``, ``within`` (metres; default the layer's
     coverage_within_m), ``state``/``tags`` (which existing facilities count), ``candidates``

@@ -20,8 +20,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy import Engine
 
 from api.deps import EngineDep, UserDep
-from api.errors import twin_error_response
-from api.params import id_number, reject_unknown
+from api.errors import SIGNED, errors, media, twin_error_response
+from api.openapi import json_body
+from api.params import INTEGER, MAX_ID, digits, id_number, reject_unknown
 from api.routes.edits import based_on, read_json
 from twin.cases.kpis import check_period, kpi_where, kpis
 from twin.cases.loop import (
@@ -47,8 +48,11 @@ from twin.features.edits import MAX_KEY, MAX_REASON, Outcome
 from twin.times import instant, parse_day_or_time
 from twin.users import User
 
-router = APIRouter(tags=["cases"])
+router = APIRouter(tags=["cases"], responses=errors(*SIGNED))
 GEOJSON = "application/geo+json"
+# one case: its GeoJSON and ETag; what a write on it may be refused with besides
+ONE_CASE = media(GEOJSON)
+WRITE_REFUSED = errors(403, 409, 413, 422)
 MAX_BODY = 256 * 1024
 _ETAG = re.compile(r'"case-(\d+)-(\d+)"')
 LIST_PARAMS = {"bbox", "state", "overdue", "category", "micro_grid", "residential_area",
@@ -68,7 +72,7 @@ class PositionBody(Strict):
 
 class FeatureRef(Strict):
     layer: str = Field(max_length=64)
-    id: int = Field(ge=1)
+    id: int = Field(ge=1, le=MAX_ID)
 
 
 class ReportProperties(Strict):
@@ -111,7 +115,7 @@ class TransitionBody(Strict):
     assignee: str | None = Field(default=None, max_length=64)
     department: str | None = Field(default=None, max_length=32)
     approver: str | None = Field(default=None, max_length=64)
-    duplicate_of: int | None = Field(default=None, ge=1)
+    duplicate_of: int | None = Field(default=None, ge=1, le=MAX_ID)
     photos: list[str] = Field(default_factory=list, max_length=10)
     position: PositionBody | None = None
     device_time: AwareDatetime | None = None
@@ -217,7 +221,8 @@ def _interval(raw: str) -> tuple[datetime | None, datetime | None]:
 @router.get("/cases", summary="Cases as a FeatureCollection (cursor-paged) or CSV: bbox, "
             "state, overdue, category, micro_grid, residential_area, department, assignee, "
             "source, datetime (reported), asOf; kpi=<figure>&from&to[&by&key] lists a figure's "
-            "cases")
+            "cases", response_class=Response,
+            responses=media(GEOJSON, "text/csv") | errors(403))
 def cases(request: Request, engine: EngineDep, user: UserDep) -> Response:
     params = request.query_params
     reject_unknown(params, LIST_PARAMS)
@@ -247,7 +252,7 @@ def _query(params: Any, zone: str) -> CaseQuery:
         raw = params.get(name)
         if raw is None:
             return default
-        if not raw.isdigit() or len(raw) > 18:
+        if not digits(raw) or len(raw) > 18:
             raise InvalidInput(f"{name}={raw}: not a whole number", [Problem(
                 name, raw, "a whole number", "须为整数")])
         return int(raw)
@@ -301,7 +306,9 @@ def _query(params: Any, zone: str) -> CaseQuery:
 
 @router.post("/cases", summary="Report a case: a GeoJSON Feature (Point) with category, "
              "description, source, priority, feature, photos; Idempotency-Key honoured",
-             status_code=201)
+             status_code=201, response_class=JSONResponse,
+             responses=media(GEOJSON, status=201, description="Reported: its Location and "
+                             "ETag") | WRITE_REFUSED, openapi_extra=json_body(ReportBody))
 async def create_case(request: Request, engine: EngineDep, user: UserDep) -> Response:
     reject_unknown(request.query_params, set())
     body = parse_body(ReportBody, await read_json(request, MAX_BODY), "案件")
@@ -310,7 +317,8 @@ async def create_case(request: Request, engine: EngineDep, user: UserDep) -> Res
 
 
 @router.get("/cases/{case_id}", summary="One case: state, place, who has it, deadlines per "
-            "stage, overdue, version (ETag); asOf reads it as it was")
+            "stage, overdue, version (ETag); asOf reads it as it was",
+            response_class=JSONResponse, responses=ONE_CASE | errors(403, 404))
 def one_case(request: Request, case_id: str, engine: EngineDep, user: UserDep,
              as_of: Annotated[str | None, Query(alias="asOf")] = None) -> Response:
     reject_unknown(request.query_params, {"asOf"})
@@ -320,7 +328,8 @@ def one_case(request: Request, case_id: str, engine: EngineDep, user: UserDep,
         "ETag": case_etag(case["id"], case["properties"]["version"])})
 
 
-@router.get("/cases/{case_id}/events", summary="Every step of a case, oldest first")
+@router.get("/cases/{case_id}/events", summary="Every step of a case, oldest first",
+            responses=errors(403, 404))
 def events(request: Request, case_id: str, engine: EngineDep, user: UserDep
            ) -> dict[str, Any]:
     reject_unknown(request.query_params, set())
@@ -339,7 +348,9 @@ async def _act(request: Request, case_id: str, model: type[Strict], what: str,
 
 
 @router.post("/cases/{case_id}/transitions", summary="Move a case (If-Match required): 409 "
-             "names the moves allowed; 422 a broken rule")
+             "names the moves allowed; 422 a broken rule", response_class=JSONResponse,
+             responses=ONE_CASE | WRITE_REFUSED | errors(404, 412, 428),
+             openapi_extra=json_body(TransitionBody))
 async def move_case(request: Request, case_id: str, engine: EngineDep, user: UserDep
                     ) -> Response:
     return await _act(request, case_id, TransitionBody, "流转", lambda number, base, body:
@@ -348,7 +359,10 @@ async def move_case(request: Request, case_id: str, engine: EngineDep, user: Use
 
 
 @router.post("/cases/{case_id}/extension", summary="Ask for more time on the running stage, "
-             "or approve or refuse what was asked (If-Match required)")
+             "or approve or refuse what was asked (If-Match required)",
+             response_class=JSONResponse,
+             responses=ONE_CASE | WRITE_REFUSED | errors(404, 412, 428),
+             openapi_extra=json_body(ExtensionBody))
 async def extension(request: Request, case_id: str, engine: EngineDep, user: UserDep
                     ) -> Response:
     return await _act(request, case_id, ExtensionBody, "延期", lambda number, base, body:
@@ -365,11 +379,11 @@ class SyncCase(Strict):
 
     edit_id: str = Field(min_length=1, max_length=MAX_KEY)
     device_id: str | None = Field(default=None, max_length=MAX_KEY)
-    device_seq: int | None = Field(default=None, ge=0)
+    device_seq: int | None = Field(default=None, ge=0, le=MAX_ID)
     layer: Literal["cases"]
-    feature_id: int | None = Field(default=None, ge=1)
+    feature_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     op: Literal["create", "transition"]
-    base_version: int | None = Field(default=None, ge=1)
+    base_version: int | None = Field(default=None, ge=1, le=INTEGER)
     changes: dict[str, dict[str, Any]] = Field(default_factory=dict)
     reason: str | None = Field(default=None, max_length=MAX_REASON)
     device_time: AwareDatetime | None = None

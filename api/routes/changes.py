@@ -20,9 +20,10 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.deps import UserDep, bearer_digest, get_pool, token_scope
+from api.errors import SIGNED, errors, media
 from api.fastpath import hot
 from api.live import ChangeSignal
-from api.params import bad, id_number, parse_bbox, parse_limit, reject_unknown
+from api.params import bad, digits, id_number, parse_bbox, parse_limit, reject_unknown
 from twin.crs import CRS84
 from twin.errors import Forbidden, NotFound
 from twin.history.changes import (
@@ -41,7 +42,7 @@ from twin.registry import all_layers, get_layer
 from twin.times import parse_time
 from twin.users import ROLES, User
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], responses=errors(*SIGNED))
 FEED_PARAMS = frozenset({"order", "limit", "cursor", "layer", "micro_grid",
                          "residential_area", "actor", "role", "operation", "feature_id",
                          "from", "to", "bbox", "f"})
@@ -80,14 +81,21 @@ async def _cursor(conn: AsyncConnection[Any], raw: str | None, name: str
     return int(row[0]), int(row[1])
 
 
+def _layer(params: Any) -> str | None:
+    """The ``layer`` a query names: a 400 naming it when there is no such layer (a filter's
+    value, not a path's thing)."""
+    layer: str | None = params.get("layer")
+    if layer is not None and layer not in all_layers():
+        raise bad("layer", layer, f"one of {', '.join(all_layers())}", "未知图层")
+    return layer
+
+
 def _feed_query(request: Request, user: User, allowed: frozenset[str] = FEED_PARAMS
                 ) -> ChangeQuery:
     """Every feed parameter, checked (the cursor is resolved against the log later)."""
     params = request.query_params
     reject_unknown(params, allowed)
-    layer = params.get("layer")
-    if layer is not None and layer not in all_layers():
-        raise bad("layer", layer, f"one of {', '.join(all_layers())}", "未知图层")
+    layer = _layer(params)
     feature = params.get("feature_id")
     if feature is not None and id_number(feature) is None:
         raise bad("feature_id", feature, "a feature id (a whole number)", "要素编号无效")
@@ -108,7 +116,7 @@ def _feed_query(request: Request, user: User, allowed: frozenset[str] = FEED_PAR
 
 
 @router.get("/changes", summary="The change log, a page at a time (JSON) or streamed (CSV)",
-            response_class=Response)
+            response_class=Response, responses=media("application/json", "text/csv"))
 async def feed(request: Request, user: UserDep) -> Response:
     query = _feed_query(request, user)
     pool = get_pool(request)
@@ -147,7 +155,7 @@ def _csv(pool: AsyncConnectionPool[AsyncConnection[Any]], query: ChangeQuery) ->
 
 
 @router.get("/changes/stream", summary="Every new change as it commits (Server-Sent Events)",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse, responses=media("text/event-stream"))
 async def stream(request: Request, user: UserDep) -> StreamingResponse:
     """Resumes after ``Last-Event-ID`` (or ``cursor``) without losing a change; else starts
     at the newest change. Same filters as the feed; always oldest first."""
@@ -190,7 +198,8 @@ async def stream(request: Request, user: UserDep) -> StreamingResponse:
 
 @router.get("/collections/{layer}/items/{fid}/history",
             summary="Every version of a feature: who, when, why, and what changed",
-            response_class=Response)
+            response_class=Response,
+            responses=media("application/json") | errors(403, 404))
 @hot
 async def history(request: Request, layer: str, fid: str) -> Response:
     """Newest version first, ``limit`` at a time (default 100); the ``next`` link carries the
@@ -202,7 +211,7 @@ async def history(request: Request, layer: str, fid: str) -> Response:
     found = get_layer(layer)
     number = id_number(fid) or -1  # no feature has it: an empty history is a 404
     before = params.get("cursor")
-    if before is not None and not (before.isdigit() and len(before) <= 9):
+    if before is not None and not (digits(before) and len(before) <= 9):
         raise bad("cursor", before, "use the next link the previous page gave", "翻页游标无效")
     limit = parse_limit(params.get("limit"))
     async with get_pool(request).connection() as conn:
@@ -225,7 +234,8 @@ async def history(request: Request, layer: str, fid: str) -> Response:
 
 
 @router.get("/changes/heat", summary="Where the twin changed: changes counted per cell of a "
-            "grid, for a heat map (default: the last 7 days)")
+            "grid, for a heat map (default: the last 7 days)", response_class=Response,
+            responses=media("application/json"))
 async def heat(request: Request, user: UserDep) -> Response:
     """The feed's filters (``from``/``to``, ``layer``, ``micro_grid``, ``bbox``, ...) and
     ``cell_m``, the cell's size in metres (default 50); a worker's own micro-grids only."""
@@ -250,7 +260,7 @@ async def heat(request: Request, user: UserDep) -> Response:
 
 
 @router.get("/changes/diff", summary="What changed between two moments in a box or micro-grid",
-            response_class=Response)
+            response_class=Response, responses=media("application/geo+json") | errors(403))
 async def diff(request: Request, user: UserDep) -> Response:
     """Features added, removed and changed (with each differing field) between ``from`` and
     ``to``, as GeoJSON the map can draw."""
@@ -269,9 +279,7 @@ async def diff(request: Request, user: UserDep) -> Response:
     if scope is not None and grid not in scope:
         raise Forbidden(f"workers compare their own micro-grids ({', '.join(scope) or 'none'}):"
                         " give micro_grid")
-    layer = params.get("layer")
-    if layer is not None:
-        get_layer(layer)
+    layer = _layer(params)
     values: dict[str, Any] = {"t1": t1, "t2": t2, "grid": grid, "layer": layer}
     if bbox is not None:
         values.update(zip(("x0", "y0", "x1", "y1"), bbox, strict=True))

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep
+from api.errors import errors
 from api.html import layers_json, script_json
 from api.params import bad
 from twin.maps.data import dataset_title
@@ -26,7 +27,8 @@ router = APIRouter(tags=["map"])
 LAYOUTS = {"16:9": "16x9", "32:9": "32x9"}
 
 
-@router.get("/dashboard", response_class=HTMLResponse, summary="The command centre's board "
+@router.get("/dashboard", response_class=HTMLResponse, responses=errors(400, 503),
+            summary="The command centre's board "
             "(public page: the map in it signs in; panels of key figures, refreshed live)")
 async def dashboard(engine: EngineDep, layout: Annotated[str, Query(
         description="16:9 (default) or 32:9")] = "16:9") -> HTMLResponse:

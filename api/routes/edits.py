@@ -21,11 +21,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import EngineDep, UserDep, bearer_digest, get_seen
-from api.errors import twin_error_response
+from api.errors import SIGNED, errors, media, twin_error_response
 from api.etags import FEATURE_ETAG
 from api.etags import based_on as based_on  # cases and orders import it from here
 from api.options import accepts
-from api.params import id_number, reject_unknown
+from api.params import digits, id_number, reject_unknown
 from twin.crs import SUPPORTED, find_crs, geometry_to_crs84
 from twin.errors import (
     InvalidInput,
@@ -51,7 +51,7 @@ from twin.registry import get_layer
 from twin.times import instant
 from twin.users import User
 
-router = APIRouter(tags=["edits"])
+router = APIRouter(tags=["edits"], responses=errors(*SIGNED, 403, 404))
 # how a change names its base (_base_version), as the routes' summaries say it
 BASED_ON = "If-Match required, or for TWIN_IMPLICIT_IF_MATCH_ROLES the version the token read"
 GEOJSON = "application/geo+json"
@@ -63,10 +63,29 @@ PARTIAL_FEATURE = ("application/geo+json", "application/json")
 ACCEPT_PATCH = ", ".join((MERGE_PATCH, *PARTIAL_FEATURE))
 
 
+def _body_of(*media_types: str) -> dict[str, Any]:
+    """A route's JSON body as the document declares it (the route reads it itself): a
+    GeoJSON Feature, whole or partial, or a merge patch of one; the edit's context members
+    beside its properties."""
+    feature = {"type": "object", "properties": {
+        "type": {"type": "string", "enum": ["Feature"]},
+        "geometry": {"type": "object", "nullable": True},
+        "properties": {"type": "object"},
+        "reason": {"type": "string"}, "device_time": {"type": "string", "format": "date-time"},
+        "device_id": {"type": "string"}, "accuracy_m": {"type": "number"}}}
+    return {"requestBody": {"required": True, "content": {
+        kind: {"schema": feature} for kind in media_types}}}
+
+
+# a feature written: its GeoJSON and ETag; what an edit may be refused with besides
+WRITTEN = media("application/geo+json")
+REFUSED = errors(413, 422)
+
+
 async def read_json(request: Request, limit: int) -> Any:
     """The request's JSON body, refused beyond ``limit`` bytes before reading it all."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and digits(declared) and int(declared) > limit:
         raise _too_large(int(declared), limit)
     body = bytearray()
     async for chunk in request.stream():
@@ -249,7 +268,10 @@ async def _submit(engine: Any, user: User, edit: Edit, request: Request) -> Resp
 
 
 @router.post("/collections/{layer}/items", summary="Add a feature (OGC API Part 4)",
-             status_code=201)
+             status_code=201, response_class=Response,
+             responses=media("application/geo+json", status=201,
+                             description="Added: its Location and ETag") | REFUSED,
+             openapi_extra=_body_of(*PARTIAL_FEATURE))
 @accepts(", ".join(PARTIAL_FEATURE))
 async def create(request: Request, layer: str, engine: EngineDep, user: UserDep) -> Response:
     reject_unknown(request.query_params, set())
@@ -272,7 +294,9 @@ async def _change(request: Request, layer: str, fid: str, op: Op, engine: Any,
                                              base, merge_patch), request)
 
 
-@router.put("/collections/{layer}/items/{fid}", summary=f"Replace a feature ({BASED_ON})")
+@router.put("/collections/{layer}/items/{fid}", summary=f"Replace a feature ({BASED_ON})",
+            response_class=Response, responses=WRITTEN | REFUSED | errors(412, 428),
+            openapi_extra=_body_of(*PARTIAL_FEATURE))
 async def replace(request: Request, layer: str, fid: str, engine: EngineDep,
                   user: UserDep) -> Response:
     return await _change(request, layer, fid, "replace", engine, user)
@@ -281,9 +305,9 @@ async def replace(request: Request, layer: str, fid: str, engine: EngineDep,
 @router.patch("/collections/{layer}/items/{fid}",
               summary=f"Change some attributes and/or the geometry ({BASED_ON}): a JSON "
                       "Merge Patch (application/merge-patch+json) or a partial Feature",
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  media: {"schema": {"type": "object"}}
-                  for media in (MERGE_PATCH, *PARTIAL_FEATURE)}}})
+              response_class=Response,
+              responses=WRITTEN | REFUSED | errors(412, 415, 428),
+              openapi_extra=_body_of(MERGE_PATCH, *PARTIAL_FEATURE))
 @accepts(ACCEPT_PATCH)
 async def update(request: Request, layer: str, fid: str, engine: EngineDep,
                  user: UserDep) -> Response:
@@ -297,7 +321,8 @@ async def update(request: Request, layer: str, fid: str, engine: EngineDep,
 
 
 @router.delete("/collections/{layer}/items/{fid}", summary=f"Delete a feature ({BASED_ON}); "
-               "reason, device_time, device_id as query parameters", status_code=204)
+               "reason, device_time, device_id as query parameters", status_code=204,
+               response_class=Response, responses=errors(412, 422, 428))
 async def delete(request: Request, layer: str, fid: str, engine: EngineDep,
                  user: UserDep) -> Response:
     reject_unknown(request.query_params, {"reason", "device_time", "device_id"})
@@ -315,7 +340,7 @@ READ_ONLY = ("id", *DERIVED_FIELDS, *STAMPED_FIELDS)
 
 @router.get("/collections/{layer}/schema", summary="The layer's features as JSON Schema "
             "(OGC API - Features Part 5): what a read returns and an edit receives",
-            response_class=Response)
+            response_class=Response, responses=media("application/schema+json"))
 def schema(request: Request, layer: str, user: UserDep) -> Response:
     reject_unknown(request.query_params, {"f"})
     found = get_layer(layer)

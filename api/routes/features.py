@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg import AsyncConnection
 
 from api.deps import bearer_digest, get_pool, get_seen, token_role
+from api.errors import NOT_MODIFIED, SIGNED, errors, media
 from api.etags import feature_etag, not_modified
 from api.fastpath import hot
 from api.html import page, wants_html
@@ -48,10 +49,11 @@ from twin.layer import Layer
 from twin.registry import all_layers, get_layer
 from twin.times import parse_time
 
-router = APIRouter(tags=["features"])
+router = APIRouter(tags=["features"], responses=errors(*SIGNED))
 GEOJSON = "application/geo+json"
 JSON = "application/json"
 HTML = "text/html"
+MVT = "application/vnd.mapbox-vector-tile"
 SCHEMA_REL = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 _CHUNK = 500  # features per row from PostgreSQL (and per network write when streaming)
 # what a URI may hold besides letters, digits and -._ (RFC 3986), and a Link header can
@@ -139,7 +141,8 @@ async def _documents(request: Request, layers: list[Layer]) -> list[dict[str, An
                 for layer in layers]
 
 
-@router.get("/collections", summary="The layers of the twin", response_model=None)
+@router.get("/collections", summary="The layers of the twin", response_model=None,
+            responses=media(JSON, HTML))
 async def collections(request: Request) -> dict[str, Any] | Response:
     docs = await _documents(request, list(all_layers().values()))
     if wants_html(request):
@@ -148,7 +151,8 @@ async def collections(request: Request) -> dict[str, Any] | Response:
         {"rel": "self", "type": "application/json", "href": f"{_base(request)}/collections"}]}
 
 
-@router.get("/collections/{layer}", summary="One layer", response_model=None)
+@router.get("/collections/{layer}", summary="One layer", response_model=None,
+            responses=media(JSON, HTML) | errors(404))
 async def collection(request: Request, layer: str) -> Response:
     """The layer's description; its links in a ``Link`` header too (self and alternate
     swap places in the HTML page's)."""
@@ -166,7 +170,8 @@ async def collection(request: Request, layer: str) -> Response:
 
 
 @router.get("/collections/{layer}/queryables", summary="What a filter may name",
-            response_class=Response)
+            response_class=Response,
+            responses=media("application/schema+json") | errors(404))
 async def layer_queryables(request: Request, layer: str) -> Response:
     reject_unknown(request.query_params, {"f"})
     found = get_layer(layer)
@@ -178,7 +183,8 @@ async def layer_queryables(request: Request, layer: str) -> Response:
 
 
 @router.get("/collections/{layer}/items", summary="Features of a layer, a page at a time",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses=media(GEOJSON, HTML) | NOT_MODIFIED | errors(404))
 @hot
 async def items(request: Request, layer: str) -> Response:
     """A page of up to one chunk is one row, fetched whole (its statement prepared after a
@@ -369,7 +375,9 @@ def _features_table(request: Request, layer: Layer, features: list[dict[str, Any
             f"</tr>{rows}</table></div>")
 
 
-@router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag")
+@router.get("/collections/{layer}/items/{fid}", summary="One feature, with its ETag",
+            response_class=Response,
+            responses=media(GEOJSON, HTML) | NOT_MODIFIED | errors(404))
 @hot
 async def item(request: Request, layer: str, fid: str) -> Response:
     token = bearer_digest(request)
@@ -424,11 +432,9 @@ def _feature_page(layer: Layer, feature: dict[str, Any], base: str) -> Response:
     return answer
 
 
-MVT = "application/vnd.mapbox-vector-tile"
-
-
 @router.get("/collections/{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}",
-            summary="A Mapbox vector tile of a layer", response_class=Response)
+            summary="A Mapbox vector tile of a layer", response_class=Response,
+            responses=media(MVT) | NOT_MODIFIED | errors(404))
 @hot
 async def tile(request: Request, layer: str, z: str, x: str, y: str) -> Response:
     token = bearer_digest(request)

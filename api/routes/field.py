@@ -13,6 +13,7 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
+from api.errors import media
 from api.html import layers_json
 
 router = APIRouter(tags=["field"])
@@ -29,7 +30,8 @@ def field_page() -> HTMLResponse:
                         headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/field/sw.js", summary="The field page's service worker (offline page shell)")
+@router.get("/field/sw.js", summary="The field page's service worker (offline page shell)",
+            response_class=Response, responses=media("text/javascript"))
 def service_worker() -> Response:
     # Served here rather than under /static so that it may control /field itself.
     return Response((_STATIC / "sw.js").read_text(encoding="utf-8"),

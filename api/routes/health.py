@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import BaseModel
 
 from api.deps import get_pool
 from api.errors import RETRY_AFTER_S
@@ -38,6 +39,13 @@ def schema_head() -> str:
     return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
 
 
+class NotReady(BaseModel):
+    """Why this process cannot serve yet."""
+
+    ready: bool
+    reason: str
+
+
 def _not_ready(reason: str) -> JSONResponse:
     return JSONResponse({"ready": False, "reason": reason}, status_code=503,
                         headers={"Retry-After": str(RETRY_AFTER_S)})
@@ -49,7 +57,9 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", summary="Ready to serve: the database answers, its schema is current "
-                              "(503 with Retry-After if not)", response_model=None)
+                              "(503 with Retry-After if not)", response_model=None,
+            responses={503: {"model": NotReady, "description": "Not ready: the reason, and "
+                             "when to ask again (Retry-After)"}})
 async def ready(request: Request) -> dict[str, Any] | JSONResponse:
     try:
         async with get_pool(request).connection(timeout=_TIMEOUT_S) as conn:

@@ -18,8 +18,10 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, Field
 
 from api.deps import EngineDep, UserDep
-from api.params import id_number, reject_unknown
-from api.routes.cases import GEOJSON, MAX_BODY, Strict, parse_body
+from api.errors import SIGNED, errors, media
+from api.openapi import json_body
+from api.params import digits, id_number, reject_unknown
+from api.routes.cases import GEOJSON, MAX_BODY, ONE_CASE, WRITE_REFUSED, Strict, parse_body
 from api.routes.edits import based_on, read_json
 from twin.errors import Forbidden, InvalidInput, NotFound, Problem
 from twin.features.edits import MAX_REASON
@@ -38,7 +40,11 @@ from twin.hotline.rules import hotline_rules
 from twin.times import parse_day_or_time
 from twin.users import User
 
-router = APIRouter(tags=["hotline"])
+# orders are read by staff, not by workers or departments outside their own (403)
+router = APIRouter(tags=["hotline"], responses=errors(*SIGNED, 403))
+# one order: its GeoJSON and ETag (as a case's); a step on it may be refused as a case's
+ONE_ORDER = ONE_CASE
+STEP_REFUSED = WRITE_REFUSED | errors(404, 412, 428)
 _ETAG = re.compile(r'"order-(\d+)-(\d+)"')
 LIST_PARAMS = {"state", "queued", "warning", "waiting", "late", "kind", "duty", "grid", "area",
                "department", "case", "from", "to", "figure", "limit", "offset", "f"}
@@ -121,7 +127,7 @@ def rules(request: Request, engine: EngineDep, user: UserDep) -> dict[str, Any]:
 @router.get("/orders/kpis", summary="Accepted in time, first contact in time, handled on "
             "time (divided by the orders due), return-visit satisfaction, re-opened, repeat "
             "calls: in total and by grid, area, department, kind or duty, each figure linking "
-            "to its orders")
+            "to its orders", response_class=JSONResponse)
 def order_kpis(request: Request, engine: EngineDep, user: UserDep,
                start: Annotated[str, Query(alias="from")],
                end: Annotated[str, Query(alias="to")], by: str | None = None) -> Response:
@@ -144,7 +150,7 @@ def _query(params: Any, zone: str) -> OrderQuery:
         raw = params.get(name)
         if raw is None:
             return default
-        if not raw.isdigit() or len(raw) > 9:
+        if not digits(raw) or len(raw) > 9:
             raise InvalidInput(f"{name}={raw}: not a whole number", [Problem(
                 name, raw, "a whole number", "须为整数")])
         return int(raw)
@@ -177,7 +183,8 @@ def _query(params: Any, zone: str) -> OrderQuery:
 @router.get("/orders", summary="Orders as a FeatureCollection (paged by limit/offset) or CSV: "
             "state, queued (not placed), warning, waiting (accept, contact, reply, visit), "
             "late, kind, duty, grid, area, department, case, from/to (received); "
-            "figure=<name>&from&to lists a figure's orders. Callers masked.")
+            "figure=<name>&from&to lists a figure's orders. Callers masked.",
+            response_class=Response, responses=media(GEOJSON, "text/csv"))
 def orders(request: Request, engine: EngineDep, user: UserDep) -> Response:
     params = request.query_params
     reject_unknown(params, LIST_PARAMS)
@@ -196,7 +203,9 @@ def orders(request: Request, engine: EngineDep, user: UserDep) -> Response:
 
 @router.post("/orders", summary="Receive an order (dispatchers, admins): placed from its "
              "address, or queued for a person to place; again with the same order number "
-             "updates what changed", status_code=201)
+             "updates what changed", status_code=201, response_class=JSONResponse,
+             responses=media(GEOJSON, status=201, description="Received: its ETag") | ONE_ORDER
+             | WRITE_REFUSED, openapi_extra=json_body(OrderBody))
 async def create_order(request: Request, engine: EngineDep, user: UserDep) -> Response:
     reject_unknown(request.query_params, set())
     body = parse_body(OrderBody, await read_json(request, MAX_BODY), "工单")
@@ -208,14 +217,16 @@ async def create_order(request: Request, engine: EngineDep, user: UserDep) -> Re
 
 
 @router.get("/orders/{order_id}", summary="One order: state, clocks (due per step), late, "
-            "verdict, warning, its case, the steps it may take; caller masked; ETag")
+            "verdict, warning, its case, the steps it may take; caller masked; ETag",
+            response_class=JSONResponse, responses=ONE_ORDER | errors(404))
 def one_order(request: Request, order_id: str, engine: EngineDep, user: UserDep) -> Response:
     reject_unknown(request.query_params, set())
     _reader(user)
     return _one(engine, user, _order_id(order_id))
 
 
-@router.get("/orders/{order_id}/events", summary="Every step of an order, oldest first")
+@router.get("/orders/{order_id}/events", summary="Every step of an order, oldest first",
+            responses=errors(404))
 def events(request: Request, order_id: str, engine: EngineDep, user: UserDep
            ) -> dict[str, Any]:
     reject_unknown(request.query_params, set())
@@ -225,7 +236,8 @@ def events(request: Request, order_id: str, engine: EngineDep, user: UserDep
 
 
 @router.get("/orders/{order_id}/caller", summary="The caller's name and phone, to call back "
-            "(dispatchers only; every read is logged, with the purpose given)")
+            "(dispatchers only; every read is logged, with the purpose given)",
+            responses=errors(404))
 def order_caller(request: Request, order_id: str, engine: EngineDep, user: UserDep,
                  purpose: str | None = None) -> dict[str, Any]:
     reject_unknown(request.query_params, {"purpose"})
@@ -244,7 +256,8 @@ def _base_version(request: Request, order_id: int) -> int:
 
 @router.post("/orders/{order_id}/transitions", summary="A step: accept, contacted, replied, "
              "closed or reopened (the return visit's verdict), returned (退单: reason and "
-             "approver); If-Match the order's ETag")
+             "approver); If-Match the order's ETag", response_class=JSONResponse,
+             responses=ONE_ORDER | STEP_REFUSED, openapi_extra=json_body(MoveBody))
 async def order_move(request: Request, order_id: str, engine: EngineDep, user: UserDep
                      ) -> Response:
     reject_unknown(request.query_params, set())
@@ -257,7 +270,9 @@ async def order_move(request: Request, order_id: str, engine: EngineDep, user: U
 
 
 @router.post("/orders/{order_id}/extension", summary="Extend the handling deadline by <n>h or "
-             "<n>d, with reason and approver (dispatchers); If-Match")
+             "<n>d, with reason and approver (dispatchers); If-Match",
+             response_class=JSONResponse, responses=ONE_ORDER | STEP_REFUSED,
+             openapi_extra=json_body(ExtendBody))
 async def order_extension(request: Request, order_id: str, engine: EngineDep, user: UserDep
                           ) -> Response:
     reject_unknown(request.query_params, set())
@@ -270,7 +285,9 @@ async def order_extension(request: Request, order_id: str, engine: EngineDep, us
 
 
 @router.post("/orders/{order_id}/place", summary="Place an order the twin could not place "
-             "from its address (the queue): lon, lat; dispatchers; If-Match")
+             "from its address (the queue): lon, lat; dispatchers; If-Match",
+             response_class=JSONResponse, responses=ONE_ORDER | STEP_REFUSED,
+             openapi_extra=json_body(PlaceBody))
 async def order_place(request: Request, order_id: str, engine: EngineDep, user: UserDep
                       ) -> Response:
     reject_unknown(request.query_params, set())

@@ -9,20 +9,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from api.deps import EngineDep, SettingsDep, UserDep
+from api.errors import SIGNED, errors
+from api.params import Id
 from api.routes.revert import RevertBody
 from twin.errors import NotFound, Problem, TooLarge
 from twin.history.revert import revert_import
 from twin.imports.load import ImportOptions, import_file, list_imports, require_admin
 from twin.imports.rows import parse_pairs
 
-router = APIRouter(tags=["imports"])
+# admins only (403)
+router = APIRouter(tags=["imports"], responses=errors(*SIGNED, 403))
 
 @router.post("/collections/{layer}/import",
              summary="Import a GIS file into a layer (admin): GeoPackage, zipped Shapefile, "
-                     "GeoJSON, FlatGeobuf, CSV")
+                     "GeoJSON, FlatGeobuf, CSV", responses=errors(404, 413, 422))
 def import_upload(
     layer: str, engine: EngineDep, user: UserDep, settings: SettingsDep,
     file: Annotated[UploadFile, File(description="the file; a Shapefile as a .zip")],
@@ -61,14 +64,16 @@ def import_upload(
 
 
 @router.get("/imports", summary="The imports, newest first (admin)")
-def imports_list(engine: EngineDep, user: UserDep, limit: int = 100) -> dict[str, Any]:
+def imports_list(engine: EngineDep, user: UserDep,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     require_admin(user)
     with engine.connect() as conn:
         return {"imports": list_imports(conn, max(1, min(limit, 1000)))}
 
 
-@router.get("/imports/{import_id}", summary="One import: its file, options and counts (admin)")
-def get_import(import_id: int, engine: EngineDep, user: UserDep) -> dict[str, Any]:
+@router.get("/imports/{import_id}", summary="One import: its file, options and counts (admin)",
+            responses=errors(404))
+def get_import(import_id: Id, engine: EngineDep, user: UserDep) -> dict[str, Any]:
     require_admin(user)
     with engine.connect() as conn:
         found = list_imports(conn, 1, import_id)
@@ -77,8 +82,9 @@ def get_import(import_id: int, engine: EngineDep, user: UserDep) -> dict[str, An
     return found[0]
 
 
-@router.post("/imports/{import_id}/revert", summary="Undo every change of one import (admin)")
-def revert_one_import(import_id: int, body: RevertBody, engine: EngineDep,
+@router.post("/imports/{import_id}/revert", summary="Undo every change of one import (admin)",
+             responses=errors(404, 409, 422))
+def revert_one_import(import_id: Id, body: RevertBody, engine: EngineDep,
                       user: UserDep) -> dict[str, Any]:
     return {"reverted": [asdict(r) for r in revert_import(engine, user, import_id,
                                                             body.reason)]}

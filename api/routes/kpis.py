@@ -12,14 +12,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import EngineDep, SettingsDep, UserDep
-from api.params import bad, reject_unknown
+from api.errors import SIGNED, errors, media
+from api.params import MAX_ID, bad, reject_unknown
 from twin.cases.reads import list_cases
 from twin.layer import GROUP_COLUMNS
 from twin.maps.cases import FIGURES, case_figures, figure_query
 from twin.maps.hotline import hotline_board
 from twin.maps.kpis import group_kpis, sync_health
 
-router = APIRouter(tags=["kpis"])
+router = APIRouter(tags=["kpis"], responses=errors(*SIGNED))
 GEOJSON = "application/geo+json"
 
 
@@ -54,13 +55,14 @@ def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserD
 
 
 @router.get("/kpis/cases", summary="The cases a case figure of /kpis counts (open, overdue, "
-            "filed_today, closed_today), in total or in one group; paged like /cases")
+            "filed_today, closed_today), in total or in one group; paged like /cases",
+            response_class=JSONResponse, responses=media(GEOJSON))
 def figure_cases(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
                  figure: Annotated[str, Query(description=", ".join(FIGURES))],
                  by: Annotated[str | None, Query(description="grid or area")] = None,
                  key: Annotated[str | None, Query(description="the group's code")] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                 cursor: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+                 cursor: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> JSONResponse:
     """A FeatureCollection as ``GET /cases`` answers it, with a ``next`` link."""
     reject_unknown(request.query_params, {"figure", "by", "key", "limit", "cursor"})
     if key is not None and by is None:

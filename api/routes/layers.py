@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, UserDep
+from api.errors import SIGNED, errors
 from api.etags import based_on
 from twin.errors import InvalidInput, NotFound, Problem, UnsupportedMediaType
 from twin.features.layers import declare_layer, layer_etag, layer_versions
@@ -21,7 +22,10 @@ from twin.layerspec import SpecError, parse_spec_text
 from twin.registry import all_layers, spec_of
 from twin.store.layerspecs import newest_specs
 
-router = APIRouter(tags=["layers"])
+router = APIRouter(tags=["layers"], responses=errors(*SIGNED))
+# what declaring a layer may be refused with: not an admin, a body too large or of another
+# type, a spec the twin (or its features) cannot take
+DECLARE_REFUSED = errors(403, 413, 415, 422)
 
 LAYER_ETAG = re.compile(r'"([a-z][a-z0-9_]*)-(\d+)"')
 SPEC_TYPES = ("application/json", "application/toml")
@@ -64,7 +68,8 @@ def layers_list(engine: EngineDep, user: UserDep) -> dict[str, Any]:
         for name, layer in all_layers().items()]}
 
 
-@router.get("/layers/{name}", summary="A layer's spec as the twin serves it")
+@router.get("/layers/{name}", summary="A layer's spec as the twin serves it",
+            response_class=JSONResponse, responses=errors(404))
 def layer_spec(name: str, engine: EngineDep, user: UserDep) -> JSONResponse:
     spec = spec_of(name)
     with engine.connect() as conn:
@@ -75,7 +80,8 @@ def layer_spec(name: str, engine: EngineDep, user: UserDep) -> JSONResponse:
 
 
 @router.get("/layers/{name}/versions", summary="A layer's schema history: every version, "
-                                               "who declared it, when, what changed")
+                                               "who declared it, when, what changed",
+            responses=errors(404))
 def layer_history(name: str, engine: EngineDep, user: UserDep) -> dict[str, Any]:
     spec_of(name)
     with engine.connect() as conn:
@@ -83,7 +89,7 @@ def layer_history(name: str, engine: EngineDep, user: UserDep) -> dict[str, Any]
 
 
 @router.post("/layers", status_code=201, summary="Add a layer to the running twin (admin)",
-             response_class=JSONResponse)
+             response_class=JSONResponse, responses=DECLARE_REFUSED | errors(409))
 async def add_layer(request: Request, engine: EngineDep, user: UserDep) -> JSONResponse:
     """The spec (JSON, or the TOML of a ``layers/`` file): served, editable, on the tablets'
     forms and the map at once, on every server, without a restart."""
@@ -94,7 +100,8 @@ async def add_layer(request: Request, engine: EngineDep, user: UserDep) -> JSONR
 
 @router.put("/layers/{name}", summary="Change a layer (admin): new attributes, enum values, "
                                       "states, words; If-Match the version read",
-            response_class=JSONResponse)
+            response_class=JSONResponse,
+            responses=DECLARE_REFUSED | errors(404, 409, 412, 428))
 async def change_layer(name: str, request: Request, engine: EngineDep,
                        user: UserDep) -> JSONResponse:
     """Logged as the layer's next version, with what changed; a change its features might

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, SubElement, tostring
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from api.deps import EngineDep
-from api.errors import STATUS
+from api.errors import STATUS, WHY, nul_in_text, nul_refusal
 from api.params import reject_unknown
 from twin.errors import InvalidInput, NotFound, Problem, TooLarge, TwinError
 from twin.hotline.open311 import (
@@ -78,7 +78,9 @@ class SpecErrors(APIRoute):
             except HTTPException as exc:
                 return _answer([{"code": exc.status_code, "description": str(exc.detail)}],
                                "xml" if xml else "json", "errors", exc.status_code)
-            except Exception:  # never a traceback: logged, and said in the spec's shape
+            except Exception as exc:  # never a traceback: logged, said in the spec's shape
+                if nul_in_text(exc):
+                    return _spec_errors(nul_refusal(request), xml)
                 log.exception("unexpected error on %s %s", request.method, request.url.path)
                 return _answer([{"code": 500, "description": "the server failed; the error "
                                  "is logged"}], "xml" if xml else "json", "errors", 500)
@@ -86,7 +88,25 @@ class SpecErrors(APIRoute):
         return route
 
 
-router = APIRouter(tags=["open311"], route_class=SpecErrors)
+def _spec_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The answers the document declares: JSON or XML, and errors as the spec's list."""
+    listed = {"type": "array", "items": {"type": "object", "required": ["code", "description"],
+                                         "properties": {"code": {"type": "integer"},
+                                                        "description": {"type": "string"}}}}
+    answers: dict[int | str, dict[str, Any]] = {200: {
+        "description": "Successful Response",
+        "content": {"application/json": {}, "text/xml": {}}}}
+    return answers | {
+        status: {"description": WHY[status], "content": {"application/json": {"schema": listed},
+                                                         "text/xml": {}}}
+        for status in statuses}
+
+
+# every bad input is a 400 (the spec knows no other), an unknown format or thing a 404
+router = APIRouter(tags=["open311"], route_class=SpecErrors,
+                   responses=_spec_answers(400, 404))
+Format = Annotated[str, Path(description="json or xml", json_schema_extra={
+    "enum": list(FORMATS)})]
 
 
 def _xml(parent: Element, tag: str, value: Any) -> None:
@@ -127,7 +147,7 @@ def _zone(request: Request) -> str:
 
 @router.get(ROOT + "/discovery.{fmt}", summary="Open311 discovery: the endpoint, its "
             "specification and formats")
-def discovery(request: Request, fmt: str) -> Response:
+def discovery(request: Request, fmt: Format) -> Response:
     reject_unknown(request.query_params, IGNORED)
     return _answer({
         "changeset": CHANGESET,
@@ -142,7 +162,7 @@ def discovery(request: Request, fmt: str) -> Response:
 
 @router.get(ROOT + "/services.{fmt}", summary="Open311 services: the active case "
             "categories a request may be filed under")
-def service_list(request: Request, fmt: str, engine: EngineDep) -> Response:
+def service_list(request: Request, fmt: Format, engine: EngineDep) -> Response:
     reject_unknown(request.query_params, IGNORED)
     fmt = _format(fmt)
     with engine.connect() as conn:
@@ -151,7 +171,7 @@ def service_list(request: Request, fmt: str, engine: EngineDep) -> Response:
 
 @router.get(ROOT + "/services/{code}.{fmt}", summary="Open311 service definition (no "
             "service has attributes)")
-def one_service(request: Request, code: str, fmt: str, engine: EngineDep) -> Response:
+def one_service(request: Request, code: str, fmt: Format, engine: EngineDep) -> Response:
     reject_unknown(request.query_params, IGNORED)
     fmt = _format(fmt)
     with engine.connect() as conn:
@@ -163,7 +183,7 @@ def one_service(request: Request, code: str, fmt: str, engine: EngineDep) -> Res
             "service_code, start_date, end_date (90 days at most, by default the last 90), "
             "status (open, closed), extensions=true for Twin's own state. Never a caller's "
             "name or phone")
-def request_list(request: Request, fmt: str, engine: EngineDep) -> Response:
+def request_list(request: Request, fmt: Format, engine: EngineDep) -> Response:
     reject_unknown(request.query_params, REQUEST_PARAMS)
     fmt = _format(fmt)
     zone = _zone(request)
@@ -174,7 +194,7 @@ def request_list(request: Request, fmt: str, engine: EngineDep) -> Response:
 
 @router.get(ROOT + "/requests/{request_id}.{fmt}", summary="Open311 service request: one "
             "hotline order (extensions=true for Twin's own state)")
-def one_request(request: Request, request_id: str, fmt: str, engine: EngineDep) -> Response:
+def one_request(request: Request, request_id: str, fmt: Format, engine: EngineDep) -> Response:
     reject_unknown(request.query_params, IGNORED | {"extensions"})
     fmt = _format(fmt)
     extensions = extensions_flag(request.query_params.get("extensions"))
@@ -206,8 +226,9 @@ async def _form(request: Request) -> dict[str, str]:
 
 @router.post(ROOT + "/requests.{fmt}", summary="Open311: file a service request "
              "(form-encoded: api_key, service_code, lat+long or address_string, description, "
-             "first_name, last_name, phone, attribute[kind]) as a hotline order")
-async def create_request(request: Request, fmt: str, engine: EngineDep) -> Response:
+             "first_name, last_name, phone, attribute[kind]) as a hotline order",
+             responses=_spec_answers(403, 413))
+async def create_request(request: Request, fmt: Format, engine: EngineDep) -> Response:
     reject_unknown(request.query_params, {"jurisdiction_id"})  # never a key in a URL
     fmt = _format(fmt)
     form = await _form(request)

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, SettingsDep, UserDep
+from api.errors import NOT_MODIFIED, SIGNED, errors
+from api.params import digits
 from twin.features.photos import (
     MAGIC,
     check_digest,
@@ -19,7 +21,7 @@ from twin.features.photos import (
     store_photo,
 )
 
-router = APIRouter(tags=["photos"])
+router = APIRouter(tags=["photos"], responses=errors(*SIGNED))
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _IMAGE = {"content": {media_type: _BINARY for media_type in MAGIC}}
@@ -34,7 +36,7 @@ async def _read_capped(request: Request, max_bytes: int) -> bytes:
     """The body, refused as soon as it is known to be too large: by its Content-Length before
     reading anything, else by counting, so a huge upload is never held in memory."""
     length = request.headers.get("content-length", "")
-    if length.isdigit():
+    if digits(length):
         check_size(int(length), max_bytes)
     body = bytearray()
     async for chunk in request.stream():
@@ -45,7 +47,8 @@ async def _read_capped(request: Request, max_bytes: int) -> bytes:
 
 @router.put("/photos/{sha256}", status_code=201, summary="Upload a photo under its SHA-256",
             response_description="Stored now (Location names it)",
-            responses={200: {"description": "Already stored: the re-send changed nothing"}},
+            responses=errors(413, 415, 422) | {
+                200: {"description": "Already stored: the re-send changed nothing"}},
             openapi_extra={"requestBody": {"required": True, **_IMAGE}})
 async def upload(request: Request, sha256: str, user: UserDep, engine: EngineDep,
                  settings: SettingsDep) -> JSONResponse:
@@ -65,7 +68,8 @@ async def upload(request: Request, sha256: str, user: UserDep, engine: EngineDep
     return JSONResponse(body)
 
 
-@router.head("/photos/{sha256}", summary="Whether a photo is stored (200) or not (404)")
+@router.head("/photos/{sha256}", summary="Whether a photo is stored (200) or not (404)",
+             response_class=Response, responses=errors(404))
 def photo_stored(sha256: str, user: UserDep, engine: EngineDep) -> Response:
     """Lets a tablet skip uploading what the server already has."""
     info = photo_info(engine, check_digest(sha256))
@@ -74,7 +78,7 @@ def photo_stored(sha256: str, user: UserDep, engine: EngineDep) -> Response:
 
 
 @router.get("/photos/{sha256}", summary="A photo's bytes", response_class=Response,
-            responses={200: _IMAGE, 304: {"description": "The client's copy is current"}})
+            responses={200: _IMAGE} | NOT_MODIFIED | errors(404))
 def photo(request: Request, sha256: str, user: UserDep, engine: EngineDep) -> Response:
     """Served with a strong ETag (the hash itself), so a client never fetches it twice."""
     digest = check_digest(sha256)

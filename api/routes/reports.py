@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from api.deps import EngineDep, SettingsDep, UserDep
+from api.errors import SIGNED, errors
 from api.params import reject_unknown
 from twin.history.reports import change_report, report_query
 from twin.times import parse_day_or_time
 
-router = APIRouter(tags=["history"])
+router = APIRouter(tags=["history"], responses=errors(*SIGNED))
 
 REPORT_PARAMS = frozenset({"from", "to", "by", "layer"})
 

@@ -9,9 +9,12 @@ from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from api.deps import EngineDep, UserDep
+from api.errors import SIGNED, errors
+from api.params import Id
 from twin.history.revert import Reverted, revert_actor, revert_change
 
-router = APIRouter(tags=["history"])
+# only admins revert; a revert that would overwrite a later edit is a 409 naming it
+router = APIRouter(tags=["history"], responses=errors(*SIGNED, 403, 409, 422))
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -37,8 +40,9 @@ def _answer(done: list[Reverted]) -> dict[str, Any]:
     return {"reverted": [asdict(r) for r in done]}
 
 
-@router.post("/changes/{change_id}/revert", summary="Undo one change (admin)")
-def revert_one(change_id: int, body: RevertBody, engine: EngineDep,
+@router.post("/changes/{change_id}/revert", summary="Undo one change (admin)",
+             responses=errors(404))
+def revert_one(change_id: Id, body: RevertBody, engine: EngineDep,
                user: UserDep) -> dict[str, Any]:
     return _answer(revert_change(engine, user, change_id, body.reason))
 

@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import EngineDep, UserDep
+from api.errors import SIGNED, errors
 from twin.features.stats import stats
 
-router = APIRouter(tags=["twin"])
+router = APIRouter(tags=["twin"], responses=errors(*SIGNED))
 
 
 @router.get("/stats", summary="Features per layer, changes logged, content hash")

@@ -23,10 +23,12 @@ from pydantic import (
 )
 
 from api.deps import EngineDep, UserDep, get_pool
+from api.errors import SIGNED, errors, media
 from api.html import layers_json
 from api.observe import SYNC_EDITS
-from api.params import reject_unknown
-from api.routes.cases import sync_case
+from api.openapi import json_body
+from api.params import INTEGER, MAX_ID, Id, digits, reject_unknown
+from api.routes.cases import SyncCase, sync_case
 from api.routes.edits import read_json
 from twin.errors import Forbidden, InvalidInput, Problem, TwinError, Unprocessable
 from twin.features.edits import (
@@ -43,7 +45,7 @@ from twin.field.outboxes import OutboxReport, record
 from twin.field.scope import DEFAULT_BUFFER_M, MAX_BUFFER_M, Scope, editable_layers, read_scope
 from twin.users import User
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], responses=errors(*SIGNED))
 MAX_EDITS = 500
 MAX_BATCH = 8 * 1024 * 1024
 
@@ -60,11 +62,11 @@ class SyncEdit(BaseModel):
     model_config = ConfigDict(extra="forbid")
     edit_id: str = Field(min_length=1, max_length=MAX_KEY)
     device_id: str | None = Field(default=None, max_length=MAX_KEY)
-    device_seq: int | None = Field(default=None, ge=0)
+    device_seq: int | None = Field(default=None, ge=0, le=MAX_ID)
     layer: str = Field(max_length=64)
-    feature_id: int | None = None
+    feature_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     op: Literal["create", "update", "delete"]
-    base_version: int | None = Field(default=None, ge=1)
+    base_version: int | None = Field(default=None, ge=1, le=INTEGER)
     changes: dict[str, Change] = Field(default_factory=dict)
     reason: str | None = Field(default=None, max_length=MAX_REASON)
     device_time: AwareDatetime | None = None  # RFC 3339 with its offset
@@ -147,7 +149,16 @@ def _case_result(engine: Any, user: User, raw: dict[str, Any]) -> dict[str, Any]
     return outcome.result(raw.get("edit_id"))
 
 
-@router.post("/sync", summary="A tablet's outbox: one result per edit, in order")
+class Batch(BaseModel):
+    """A batch as the document declares it; the route reads it itself, each edit in turn, so
+    that one bad edit is rejected alone and never holds back the rest."""
+
+    edits: list[SyncEdit | SyncCase] = Field(max_length=MAX_EDITS)
+    outbox: Outbox | None = None
+
+
+@router.post("/sync", summary="A tablet's outbox: one result per edit, in order",
+             responses=errors(403, 413, 422), openapi_extra=json_body(Batch))
 async def sync(request: Request, engine: EngineDep, user: UserDep) -> dict[str, Any]:
     """``{"edits": [...], "outbox": {...}}``: ``outbox`` (optional) is the device's count of the
     edits it still holds besides these, kept for the board's sync health."""
@@ -191,7 +202,8 @@ def _scope_grids(user: User, asked: str | None) -> tuple[str, ...]:
 
 
 @router.get("/sync/scope", summary="The features of my micro-grids (and a buffer) with their "
-            "versions, or what changed since a cursor")
+            "versions, or what changed since a cursor", response_class=Response,
+            responses=media("application/json") | errors(403))
 async def scope(
     request: Request,
     user: UserDep,
@@ -204,7 +216,7 @@ async def scope(
     reject_unknown(request.query_params, {"since", "grids", "buffer"})
     cursor = None
     if since is not None:
-        if not since.isdigit() or len(since) > 18:
+        if not digits(since) or len(since) > 18:
             raise InvalidInput(f"since={since}: not a cursor", [Problem(
                 "since", since, "the cursor of a previous answer", "无效的游标")])
         cursor = int(since)
@@ -243,8 +255,9 @@ class Resolution(BaseModel):
 
 
 @router.post("/conflicts/{conflict_id}/resolve",
-             summary="Keep the server's side, apply mine, or apply new values")
-def resolve(conflict_id: int, resolution: Resolution, engine: EngineDep,
+             summary="Keep the server's side, apply mine, or apply new values",
+             responses=errors(403, 404, 409, 422))
+def resolve(conflict_id: Id, resolution: Resolution, engine: EngineDep,
             user: UserDep) -> dict[str, Any]:
     if (resolution.choose is None) == (resolution.values is None):
         raise Unprocessable("give either choose (server or mine) or values", [Problem(

@@ -87,3 +87,25 @@ def test_while_the_database_is_gone_answers_are_503_and_it_recovers_by_itself(
         assert client.get("/collections/waste_points/items?limit=1",
                           headers=auth).status_code == 200
         assert client.get("/changes?limit=1", headers=auth).status_code == 200
+
+
+
+def test_a_server_started_while_the_database_is_gone_waits_for_it(
+        server: Server, sample_db: Database) -> None:
+    """Found by bench/chaos.py: a worker that `twin serve --workers N` started again while
+    PostgreSQL restarted failed its start-up, and uvicorn then stopped the whole server."""
+    client = TestClient(create_app(sample_db.settings()), raise_server_exceptions=False)
+    with _database_gone(server, sample_db):
+        client.__enter__()  # the app starts (its lifespan runs) without its database
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
+    try:
+        deadline = time.monotonic() + 60  # a hang guard (a busy machine is slow)
+        while client.get("/ready").status_code != 200:  # back by itself
+            assert time.monotonic() < deadline, "the service did not recover"
+            time.sleep(0.2)
+        assert client.get("/collections/waste_points/items?limit=1",
+                          headers=login(client, "planner")).status_code == 200
+    finally:
+        client.__exit__(None, None, None)

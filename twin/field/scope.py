@@ -77,7 +77,7 @@ def scope_sql(scope: Scope, since: tuple[int, int] | None) -> tuple[str, dict[st
                    f"FROM twin.changes c, area WHERE (c.tx, c.id) > (%(tx)s::text::xid8, "
                    f"%(id)s) AND c.layer = ANY(%(layers)s) AND {_in_scope('c')})")
     union = " UNION ALL ".join(_features(layer, since is not None) for layer in layers) \
-        or "SELECT NULL::bigint, NULL::text, NULL::text WHERE false"
+        or "SELECT NULL::bigint AS id, NULL::text AS layer, NULL::text AS feature WHERE false"
     grids = ("SELECT coalesce(string_agg(left(" + feature_sql(all_layers()["micro_grids"])
              + ", -1) || ',\"layer\":\"micro_grids\"}', ',' ORDER BY f.id), '') "
              "FROM twin.features f WHERE f.layer = 'micro_grids' "

@@ -5,7 +5,7 @@ personal) and filed (a client's ``api_key``, form-encoded). Errors here are the 
 
 from __future__ import annotations
 
-import logging
+import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from api.deps import EngineDep
-from api.errors import STATUS, WHY, nul_in_text, nul_refusal
+from api.errors import STATUS, WHY, unexpected_response
 from api.params import reject_unknown
 from twin.errors import InvalidInput, NotFound, Problem, TooLarge, TwinError
 from twin.hotline.open311 import (
@@ -34,7 +34,6 @@ from twin.hotline.open311 import (
     services,
 )
 
-log = logging.getLogger("twin.api")
 ROOT = "/open311/v2"
 FORMATS = {"json": "application/json", "xml": "text/xml; charset=utf-8"}
 CHANGESET = "2026-12-07T00:00:00Z"  # when this endpoint last changed (discovery)
@@ -79,11 +78,17 @@ class SpecErrors(APIRoute):
                 return _answer([{"code": exc.status_code, "description": str(exc.detail)}],
                                "xml" if xml else "json", "errors", exc.status_code)
             except Exception as exc:  # never a traceback: logged, said in the spec's shape
-                if nul_in_text(exc):
-                    return _spec_errors(nul_refusal(request), xml)
-                log.exception("unexpected error on %s %s", request.method, request.url.path)
-                return _answer([{"code": 500, "description": "the server failed; the error "
-                                 "is logged"}], "xml" if xml else "json", "errors", 500)
+                # as every route answers it (text with NUL a 400, the database gone a 503
+                # with Retry-After, else a logged 500), in the spec's error list
+                plain = unexpected_response(request, exc)
+                said = json.loads(bytes(plain.body))
+                answer = _answer([{"code": plain.status_code, "description": said["description"]
+                                   + "".join(f"; {p['field']}: {p['reason']}"
+                                             for p in said.get("problems", []))}],
+                                 "xml" if xml else "json", "errors", plain.status_code)
+                if "Retry-After" in plain.headers:
+                    answer.headers["Retry-After"] = plain.headers["Retry-After"]
+                return answer
 
         return route
 

@@ -79,6 +79,11 @@ def test_while_the_database_is_gone_answers_are_503_and_it_recovers_by_itself(
                 assert gone.status_code == 503, (path, gone.text)
                 assert gone.headers["retry-after"] == "5"
                 assert gone.json()["code"] == "DatabaseUnavailable"
+            # Open311 says it in the spec's error list, with the same status and header
+            spec = client.get("/open311/v2/requests.json")
+            assert spec.status_code == 503 and spec.headers["retry-after"] == "5"
+            assert spec.json()[0]["code"] == 503
+            assert "not answering" in spec.json()[0]["description"]
             assert re.search(r"^twin_database_up 0", client.get("/metrics").text, re.M)
         deadline = time.monotonic() + 60  # a hang guard (a busy machine is slow)
         while client.get("/ready").status_code != 200:  # the pools reconnect by themselves

@@ -5,14 +5,19 @@ carries a request id; a request while the database is gone is a 503 with Retry-A
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.app import create_app
+from tests.api.test_serve import free_port
 from tests.conftest import Database, Server, login
 
 
@@ -114,3 +119,39 @@ def test_a_server_started_while_the_database_is_gone_waits_for_it(
                           headers=login(client, "planner")).status_code == 200
     finally:
         client.__exit__(None, None, None)
+
+
+def test_twin_serve_started_before_its_database_serves_and_recovers(
+        server: Server, sample_db: Database) -> None:
+    """At boot the server may start before PostgreSQL answers: it warns and serves (503s
+    with Retry-After) rather than exit, and is ready once the database answers."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with _database_gone(server, sample_db):
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "twin"), "serve", "--port", str(port)],
+            env=sample_db.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 60  # a hang guard (a busy machine is slow)
+            while True:
+                try:
+                    ready = httpx.get(f"{base}/ready", timeout=5)
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None, "twin serve exited"
+                    assert time.monotonic() < deadline, "twin serve did not answer"
+                    time.sleep(0.2)
+            assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
+            assert httpx.get(f"{base}/health").status_code == 200
+        except BaseException:
+            process.kill()
+            raise
+    try:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/ready", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "serving anyway" in output

@@ -11,14 +11,14 @@ import httpx
 from tests.conftest import DEMO_PASSWORD, Database
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def test_serve_prints_where_to_go_and_answers_http(sample_db: Database) -> None:
-    port = _free_port()
+    port = free_port()
     twin = Path(sys.executable).parent / "twin"
     server = subprocess.Popen([str(twin), "serve", "--port", str(port)], env=sample_db.env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -17,9 +17,11 @@ from twin.cli.common import (
     app,
     app_engine,
     domain_errors,
+    err,
     load_settings,
     out,
 )
+from twin.errors import DatabaseUnavailable
 from twin.settings import Settings
 
 
@@ -43,9 +45,16 @@ def serve(
     if port:
         settings.port = port
     with domain_errors():
-        engine = app_engine(settings)
-        _print_welcome(settings, engine)
-        engine.dispose()
+        try:
+            engine = app_engine(settings)
+        except DatabaseUnavailable as exc:
+            # at boot the server may come up before PostgreSQL: it serves all the same, /ready
+            # answers 503 and requests a 503 with Retry-After until the database answers
+            err.print(f"[yellow]warning:[/] {exc.message}; serving anyway: /ready says 503 "
+                      "until the database answers")
+        else:
+            _print_welcome(settings, engine)
+            engine.dispose()
     if workers > 1:  # the workers' request counts, summed by /metrics (prometheus-client)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="twin-metrics-")
     # live streams never end by themselves: give them 5 s to see the server going, then close;

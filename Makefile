@@ -10,7 +10,7 @@ APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
 .PHONY: run test lint install postgres test-tools bench bench-history bench-cases bench-hotline \
-	bench-imports bench-map soak fuzz chaos
+	bench-imports bench-map bench-restore soak fuzz chaos
 
 run: install postgres
 	$(TWIN) db start
@@ -54,6 +54,11 @@ bench-hotline: install postgres
 # Importing a 100,000-building GeoPackage against ogr2ogr (IMPORT_BIG=1 adds a million).
 bench-imports: install postgres
 	$(VENV)/bin/python -m bench.imports
+
+# Backing up and restoring a twin with a history (scale 20, 2,000,000 changes, made once in
+# .twin/bench/restore, ~15 min), over the running cluster and into a lost data folder.
+bench-restore: install postgres
+	$(VENV)/bin/python -m bench.restore
 
 # The live map in headless Chromium on the scale-20 history twin (make bench-history first).
 bench-map: install postgres test-tools

@@ -19,9 +19,18 @@ from twin.cli.common import (
     load_settings,
     out,
 )
-from twin.errors import TwinError
-from twin.store.cluster import local_cluster
+from twin.errors import Conflict, TwinError
+from twin.settings import Settings
+from twin.store.cluster import Cluster, local_cluster
 from twin.store.db import check_connection, database_urls, make_engine
+from twin.store.replicas import (
+    add_replica,
+    remove_replica,
+    replica,
+    standing,
+    start_replicas,
+    stop_replicas,
+)
 
 db_app = typer.Typer(help="The database: a project-local PostgreSQL cluster unless "
                           "TWIN_DATABASE_URL is set.", no_args_is_help=True)
@@ -41,6 +50,8 @@ def db_start() -> None:
         started = cluster.start()
         out.print(f"{'started' if started else 'already running'}: {cluster.pgdata} "
                   f"(socket {cluster.socket_dir}, no TCP)")
+        for replica in start_replicas(cluster):
+            out.print(f"replica {replica.number} started: {replica.cluster.pgdata}")
 
 
 @db_app.command("stop")
@@ -51,8 +62,10 @@ def db_stop() -> None:
         if settings.database_url:
             out.print("TWIN_DATABASE_URL is set: Twin does not manage that server.")
             return
-        stopped = local_cluster(settings).stop()
-        out.print("stopped" if stopped else "not running")
+        cluster = local_cluster(settings)
+        for replica in stop_replicas(cluster):  # before what they follow
+            out.print(f"replica {replica.number} stopped")
+        out.print("stopped" if cluster.stop() else "not running")
 
 
 @db_app.command("status")
@@ -244,6 +257,67 @@ def db_verify_backup() -> None:
     out.print("verified" if check.ok else "[bold red]the backup does not match the twin[/]")
     if not check.ok:
         raise typer.Exit(1)
+
+
+replica_app = typer.Typer(help="Read replicas: streaming standbys of the local cluster "
+                               "(PostgreSQL's own replication), each in its own folder with "
+                               "its own socket.", no_args_is_help=True)
+db_app.add_typer(replica_app, name="replica")
+
+
+def _local(settings: Settings) -> Cluster:
+    if settings.database_url:
+        raise Conflict("TWIN_DATABASE_URL is set: Twin does not manage that server; make its "
+                       "replicas with your PostgreSQL's own tools")
+    return local_cluster(settings)
+
+
+@replica_app.command("add")
+def replica_add() -> None:
+    """Copy the running cluster (pg_basebackup, a replication slot of its own) and start the
+    copy as a standby that streams every change; prints the URL for TWIN_REPLICA_URLS."""
+    settings = load_settings()
+    with domain_errors():
+        primary = _local(settings)
+        with bars() as stage:
+            made = add_replica(primary, stage("copying the cluster", 100))
+    out.print(f"replica {made.number} streaming: {made.cluster.pgdata}")
+    out.print(f"reads may go to it: TWIN_REPLICA_URLS={made.cluster.app_url}")
+
+
+@replica_app.command("list")
+def replica_list(as_json: Annotated[bool, typer.Option(
+        "--json", help="As JSON (for scripts and monitoring).")] = False) -> None:
+    """The replicas: running, streaming, and how far behind the cluster they are."""
+    settings = load_settings()
+    with domain_errors():
+        rows = standing(_local(settings))
+    if as_json:
+        out.print_json(json.dumps({"replicas": rows}))
+        return
+    if not rows:
+        out.print("no replicas: `twin db replica add` makes one")
+        return
+    table = Table(title="只读副本 Read replicas")
+    for heading in ("#", "状态 state", "落后 behind (bytes)", "延迟 lag (s)", "URL"):
+        table.add_column(heading)
+    for row in rows:
+        table.add_row(str(row["number"]), row["state"] if row["running"] else "stopped",
+                      "" if row["bytes_behind"] is None else f"{row['bytes_behind']:,}",
+                      "" if row["lag_s"] is None else f"{row['lag_s']:.3f}", row["url"])
+    out.print(table)
+
+
+@replica_app.command("remove")
+def replica_remove(number: Annotated[int, typer.Argument(
+        help="The replica's number, as `twin db replica list` shows it.")]) -> None:
+    """Stop a replica and delete it with its replication slot (take it out of
+    TWIN_REPLICA_URLS first)."""
+    settings = load_settings()
+    with domain_errors():
+        primary = _local(settings)
+        remove_replica(primary, replica(primary, number))
+    out.print(f"replica {number} removed")
 
 
 def _mb(size: int) -> str:

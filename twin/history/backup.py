@@ -11,6 +11,7 @@ minute's (archive_timeout), is in the repository.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -100,8 +101,9 @@ class Repository:
             "restore or verify-backup:\n# an edit here is overwritten.\n"
             f"[global]\nrepo1-path={self.path}\nrepo1-retention-full={self.retention_full}\n"
             f"log-path={own}\nlock-path={own}\n"
-            "# a checkpoint at once, not at the next one; lz4: the least CPU per byte\n"
-            "start-fast=y\ncompress-type=lz4\n\n"
+            "# a checkpoint at once, not at the next one; lz4: the least CPU per byte; a\n"
+            "# process per CPU to copy, compress and restore files\n"
+            f"start-fast=y\ncompress-type=lz4\nprocess-max={os.cpu_count() or 1}\n\n"
             f"[{STANZA}]\npg1-path={cluster.pgdata}\npg1-socket-path={cluster.socket_dir}\n"
             f"pg1-port={cluster.port}\npg1-user=postgres\n", encoding="utf-8")
         self.config.chmod(0o640)

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -75,14 +76,27 @@ class Cluster:
         if started:
             self.prepare_dirs()
             self._archive_from_the_start()
-            server = (f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' "
-                      f"-c log_min_duration_statement={SLOW_STATEMENT} "
-                      f"{sized_to_memory(memory_bytes())} {options}")
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l",
-                       str(self.logfile), "-o", server, "-w", "-t", "60", "start"])
+            self._pg_ctl_start(options)
             self._await_recovery()
         self._ensure_database()
         return started
+
+    def start_standby(self, name: str) -> bool:
+        """Start this copy of another cluster as its streaming standby (``pg_basebackup -R``
+        wrote how to reach it), named ``name`` there; it stays in recovery, answering reads.
+        True when this call started it."""
+        if self.is_running():
+            return False
+        self.prepare_dirs()
+        self._pg_ctl_start(f"-c cluster_name={name} -c hot_standby=on")
+        return True
+
+    def _pg_ctl_start(self, options: str) -> None:
+        server = (f"-k {self.socket_dir} -p {self.port} -c listen_addresses='' "
+                  f"-c log_min_duration_statement={SLOW_STATEMENT} "
+                  f"{sized_to_memory(memory_bytes())} {options}")
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.pgdata), "-l",
+                   str(self.logfile), "-o", server, "-w", "-t", "60", "start"])
 
     def stop(self) -> bool:
         """Stop the server if it runs; True when this call stopped it."""
@@ -170,6 +184,22 @@ class Cluster:
     def as_owner(self, argv: list[str]) -> list[str]:
         """``argv`` run as the user who runs the server (pgBackRest must be that user too)."""
         return ["runuser", "-u", self.run_as, "--", *argv] if self.run_as else argv
+
+    def stream(self, argv: list[str]) -> Iterator[str]:
+        """The output lines of ``argv`` run as the server's user, as it writes them (text
+        mode reads a progress line rewritten after a carriage return as a line each time); a
+        failure raises DatabaseUnavailable with its last words."""
+        lines: list[str] = []
+        with subprocess.Popen(self.as_owner(argv), stdout=subprocess.PIPE,  # noqa: S603
+                              stderr=subprocess.STDOUT, text=True, cwd="/") as proc:
+            assert proc.stdout is not None
+            for line in map(str.strip, proc.stdout):
+                if line:
+                    lines.append(line)
+                    yield line
+        if proc.returncode != 0:
+            raise DatabaseUnavailable(f"{argv[0]} failed ({proc.returncode}): "
+                                      f"{' '.join(lines[-5:])[-800:]}")
 
     def _run(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = self.as_owner(argv)

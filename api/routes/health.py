@@ -1,7 +1,8 @@
 """For process managers, load balancers and Prometheus: ``/health`` (the process answers),
 ``/ready`` (the database answers and its schema is the one this Twin needs) and ``/metrics``
 (the request histograms of api.observe, the pool, sync outcomes, tablets with edits waiting,
-the change log's length). None needs a token, and none says anything about a person."""
+the change log's length, the read replicas' lag). None needs a token, and none says anything
+about a person."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ _TIMEOUT_S = 2.0  # a database that takes longer than this to give a connection 
 _FIGURES = """SELECT (SELECT count(*) FROM twin.device_outboxes WHERE waiting > 0),
                      (SELECT coalesce(sum(waiting), 0) FROM twin.device_outboxes),
                      (SELECT coalesce(max(id), 0) FROM twin.changes)"""
+# The read replicas streaming from the database, as it sees them (`twin db replica add`).
+_REPLICAS = "SELECT name, state, bytes_behind, lag_s FROM twin.replica_lag()"
 
 
 @cache
@@ -65,20 +68,26 @@ async def ready(request: Request) -> dict[str, Any] | JSONResponse:
         async with get_pool(request).connection(timeout=_TIMEOUT_S) as conn:
             row = await (await conn.execute("SELECT version_num FROM alembic_version")
                          ).fetchone()
+            version = row[0] if row else None
+            replicas = await (await conn.execute(_REPLICAS)).fetchall() \
+                if version == schema_head() else []
     except psycopg.Error as exc:
         return _not_ready(f"the database does not answer: {str(exc).strip()[:200]}")
-    version = row[0] if row else None
     if version != schema_head():
         return _not_ready(f"the database's schema is at {version}, this Twin needs "
                           f"{schema_head()}: run `twin db migrate`")
-    return {"ready": True, "schema": version}
+    # a replica behind or gone does not stop this process serving: it is said, not failed
+    return {"ready": True, "schema": version, "replicas": [
+        {"name": name, "state": state, "bytes_behind": behind, "lag_s": lag}
+        for name, state, behind, lag in replicas]}
 
 
 class _Twin(Collector):
     """The pool's and the database's figures, read at the scrape."""
 
-    def __init__(self, pool: dict[str, int], figures: tuple[int, int, int] | None) -> None:
-        self.pool, self.figures = pool, figures
+    def __init__(self, pool: dict[str, int], figures: tuple[int, int, int] | None,
+                 replicas: list[tuple[str, str, int | None, float]]) -> None:
+        self.pool, self.figures, self.replicas = pool, figures, replicas
 
     def collect(self) -> Any:
         connections = GaugeMetricFamily("twin_db_pool_connections", "The async read pool's "
@@ -101,6 +110,15 @@ class _Twin(Collector):
                                 "sent, by their last reports", value=edits)
         yield CounterMetricFamily("twin_changes", "Changes in the log (every one is kept)",
                                   value=changes)
+        behind = GaugeMetricFamily("twin_replica_bytes_behind", "WAL bytes a streaming "
+                                   "replica has not replayed yet", labels=["replica"])
+        lag = GaugeMetricFamily("twin_replica_lag_seconds", "How long a streaming replica's "
+                                "replay lags behind the database", labels=["replica"])
+        for name, _state, bytes_behind, seconds in self.replicas:
+            behind.add_metric([name], bytes_behind or 0)
+            lag.add_metric([name], seconds)
+        yield behind
+        yield lag
 
 
 @router.get("/metrics", summary="Prometheus metrics: request latency by route and status, "
@@ -108,13 +126,15 @@ class _Twin(Collector):
             response_class=Response)
 async def metrics(request: Request) -> Response:
     pool = get_pool(request)
+    replicas: list[Any] = []
     try:
         async with pool.connection(timeout=_TIMEOUT_S) as conn:
             figures = await (await conn.execute(_FIGURES)).fetchone()
+            replicas = await (await conn.execute(_REPLICAS)).fetchall()
     except psycopg.Error:
         figures = None  # still answered: the process's own figures matter most then
     scraped = CollectorRegistry()
-    scraped.register(_Twin(pool.get_stats(), figures))
+    scraped.register(_Twin(pool.get_stats(), figures, replicas))
     return Response(generate_latest(_requests()) + generate_latest(scraped),
                     media_type=CONTENT_TYPE_LATEST)
 

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from api.app import create_app
 from tests.conftest import ROOT, run_twin
 from twin.settings import Settings
 from twin.store.cluster import Cluster, local_cluster
@@ -85,6 +89,17 @@ def test_a_replica_streams_what_the_primary_writes_and_goes_with_it(
         row = _listed(env)[0]
         assert row["number"] == 1 and row["running"] and row["state"] == "streaming"
         assert row["bytes_behind"] >= 0 and row["lag_s"] >= 0
+        # the service shows it: /ready lists it, /metrics gives its lag
+        settings = Settings(database_url=None, data_dir=Path(env["TWIN_DATA_DIR"]),
+                            db_port=5432, db_name="twin")
+        with TestClient(create_app(settings)) as client:
+            ready = client.get("/ready").json()
+            assert [r["name"] for r in ready["replicas"]] == ["twin_replica_1"]
+            assert ready["replicas"][0]["state"] == "streaming"
+            scraped = client.get("/metrics").text
+            assert re.search(r'^twin_replica_lag_seconds\{replica="twin_replica_1"\} [0-9.e-]+$',
+                             scraped, re.M)
+            assert 'twin_replica_bytes_behind{replica="twin_replica_1"}' in scraped
     finally:
         reader.dispose()
         writer.dispose()

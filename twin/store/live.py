@@ -21,7 +21,8 @@ LIVE = ("context", "clock", "set_context", "code_at", "fields", "features_before
         "features_after", "notify_changes", "refuse", "versions_close_only", "register_layer",
         "put_layer_spec", "grant_app", "day_start", "change_day", "change_facts", "add_counts",
         "count_changes", "configure_change_counts", "edits_resolve_only", "notify_tokens",
-        "guard_versions", "version_partitions", "unsorted_version_months", "sort_versions")
+        "guard_versions", "version_partitions", "unsorted_version_months", "sort_versions",
+        "replica_lag")
 
 
 def apply_live(conn: Connection) -> None:

@@ -5,19 +5,16 @@ carries a request id; a request while the database is gone is a 503 with Retry-A
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.app import create_app
-from tests.api.test_serve import free_port
+from tests.api.test_serve import first_answer, serve
 from tests.conftest import Database, Server, login
 
 
@@ -125,22 +122,10 @@ def test_twin_serve_started_before_its_database_serves_and_recovers(
         server: Server, sample_db: Database) -> None:
     """At boot the server may start before PostgreSQL answers: it warns and serves (503s
     with Retry-After) rather than exit, and is ready once the database answers."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     with _database_gone(server, sample_db):
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "twin"), "serve", "--port", str(port)],
-            env=sample_db.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process, base = serve(sample_db.env())
         try:
-            deadline = time.monotonic() + 60  # a hang guard (a busy machine is slow)
-            while True:
-                try:
-                    ready = httpx.get(f"{base}/ready", timeout=5)
-                    break
-                except httpx.TransportError:
-                    assert process.poll() is None, "twin serve exited"
-                    assert time.monotonic() < deadline, "twin serve did not answer"
-                    time.sleep(0.2)
+            ready = first_answer(process, f"{base}/ready")
             assert ready.status_code == 503 and ready.headers["retry-after"] == "5"
             assert httpx.get(f"{base}/health").status_code == 200
         except BaseException:

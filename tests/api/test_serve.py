@@ -17,23 +17,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_prints_where_to_go_and_answers_http(sample_db: Database) -> None:
+def serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`twin serve` on a free port, its output kept; the process and its base URL."""
     port = free_port()
-    twin = Path(sys.executable).parent / "twin"
-    server = subprocess.Popen([str(twin), "serve", "--port", str(port)], env=sample_db.env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([str(Path(sys.executable).parent / "twin"), "serve", "--port",
+                               str(port)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def first_answer(server: subprocess.Popen[str], url: str) -> httpx.Response:
+    """The first answer ``server`` gives at ``url``, once it listens."""
+    deadline = time.monotonic() + 60  # a hang guard (a busy machine is slow)
+    while True:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            assert server.poll() is None, "twin serve exited"
+            assert time.monotonic() < deadline, "twin serve did not answer in 60 s"
+            time.sleep(0.2)
+
+
+def test_serve_prints_where_to_go_and_answers_http(sample_db: Database) -> None:
+    server, base = serve(sample_db.env())
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                landing = httpx.get(f"{base}/", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, "twin serve exited"
-                assert time.monotonic() < deadline, "twin serve did not answer in 30 s"
-                time.sleep(0.2)
-        assert landing.status_code == 200
+        assert first_answer(server, f"{base}/").status_code == 200
         token = httpx.post(f"{base}/auth/token",
                            data={"username": "admin", "password": DEMO_PASSWORD}).json()
         stats = httpx.get(f"{base}/stats",

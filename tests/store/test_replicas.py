@@ -20,7 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from api.app import create_app
-from tests.conftest import ROOT, run_twin
+from tests.browser import visit
+from tests.conftest import ROOT, run_twin, serve
 from twin.settings import Settings
 from twin.store.cluster import Cluster, local_cluster
 from twin.store.db import EditContext, editing, make_engine
@@ -100,6 +101,12 @@ def test_a_replica_streams_what_the_primary_writes_and_goes_with_it(
             assert re.search(r'^twin_replica_lag_seconds\{replica="twin_replica_1"\} [0-9.e-]+$',
                              scraped, re.M)
             assert 'twin_replica_bytes_behind{replica="twin_replica_1"}' in scraped
+        with serve(settings) as url, visit(f"{url}/dashboard") as seen:  # and the board
+            seen.page.wait_for_function(
+                "() => document.getElementById('replicas').textContent"
+                ".includes('只读副本 replica twin_replica_1')", timeout=60_000)
+            assert re.search(r"twin_replica_1: \d+\.\d\d s",
+                             seen.page.inner_text("#replicas"))
     finally:
         reader.dispose()
         writer.dispose()

@@ -446,6 +446,21 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
     }
   }
 
+  // The read replicas as /ready lists them (it needs no token): how far behind each one is,
+  // in red when it lags more than a second or does not stream; nothing when there are none.
+  async function replicas() {
+    let listed = [];
+    try {
+      listed = (await (await fetch("/ready")).json()).replicas || [];
+    } catch {
+      listed = [];
+    }
+    document.getElementById("replicas").replaceChildren(...listed.map((r) => el(
+      "span", `只读副本 replica ${r.name}: ${r.state === "streaming"
+        ? `${r.lag_s.toFixed(2)} s` : r.state}`,
+      r.state !== "streaming" || r.lag_s > 1 ? "alert" : "")));
+  }
+
   function tick() {
     document.getElementById("clock").textContent =
       new Date().toLocaleString("zh-CN", { hour12: false });
@@ -453,7 +468,9 @@ import { TOKEN_KEY, request, token } from "/static/common/session.js";
 
   window.addEventListener("storage", (event) => { if (event.key === TOKEN_KEY) refresh(); });
   setInterval(refresh, EVERY_MS);
+  setInterval(replicas, EVERY_MS);
   setInterval(tick, 1000);
   tick();
   refresh();
+  replicas();
 })();

@@ -67,7 +67,7 @@ def test_a_replica_streams_what_the_primary_writes_and_goes_with_it(
     done = run_twin("db", "replica", "add", env=env)
     assert done.returncode == 0, done.stderr
     assert "copying the cluster" in done.stderr  # the progress bar
-    assert "replica 1 streaming" in done.stdout and "TWIN_REPLICA_URLS=" in done.stdout
+    assert "replica 1 streaming" in done.stdout and "read-only URL: " in done.stdout
     made = replicas(cluster)
     assert [r.number for r in made] == [1]
     reader = make_engine(made[0].cluster.app_url, pool_size=1)

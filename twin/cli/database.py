@@ -275,14 +275,14 @@ def _local(settings: Settings) -> Cluster:
 @replica_app.command("add")
 def replica_add() -> None:
     """Copy the running cluster (pg_basebackup, a replication slot of its own) and start the
-    copy as a standby that streams every change; prints the URL for TWIN_REPLICA_URLS."""
+    copy as a standby that streams every change; prints its read-only URL."""
     settings = load_settings()
     with domain_errors():
         primary = _local(settings)
         with bars() as stage:
             made = add_replica(primary, stage("copying the cluster", 100))
     out.print(f"replica {made.number} streaming: {made.cluster.pgdata}")
-    out.print(f"reads may go to it: TWIN_REPLICA_URLS={made.cluster.app_url}")
+    out.print(f"read-only URL: {made.cluster.app_url}")
 
 
 @replica_app.command("list")
@@ -311,8 +311,7 @@ def replica_list(as_json: Annotated[bool, typer.Option(
 @replica_app.command("remove")
 def replica_remove(number: Annotated[int, typer.Argument(
         help="The replica's number, as `twin db replica list` shows it.")]) -> None:
-    """Stop a replica and delete it with its replication slot (take it out of
-    TWIN_REPLICA_URLS first)."""
+    """Stop a replica and delete it with its replication slot (its readers lose it)."""
     settings = load_settings()
     with domain_errors():
         primary = _local(settings)

@@ -4,7 +4,7 @@ primary keeps the WAL a replica has not received yet).
 
 Each lives beside the cluster in ``replicas/<n>/`` with its own socket, here on the same
 machine (elsewhere, the same commands on another host). A replica answers reads only and may
-be a moment behind: what ``TWIN_REPLICA_URLS`` may send it is said in the README."""
+be a moment behind."""
 
 from __future__ import annotations
 

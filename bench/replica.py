@@ -1,0 +1,166 @@
+"""A read replica on the same machine (issue 23, item 3): what a read costs on it against the
+same read on the primary, and how far it lags while the primary is written.
+
+    .venv/bin/python -m bench.replica        # or: make bench-replica (after make bench-restore)
+
+The twin is ``make bench-restore``'s (scale 20 with its history, in ``.twin/bench/restore``;
+REPLICA_DIR names another). A replica is added with ``twin db replica add`` and removed at the
+end. Then:
+
+(a) reads: Twin's own SQL for a page of 100 buildings in a box of 300 m (the floor's Q1,
+    ``bench.floor.twin_statement``) and one building (Q2), REPLICA_READS of each, alternating
+    primary and replica on one connection each, warm; medians and the ratio replica/primary
+    (the goal: at most 1.1);
+(b) lag under writes: for REPLICA_WRITE_S seconds, one connection updates buildings as fast
+    as it can (each its own transaction, through the triggers) while another samples, every
+    20 ms, the primary's WAL position and the replica's replay position; a sample's lag is how
+    long ago the primary was where the replica is now. p50, p99 and max (the goal: p99 < 1 s).
+
+On one machine a replica adds no cores (the issue says so): this measures cost, not capacity.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import random
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from bench.floor import twin_statement
+from twin.settings import Settings
+from twin.store.cluster import local_cluster
+from twin.store.db import libpq_conninfo
+from twin.store.replicas import replicas
+
+ROOT = Path(__file__).resolve().parents[1]
+TWIN = ROOT / ".venv" / "bin" / "twin"
+BASE = Path(os.environ.get("REPLICA_DIR", ROOT / ".twin" / "bench" / "restore")).resolve()
+READS = int(os.environ.get("REPLICA_READS", "400"))
+WRITE_S = float(os.environ.get("REPLICA_WRITE_S", "30"))
+
+
+def _twin(*args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TWIN_DATABASE_URL"} | {
+        "TWIN_DATA_DIR": str(BASE), "TWIN_DB_NAME": "twin", "TWIN_DB_PORT": "5432"}
+    print("$ twin", *args, flush=True)
+    subprocess.run([str(TWIN), *args], env=env, cwd=ROOT, check=True)  # noqa: S603
+
+
+def _reads(primary: str, replica: str) -> dict[str, dict[str, float]]:
+    with psycopg.connect(primary) as conn:
+        box = conn.execute("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+                           "(SELECT ST_Extent(geom) AS e FROM twin.features "
+                           "WHERE layer = 'buildings') x").fetchone()
+        ids = [r[0] for r in conn.execute("SELECT id FROM twin.features WHERE layer = "
+                                          "'buildings' ORDER BY random() LIMIT %s", (READS,))]
+    assert box is not None
+    rng = random.Random(23)  # noqa: S311 (boxes to read, not secrets)
+    side = 300 / 111_000  # about 300 m, in degrees
+    boxes = []
+    for _ in range(READS):
+        x, y = rng.uniform(box[0], box[2] - side), rng.uniform(box[1], box[3] - side)
+        boxes.append({"x0": x, "y0": y, "x1": x + side, "y1": y + side})
+    queries = {"Q1 page of 100 in a box": (twin_statement({"kind": "bbox", "limit": 100}),
+                                           boxes),
+               "Q2 one building": (twin_statement({"kind": "item"}),
+                                   [{"id": i} for i in ids])}
+    result: dict[str, dict[str, float]] = {}
+    with psycopg.connect(primary, autocommit=True) as on_primary, \
+            psycopg.connect(replica, autocommit=True) as on_replica:
+        for name, (sql, params) in queries.items():
+            times: dict[str, list[float]] = {"primary": [], "replica": []}
+            for warm in (True, False):
+                for values in params:
+                    for where, conn in (("primary", on_primary), ("replica", on_replica)):
+                        began = time.perf_counter()
+                        with psycopg.ClientCursor(conn) as cur:
+                            cur.execute(sql, values).fetchall()
+                        if not warm:
+                            times[where].append((time.perf_counter() - began) * 1000)
+            p, r = (statistics.median(times[w]) for w in ("primary", "replica"))
+            result[name] = {"primary_ms": p, "replica_ms": r, "ratio": r / p}
+    return result
+
+
+def _lag(primary: str, replica: str) -> dict[str, float]:
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
+        with psycopg.connect(primary, autocommit=True) as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM twin.features WHERE layer = "
+                                              "'buildings' ORDER BY id LIMIT 5000")]
+            while not stop.is_set():
+                conn.execute("UPDATE twin.features SET props = props || jsonb_build_object("
+                             "'households', (props->>'households')::int %% 300 + 1) "
+                             "WHERE id = %s", (ids[written[0] % len(ids)],))
+                written[0] += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen: list[tuple[float, int]] = []  # (when, the primary's WAL position then), in order
+    lags: list[float] = []
+    ended = time.monotonic() + WRITE_S
+    with psycopg.connect(primary, autocommit=True) as on_primary, \
+            psycopg.connect(replica, autocommit=True) as on_replica:
+        while time.monotonic() < ended:
+            row = on_primary.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
+                                     ).fetchone()
+            assert row is not None
+            seen.append((time.monotonic(), int(row[0])))
+            row = on_replica.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')"
+                                     ).fetchone()
+            assert row is not None
+            now, replayed = time.monotonic(), int(row[0])
+            # the latest moment the primary was no further than the replica is now
+            at = bisect.bisect_right([lsn for _, lsn in seen], replayed)
+            lags.append(now - seen[at - 1][0] if at else now - seen[0][0])
+            time.sleep(0.02)
+    stop.set()
+    writer.join()
+    if not written[0]:
+        raise SystemExit("the writer wrote nothing: see its error above")
+    lags.sort()
+    return {"writes_per_s": written[0] / WRITE_S, "samples": len(lags),
+            "p50_ms": lags[len(lags) // 2] * 1000,
+            "p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1000,
+            "max_ms": lags[-1] * 1000}
+
+
+def main() -> int:
+    cluster = local_cluster(Settings(database_url=None, data_dir=BASE, db_name="twin",
+                                     db_port=5432))
+    if not cluster.is_initialised():
+        raise SystemExit(f"no twin in {BASE}: run `make bench-restore` first")
+    _twin("db", "start")
+    _twin("db", "replica", "add")
+    made = replicas(cluster)[-1]
+    primary = libpq_conninfo(cluster.admin_url)
+    replica = libpq_conninfo(made.cluster.admin_url)
+    try:
+        reads = _reads(primary, replica)
+        lag = _lag(primary, replica)
+    finally:
+        _twin("db", "replica", "remove", str(made.number))
+        _twin("db", "stop")
+    print(f"\nreads, medians of {READS} (warm, alternating):")
+    print("| query | primary ms | replica ms | replica / primary | goal |\n"
+          "|---|---:|---:|---:|---|")
+    for name, r in reads.items():
+        print(f"| {name} | {r['primary_ms']:.2f} | {r['replica_ms']:.2f} | {r['ratio']:.2f} | "
+              f"<= 1.1: {'met' if r['ratio'] <= 1.1 else 'NOT met'} |")
+    print(f"\nlag while one connection writes ({lag['writes_per_s']:.0f} updates a second, "
+          f"{lag['samples']} samples): p50 {lag['p50_ms']:.1f} ms, p99 {lag['p99_ms']:.1f} ms, "
+          f"max {lag['max_ms']:.1f} ms (goal: p99 < 1,000 ms: "
+          f"{'met' if lag['p99_ms'] < 1000 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,7 +4,7 @@ same read on the primary, and how far it lags while the primary is written.
     .venv/bin/python -m bench.replica        # or: make bench-replica (after make bench-restore)
 
 The twin is ``make bench-restore``'s (scale 20 with its history, in ``.twin/bench/restore``;
-REPLICA_DIR names another). A replica is added with ``twin db replica add`` and removed at the
+RESTORE_DIR names another). A replica is added with ``twin db replica add`` and removed at the
 end. Then:
 
 (a) reads: Twin's own SQL for a page of 100 buildings in a box of 300 m (the floor's Q1,
@@ -25,31 +25,20 @@ import bisect
 import os
 import random
 import statistics
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 
 from bench.floor import twin_statement
+from bench.restore import BASE, twin
 from twin.settings import Settings
 from twin.store.cluster import local_cluster
 from twin.store.db import libpq_conninfo
 from twin.store.replicas import replicas
 
-ROOT = Path(__file__).resolve().parents[1]
-TWIN = ROOT / ".venv" / "bin" / "twin"
-BASE = Path(os.environ.get("REPLICA_DIR", ROOT / ".twin" / "bench" / "restore")).resolve()
 READS = int(os.environ.get("REPLICA_READS", "400"))
 WRITE_S = float(os.environ.get("REPLICA_WRITE_S", "30"))
-
-
-def _twin(*args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TWIN_DATABASE_URL"} | {
-        "TWIN_DATA_DIR": str(BASE), "TWIN_DB_NAME": "twin", "TWIN_DB_PORT": "5432"}
-    print("$ twin", *args, flush=True)
-    subprocess.run([str(TWIN), *args], env=env, cwd=ROOT, check=True)  # noqa: S603
 
 
 def _reads(primary: str, replica: str) -> dict[str, dict[str, float]]:
@@ -104,7 +93,8 @@ def _lag(primary: str, replica: str) -> dict[str, float]:
 
     writer = threading.Thread(target=write)
     writer.start()
-    seen: list[tuple[float, int]] = []  # (when, the primary's WAL position then), in order
+    when: list[float] = []  # each sample's moment, and the primary's WAL position then
+    where: list[int] = []
     lags: list[float] = []
     ended = time.monotonic() + WRITE_S
     with psycopg.connect(primary, autocommit=True) as on_primary, \
@@ -113,14 +103,15 @@ def _lag(primary: str, replica: str) -> dict[str, float]:
             row = on_primary.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
                                      ).fetchone()
             assert row is not None
-            seen.append((time.monotonic(), int(row[0])))
+            when.append(time.monotonic())
+            where.append(int(row[0]))
             row = on_replica.execute("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')"
                                      ).fetchone()
             assert row is not None
             now, replayed = time.monotonic(), int(row[0])
             # the latest moment the primary was no further than the replica is now
-            at = bisect.bisect_right([lsn for _, lsn in seen], replayed)
-            lags.append(now - seen[at - 1][0] if at else now - seen[0][0])
+            at = bisect.bisect_right(where, replayed)
+            lags.append(now - when[max(at - 1, 0)])
             time.sleep(0.02)
     stop.set()
     writer.join()
@@ -138,8 +129,8 @@ def main() -> int:
                                      db_port=5432))
     if not cluster.is_initialised():
         raise SystemExit(f"no twin in {BASE}: run `make bench-restore` first")
-    _twin("db", "start")
-    _twin("db", "replica", "add")
+    twin("db", "start")
+    twin("db", "replica", "add")
     made = replicas(cluster)[-1]
     primary = libpq_conninfo(cluster.admin_url)
     replica = libpq_conninfo(made.cluster.admin_url)
@@ -147,8 +138,8 @@ def main() -> int:
         reads = _reads(primary, replica)
         lag = _lag(primary, replica)
     finally:
-        _twin("db", "replica", "remove", str(made.number))
-        _twin("db", "stop")
+        twin("db", "replica", "remove", str(made.number))
+        twin("db", "stop")
     print(f"\nreads, medians of {READS} (warm, alternating):")
     print("| query | primary ms | replica ms | replica / primary | goal |\n"
           "|---|---:|---:|---:|---|")

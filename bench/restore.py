@@ -52,7 +52,7 @@ def _env() -> dict[str, str]:
         "TWIN_BACKUP_DIR": str(BASE / "another-disk" / "twin-backups")}
 
 
-def _twin(*args: str) -> float:
+def twin(*args: str) -> float:
     """``twin ARGS`` against the bench's cluster, its output shown; its wall seconds."""
     print("$ twin", *args, flush=True)
     started = time.perf_counter()
@@ -81,31 +81,31 @@ def main() -> int:
     cluster = local_cluster(Settings(database_url=None, data_dir=BASE, db_name=DB, db_port=5432))
     conninfo = libpq_conninfo(cluster.admin_url)
     result: dict[str, Any] = {"scale": SCALE, "changes_asked": CHANGES}
-    _twin("db", "start")
-    _twin("db", "migrate")
+    twin("db", "start")
+    twin("db", "migrate")
     with psycopg.connect(conninfo) as conn:
         have = conn.execute("SELECT count(*) FROM twin.changes").fetchone()[0]  # type: ignore[index]
     if have == 0:
-        result["made_s"] = _twin("sample", "--scale", str(SCALE), "--cases", "0", "--orders", "0",
+        result["made_s"] = twin("sample", "--scale", str(SCALE), "--cases", "0", "--orders", "0",
                                  "--history", str(CHANGES), "--jobs", JOBS)
     with psycopg.connect(conninfo) as conn:
         result["changes"], result["bytes"] = conn.execute(
             "SELECT (SELECT count(*) FROM twin.changes), "
             "(SELECT sum(pg_database_size(datname))::bigint FROM pg_database)").fetchone()  # type: ignore[misc]
     gb = result["bytes"] / 1e9
-    result["backup_s"] = _twin("db", "backup", "--type", "full")
+    result["backup_s"] = twin("db", "backup", "--type", "full")
     time.sleep(1.5)  # the backup's end is kept in whole seconds: its window opens after
     between = _add_point(conninfo, "bench: before T")
     time.sleep(1)
     _add_point(conninfo, "bench: after T")
-    result["delta_s"] = _twin("db", "restore", "--to", between.isoformat(), "--force")
+    result["delta_s"] = twin("db", "restore", "--to", between.isoformat(), "--force")
     result["delta_right"] = _holds(conninfo, "bench: before T") and not _holds(
         conninfo, "bench: after T")
-    _twin("db", "stop")
+    twin("db", "stop")
     shutil.rmtree(cluster.pgdata)
-    result["lost_s"] = _twin("db", "restore")
+    result["lost_s"] = twin("db", "restore")
     result["lost_right"] = _holds(conninfo, "bench: before T")
-    _twin("db", "stop")
+    twin("db", "stop")
     if os.environ.get("RESTORE_DROP") == "1":
         shutil.rmtree(BASE)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

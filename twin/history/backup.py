@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, text
 
-from twin.errors import Conflict, InvalidInput, NotFound, Problem, TwinError
+from twin.errors import Conflict, DatabaseUnavailable, InvalidInput, NotFound, Problem, TwinError
 from twin.features.reads import source
 from twin.settings import Settings
 from twin.store.cluster import Cluster, local_cluster
@@ -131,26 +131,25 @@ class Repository:
             level: str = "warn") -> str:
         """pgBackRest's output of one command, run as the server's user; ``progress`` is
         given the per-mille done as its detail lines tell it. A failure raises its ERROR."""
-        argv = self.cluster.as_owner([
-            _pgbackrest(), f"--config={self.config}", f"--stanza={STANZA}",
-            f"--log-level-console={'detail' if progress else level}", *args])
         lines: list[str] = []
         done = 0
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,  # noqa: S603
-                              text=True, cwd="/") as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
+        try:
+            for line in self.cluster.stream([
+                    _pgbackrest(), f"--config={self.config}", f"--stanza={STANZA}",
+                    f"--log-level-console={'detail' if progress else level}", *args]):
                 lines.append(line)
                 share = _PERCENT.search(line)
                 if progress and share:
                     now = round(float(share.group(1)) * 10)
                     progress(now - done)
                     done = now
-        output = "".join(lines)
-        if proc.returncode != 0:
+        except DatabaseUnavailable:
+            output = "\n".join(lines)
             error = output[output.find("ERROR:"):] if "ERROR:" in output else output[-800:]
             raise BackupFailed(f"pgBackRest {args[-1]} failed: {' '.join(error.split())}"
-                               f" (its log: {self.cluster.pgdata.parent / 'pgbackrest'})")
+                               f" (its log: {self.cluster.pgdata.parent / 'pgbackrest'})"
+                               ) from None
+        output = "\n".join(lines)
         return output
 
     def kept(self) -> list[Backup]:

@@ -63,7 +63,7 @@ def feature_expr() -> str:
     from twin.features.reads import feature_sql
     from twin.registry import get_layer
 
-    return feature_sql(get_layer(LAYER))
+    return feature_sql(get_layer(LAYER), stored=False)
 
 
 def tile_attributes() -> tuple[str, ...]:

@@ -83,20 +83,15 @@ def property_names(layer: Layer) -> list[str]:
     return [*layer.attributes.model_fields, *COMMON_COLUMNS]
 
 
-def properties_sql(layer: Layer, chosen: tuple[str, ...] | None) -> str:
-    """The properties object as JSON text: the common fields, then every attribute or those
-    chosen. Written by concatenation, which costs PostgreSQL half of building a jsonb and
-    printing it; the registry keeps attribute names apart from the common ones."""
-    names = list(COMMON_COLUMNS) if chosen is None else list(chosen)
-    if not names:
+def properties_sql(layer: Layer, chosen: tuple[str, ...]) -> str:
+    """The chosen properties as a JSON object's text, in the order asked. Written by
+    concatenation, which costs PostgreSQL half of building a jsonb and printing it; the
+    registry keeps attribute names apart from the common ones."""
+    if not chosen:
         return "'{}'"
     head = " || ".join(f"'{',' if i else '{'}{json.dumps(name)}:' || {_json_text(layer, name)}"
-                       for i, name in enumerate(names))
-    if chosen is not None:
-        return f"{head} || '}}'"
-    # every attribute: the stored object's members follow the common fields
-    return (f"{head} || CASE WHEN f.props = '{{}}' THEN '}}' "
-            f"ELSE ',' || substr(f.props::text, 2) END")
+                       for i, name in enumerate(chosen))
+    return f"{head} || '}}'"
 
 
 def _json_text(layer: Layer, name: str) -> str:
@@ -135,14 +130,26 @@ SELECT (SELECT ST_AsMVT(t, %(layer)s, 4096, 'geom', 'id')
        (SELECT md5(coalesce(string_agg(id || '.' || version, ',' ORDER BY id), '')) FROM q)"""
 
 
-def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None, crs: Crs = CRS84) -> str:
-    """One feature as GeoJSON text, built by PostgreSQL, its coordinates in ``crs``."""
+def feature_sql(layer: Layer, chosen: tuple[str, ...] | None = None, crs: Crs = CRS84,
+                stored: bool = True) -> str:
+    """One feature as GeoJSON text, its coordinates in ``crs``. The whole feature of the
+    present in the default CRS is the text the triggers keep (``f.geojson``), read, not
+    built: ``stored=False`` where the rows are not the present's (versions keep no text) or
+    to measure building it. Every other text is built by PostgreSQL per row, the whole
+    feature by ``twin.feature_geojson`` (the text's one definition, which the triggers use)."""
+    if chosen is None:
+        if stored and crs == CRS84:
+            return "f.geojson"
+        return ("twin.feature_geojson(f.id, "
+                f"ST_AsGeoJSON({crs.geometry_sql('f.geom')}, {crs.precision}), f.name, "
+                "f.tags, f.grid_code, f.area_code, f.version, f.valid_from, f.changed_by, "
+                "f.props)")
     return _feature_sql(layer.name, chosen, crs)
 
 
 @layer_cache
 @lru_cache(maxsize=256)
-def _feature_sql(layer_name: str, chosen: tuple[str, ...] | None, crs: Crs) -> str:
+def _feature_sql(layer_name: str, chosen: tuple[str, ...], crs: Crs) -> str:
     layer = get_layer(layer_name)
     return (f"""'{{"type":"Feature","id":' || f.id || ',"geometry":' || """
             f"ST_AsGeoJSON({crs.geometry_sql('f.geom')}, {crs.precision}) || "
@@ -221,7 +228,8 @@ def _select(query: ItemsQuery, params: dict[str, Any]) -> str:
         params.update(values)
     order = ", ".join(f"{expr} {'DESC' if desc else 'ASC'}" for expr, desc in keys)
     columns = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(keys))
-    return (f"SELECT {feature_sql(query.layer, query.properties, query.crs)} AS feature, "
+    feature = feature_sql(query.layer, query.properties, query.crs, stored=query.as_of is None)
+    return (f"SELECT {feature} AS feature, "
             f"f.id, f.version AS v, {columns} FROM {source(query.as_of, params)} "
             f"WHERE {' AND '.join(where)} "
             f"ORDER BY {order} LIMIT %(limit)s")
@@ -250,7 +258,8 @@ def one_feature_sql(layer: Layer, crs: Crs = CRS84, as_of: datetime | None = Non
                     ) -> tuple[str, dict[str, Any]]:
     """One feature by id with its version (the ETag)."""
     params: dict[str, Any] = {}
-    return (f"SELECT {feature_sql(layer, crs=crs)}, f.version FROM {source(as_of, params)} "
+    feature = feature_sql(layer, crs=crs, stored=as_of is None)
+    return (f"SELECT {feature}, f.version FROM {source(as_of, params)} "
             "WHERE f.layer = %(layer)s AND f.id = %(id)s", params)
 
 

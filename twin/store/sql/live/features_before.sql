@@ -43,6 +43,14 @@ BEGIN
     END IF;
     NEW.valid_from := twin.clock();
     NEW.changed_by := coalesce(twin.context('actor'), session_user);
+    -- the feature's text as a read serves it (default CRS: WGS-84 lon/lat, 7 decimals, as
+    -- twin.crs.CRS84), kept here so a page is stored text joined, not text built per read
+    NEW.geojson := twin.feature_geojson(NEW.id, ST_AsGeoJSON(NEW.geom, 7), NEW.name, NEW.tags,
+                                        NEW.grid_code, NEW.area_code, NEW.version,
+                                        NEW.valid_from, NEW.changed_by, NEW.props);
     RETURN NEW;
 END $$;
-ALTER FUNCTION twin.features_before() SET enable_seqscan = off SET jit = off;
+-- UTC whoever writes, so the stored text's times read as a read in the service's sessions
+-- would write them
+ALTER FUNCTION twin.features_before() SET enable_seqscan = off SET jit = off
+    SET timezone = 'UTC';

@@ -9,9 +9,10 @@ from pydantic import BaseModel
 
 from twin.errors import Problem
 
-# What features are counted by: their micro-grid or their residential area, each kept in a
-# column of its own (derived from the geometry when the feature is written).
-Grouping = Literal["grid", "area"]
+# What features are counted by: their micro-grid, residential area or subdistrict, each kept
+# in a column of its own (derived from the geometry when the feature is written), and the
+# layer whose outlines give each its codes and names.
+Grouping = Literal["grid", "area", "subdistrict"]
 
 # The fields every feature has next to its layer's attributes (twin.fields() in SQL), declared
 # here once: those an edit writes ("photos" lives in props), those the triggers derive from
@@ -20,7 +21,11 @@ WRITTEN_FIELDS = ("name", "tags", "geometry", "photos")
 DERIVED_FIELDS = ("micro_grid", "residential_area")
 STAMPED_FIELDS = ("id", "version", "updated", "changed_by")
 COMMON_FIELDS = frozenset({*WRITTEN_FIELDS, *DERIVED_FIELDS, *STAMPED_FIELDS})
-GROUP_COLUMNS: dict[Grouping, str] = {"grid": "grid_code", "area": "area_code"}
+GROUP_COLUMNS: dict[Grouping, str] = {"grid": "grid_code", "area": "area_code",
+                                      "subdistrict": "subdistrict_code"}
+GROUP_LAYERS: dict[Grouping, str] = {"grid": "micro_grids", "area": "residential_areas",
+                                     "subdistrict": "subdistricts"}
+GROUPS_ZH = "分组须为grid、area或subdistrict"
 
 GeometryType = Literal["Point", "LineString", "Polygon", "MultiPolygon"]
 # "twin": features of the subdistrict, each inside a micro-grid; "areas": the areas and grids

@@ -20,7 +20,7 @@ from twin.layer import Layer
 from twin.layerspec import SpecError, layer_from_spec, read_spec_data
 
 # Loaded first so that a feature's micro-grid and residential area can be derived on write.
-AREA_LAYERS = ("residential_areas", "micro_grids")
+AREA_LAYERS = ("subdistricts", "residential_areas", "micro_grids")
 
 # The specs admins declared in the running twin (newest per layer), as this process last read
 # them; they take the place of a file's spec of the same name.

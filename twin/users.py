@@ -32,6 +32,19 @@ class User:
     role: str
     grids: tuple[str, ...]
     department: str | None = None  # a department user's department
+    subdistrict: str | None = None  # the subdistrict this user is limited to; None: all
+    subdistrict_grids: tuple[str, ...] = ()  # that subdistrict's micro-grids
+
+    @property
+    def read_grids(self) -> tuple[str, ...] | None:
+        """The micro-grids this user's reads of the log, key figures and reports are limited
+        to: a worker's own, a subdistrict's user's subdistrict's; None: every one (a
+        district's command centre, planners and admins)."""
+        if self.role == "worker":
+            return self.grids
+        if self.subdistrict is not None:
+            return self.subdistrict_grids
+        return None
 
 
 def hash_password(password: str) -> str:
@@ -42,8 +55,14 @@ def hash_password(password: str) -> str:
 
 
 def _grid_problems(conn: Connection, role: str, grids: Sequence[str],
-                   department: str | None = None) -> list[Problem]:
+                   department: str | None = None, subdistrict: str | None = None
+                   ) -> list[Problem]:
     problems: list[Problem] = []
+    if subdistrict is not None and not conn.execute(
+            text("SELECT EXISTS (SELECT FROM twin.features WHERE layer = 'subdistricts' "
+                 "AND props ->> 'code' = :s)"), {"s": subdistrict}).scalar():
+        problems.append(Problem("subdistrict", subdistrict, "no subdistrict has this code",
+                                "无此街道编码"))
     if (role == "department") != (department is not None):
         problems.append(Problem("department", department,
                                 "a department user, and only one, names its department",
@@ -70,16 +89,20 @@ def _grid_problems(conn: Connection, role: str, grids: Sequence[str],
 
 
 def add_user(engine: Engine, name: str, role: str, password_hash: str,
-             grids: Sequence[str] = (), department: str | None = None) -> User:
-    """Create a user; a bad role, unknown grid or department or taken name changes nothing."""
+             grids: Sequence[str] = (), department: str | None = None,
+             subdistrict: str | None = None) -> User:
+    """Create a user; a bad role, unknown grid, department or subdistrict or a taken name
+    changes nothing. ``subdistrict`` limits what the user reads to that subdistrict."""
     with engine.begin() as conn:
-        problems = _grid_problems(conn, role, grids, department)
+        problems = _grid_problems(conn, role, grids, department, subdistrict)
         if problems:
             raise InvalidInput(f"cannot add user {name!r}", problems)
         row = conn.execute(
-            text("INSERT INTO twin.users (name, role, password_hash, department) "
-                 "VALUES (:n, :r, :h, :d) ON CONFLICT (name) DO NOTHING RETURNING id"),
-            {"n": name, "r": role, "h": password_hash, "d": department}).scalar()
+            text("INSERT INTO twin.users (name, role, password_hash, department, "
+                 "subdistrict_code) VALUES (:n, :r, :h, :d, :s) "
+                 "ON CONFLICT (name) DO NOTHING RETURNING id"),
+            {"n": name, "r": role, "h": password_hash, "d": department,
+             "s": subdistrict}).scalar()
         if row is None:
             raise Conflict(f"user {name!r} already exists",
                            [Problem("name", name, "already taken", "用户名已存在")])
@@ -87,7 +110,7 @@ def add_user(engine: Engine, name: str, role: str, password_hash: str,
             conn.execute(text("INSERT INTO twin.user_grids (user_id, grid_code) "
                               "SELECT :id, unnest(CAST(:g AS text[]))"),
                          {"id": row, "g": list(grids)})
-    return User(id=row, name=name, role=role, grids=tuple(grids), department=department)
+        return _load(conn, row)
 
 
 def add_user_rows(conn: Connection, users: Sequence[DemoUser], password_hash: str) -> None:
@@ -121,14 +144,8 @@ def authenticate(engine: Engine, name: str, password: str) -> User:
 
 
 def _load(conn: Connection, user_id: int) -> User:
-    row = conn.execute(
-        text("SELECT u.id, u.name, u.role, coalesce(array_agg(g.grid_code ORDER BY g.grid_code)"
-             " FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids, u.department "
-             "FROM twin.users u "
-             "LEFT JOIN twin.user_grids g ON g.user_id = u.id WHERE u.id = :id GROUP BY u.id"),
-        {"id": user_id}).one()
-    return User(id=row.id, name=row.name, role=row.role, grids=tuple(row.grids),
-                department=row.department)
+    return user_of_row(conn.execute(text(f"{_USER} WHERE u.id = :id GROUP BY u.id"),
+                                    {"id": user_id}).one())
 
 
 def user_named(engine: Engine, name: str) -> User:
@@ -188,20 +205,28 @@ def issue_token(engine: Engine, user: User, minutes: int) -> tuple[str, datetime
 
 
 # The live token's user, role and micro-grids, by the token's digest (psycopg parameters).
-USER_OF_BEARER_SQL = """
+# A user as a row: id, name, role, micro-grids, department, subdistrict, and that
+# subdistrict's micro-grids (read once per sign-in check, only for a subdistrict's user).
+_USER = """
 SELECT u.id, u.name, u.role, coalesce(array_agg(g.grid_code ORDER BY g.grid_code)
-       FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids, u.department
-  FROM twin.tokens t JOIN twin.users u ON u.id = t.user_id
-  LEFT JOIN twin.user_grids g ON g.user_id = u.id
- WHERE t.token_hash = %(token)s AND t.revoked_at IS NULL AND t.expires_at > now() AND u.active
- GROUP BY u.id"""
+       FILTER (WHERE g.grid_code IS NOT NULL), '{}') AS grids, u.department,
+       u.subdistrict_code,
+       CASE WHEN u.subdistrict_code IS NOT NULL THEN ARRAY(
+           SELECT s.props ->> 'code' FROM twin.features s
+            WHERE s.layer = 'micro_grids' AND s.subdistrict_code = u.subdistrict_code
+            ORDER BY 1) END
+  FROM twin.users u LEFT JOIN twin.user_grids g ON g.user_id = u.id"""
+USER_OF_BEARER_SQL = (f"{_USER} JOIN twin.tokens t ON t.user_id = u.id "
+                      "WHERE t.token_hash = %(token)s AND t.revoked_at IS NULL "
+                      "AND t.expires_at > now() AND u.active GROUP BY u.id")
 
 
 def user_of_row(row: Sequence[Any] | None) -> User:
     """The user of a USER_OF_BEARER_SQL row; no row: the token is not live (401)."""
     if row is None:
         raise Unauthorized(EXPIRED)
-    return User(id=row[0], name=row[1], role=row[2], grids=tuple(row[3]), department=row[4])
+    return User(id=row[0], name=row[1], role=row[2], grids=tuple(row[3]), department=row[4],
+                subdistrict=row[5], subdistrict_grids=tuple(row[6] or ()))
 
 
 def revoke_token(engine: Engine, token: str) -> None:

@@ -24,6 +24,7 @@ from api.errors import SIGNED, errors, media
 from api.fastpath import hot
 from api.live import ChangeSignal
 from api.params import bad, digits, id_number, parse_bbox, parse_limit, reject_unknown
+from api.replicas import read_pool, replica_read
 from twin.crs import CRS84
 from twin.errors import Forbidden, NotFound
 from twin.history.changes import (
@@ -54,11 +55,6 @@ METRES_PER_DEGREE = 111_320.0  # along a meridian; a cell is a little narrower e
 STREAM_BATCH = 500
 HEARTBEAT_SECONDS = 15.0
 HELD_SECONDS = 0.5  # how soon to look again while a change waits behind the horizon
-
-
-def _scope(user: User) -> tuple[str, ...] | None:
-    """A worker's micro-grids; None (everything) for other roles."""
-    return user.grids if user.role == "worker" else None
 
 
 def _choice(params: Any, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -112,7 +108,7 @@ def _feed_query(request: Request, user: User, allowed: frozenset[str] = FEED_PAR
         role=_choice(params, "role", (*ROLES, "database")),
         operation=_choice(params, "operation", OPERATIONS),
         feature_id=int(feature) if feature else None, since=since, until=until,
-        bbox=parse_bbox(params.get("bbox"), CRS84), grids=_scope(user))
+        bbox=parse_bbox(params.get("bbox"), CRS84), grids=user.read_grids)
 
 
 @router.get("/changes", summary="The change log, a page at a time (JSON) or streamed (CSV)",
@@ -236,6 +232,7 @@ async def history(request: Request, layer: str, fid: str) -> Response:
 @router.get("/changes/heat", summary="Where the twin changed: changes counted per cell of a "
             "grid, for a heat map (default: the last 7 days)", response_class=Response,
             responses=media("application/json"))
+@replica_read
 async def heat(request: Request, user: UserDep) -> Response:
     """The feed's filters (``from``/``to``, ``layer``, ``micro_grid``, ``bbox``, ...) and
     ``cell_m``, the cell's size in metres (default 50); a worker's own micro-grids only."""
@@ -250,7 +247,7 @@ async def heat(request: Request, user: UserDep) -> Response:
     if not 1 <= cell <= 10_000:
         raise bad("cell_m", raw, "metres, from 1 to 10,000", "单元格须为1至10000米")
     sql, params = heat_sql(replace(query, limit=None), cell / METRES_PER_DEGREE)
-    async with get_pool(request).connection() as conn:
+    async with read_pool(request).connection() as conn:
         row = await (await conn.execute(sql, params)).fetchone()
     assert row is not None  # an aggregate answers one row
     since = query.since.isoformat() if query.since else None
@@ -275,7 +272,7 @@ async def diff(request: Request, user: UserDep) -> Response:
     grid, bbox = params.get("micro_grid"), parse_bbox(params.get("bbox"), CRS84)
     if (grid is None) == (bbox is None):
         raise bad("bbox", params.get("bbox"), "give either bbox or micro_grid", "须给出范围或网格")
-    scope = _scope(user)
+    scope = user.read_grids
     if scope is not None and grid not in scope:
         raise Forbidden(f"workers compare their own micro-grids ({', '.join(scope) or 'none'}):"
                         " give micro_grid")

@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.errors import SIGNED, errors, media
 from api.params import MAX_ID, bad, reject_unknown
+from api.replicas import replica_read
 from twin.cases.reads import list_cases
-from twin.layer import GROUP_COLUMNS
+from twin.layer import GROUP_COLUMNS, GROUPS_ZH
 from twin.maps.cases import FIGURES, case_figures, figure_query
 from twin.maps.hotline import hotline_board
 from twin.maps.kpis import group_kpis, sync_health
@@ -26,8 +27,9 @@ GEOJSON = "application/geo+json"
 
 @router.get("/kpis", summary="Features by state, edits today / in 7 days and cases (open, "
             "overdue, filed and closed today) per micro-grid or residential area")
+@replica_read
 def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
-         by: Annotated[str, Query(description="grid (default) or area")] = "grid",
+         by: Annotated[str, Query(description="grid (default), area or subdistrict")] = "grid",
          ) -> dict[str, Any]:
     """A worker's own micro-grids only; days are those of ``TWIN_TIME_ZONE``. ``sync``: how
     the tablets' edits arrived in the last 7 days (devices, last sync, edits waiting on a
@@ -38,8 +40,8 @@ def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserD
     reject_unknown(request.query_params, {"by"})
     grouping = next((g for g in GROUP_COLUMNS if g == by), None)
     if grouping is None:
-        raise bad("by", by, "grid or area", "分组须为grid或area")
-    grids = user.grids if user.role == "worker" else None
+        raise bad("by", by, ", ".join(GROUP_COLUMNS), GROUPS_ZH)
+    grids = user.read_grids
     base = f"{str(request.base_url).rstrip('/')}/kpis/cases"
     with engine.connect() as conn:
         answer = group_kpis(conn, grouping, settings.time_zone, grids) | {
@@ -57,9 +59,10 @@ def kpis(request: Request, engine: EngineDep, settings: SettingsDep, user: UserD
 @router.get("/kpis/cases", summary="The cases a case figure of /kpis counts (open, overdue, "
             "filed_today, closed_today), in total or in one group; paged like /cases",
             response_class=JSONResponse, responses=media(GEOJSON))
+@replica_read
 def figure_cases(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
                  figure: Annotated[str, Query(description=", ".join(FIGURES))],
-                 by: Annotated[str | None, Query(description="grid or area")] = None,
+                 by: Annotated[str | None, Query(description="grid, area or subdistrict")] = None,
                  key: Annotated[str | None, Query(description="the group's code")] = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                  cursor: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> JSONResponse:
@@ -82,6 +85,7 @@ def figure_cases(request: Request, engine: EngineDep, settings: SettingsDep, use
 @router.get("/kpis/hotline", summary="The board's 12345 hotline figures now (received today, "
             "waiting for first contact, the queue not placed, open warnings, late) and the "
             "rates by department for the current month or half year, each linking to /orders")
+@replica_read
 def hotline_figures(request: Request, engine: EngineDep, settings: SettingsDep, user: UserDep,
                     period: Annotated[str | None, Query(
                         description="month (default) or half_year, of the subdistrict's "

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from api.deps import EngineDep, SettingsDep, UserDep
 from api.errors import SIGNED, errors
 from api.params import reject_unknown
+from api.replicas import replica_read
 from twin.history.reports import change_report, report_query
 from twin.times import parse_day_or_time
 
@@ -19,6 +20,7 @@ REPORT_PARAMS = frozenset({"from", "to", "by", "layer"})
 
 @router.get("/reports/changes", summary="Inserts, updates, deletes and status transitions "
             "per micro-grid, area, actor or layer in a period")
+@replica_read
 def changes_report(
     request: Request,
     engine: EngineDep,
@@ -35,5 +37,5 @@ def changes_report(
     reject_unknown(request.query_params, REPORT_PARAMS)
     query = report_query(parse_day_or_time("from", start, settings.time_zone),
                          parse_day_or_time("to", end, settings.time_zone), by, layer,
-                         grids=user.grids if user.role == "worker" else None)
+                         grids=user.read_grids)
     return change_report(engine, query).as_dict()

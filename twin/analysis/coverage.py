@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Engine, text
 from twin.analysis.network import Frame, Network, Snapped, fmt_metres, frame_for, street_network
 from twin.errors import InvalidInput, NotFound, Problem, Unprocessable
 from twin.features.reads import source
-from twin.layer import GROUP_COLUMNS
+from twin.layer import GROUP_COLUMNS, GROUPS_ZH
 from twin.registry import all_layers
 from twin.times import parse_time
 
@@ -119,7 +119,7 @@ def coverage_query(layer: str | None, within: str | float | None = None,
                                    f"{MAX_WITHIN_M:g}", f"须大于0且不超过{MAX_WITHIN_M:g}米"))
     group = by or "grid"
     if group not in GROUP_COLUMNS:
-        problems.append(_p("by", by, f"one of {', '.join(GROUP_COLUMNS)}", "分组须为grid或area"))
+        problems.append(_p("by", by, f"one of {', '.join(GROUP_COLUMNS)}", GROUPS_ZH))
     if state is not None and found is not None:
         if found.state_field is None:
             problems.append(_p("state", state, f"{layer} has no state attribute",
@@ -258,6 +258,7 @@ class Buildings:
     elderly: Ints
     grids: list[str | None]
     areas: list[str | None]
+    subdistricts: list[str | None]
     addresses: list[str | None]
     geojson: list[str]
     snapped: Snapped
@@ -270,11 +271,15 @@ class Buildings:
         """The buildings' points in a k-d tree, to find those near a point."""
         return cKDTree(self.xy)
 
+    def codes(self, by: str) -> list[str | None]:
+        """Each building's micro-grid (``grid``), residential area or subdistrict code."""
+        return {"grid": self.grids, "area": self.areas}.get(by, self.subdistricts)
+
     def groups(self, by: str, sums: Callable[[npt.NDArray[np.bool_]], dict[str, Any]]
                ) -> list[dict[str, Any]]:
-        """``sums`` of the buildings of each micro-grid (``grid``) or residential area
-        (``area``, with its name), by code."""
-        keys = np.array([k or "" for k in (self.grids if by == "grid" else self.areas)])
+        """``sums`` of the buildings of each micro-grid (``grid``), residential area
+        (``area``, with its name) or subdistrict, by code."""
+        keys = np.array([k or "" for k in self.codes(by)])
         out = []
         for code in sorted(set(keys.tolist())):
             entry: dict[str, Any] = {"code": code or None}
@@ -291,6 +296,7 @@ def _read_buildings(conn: Connection, walk: Walkable, as_of: datetime | None) ->
         "SELECT id, ST_X(p) AS lon, ST_Y(p) AS lat, "  # noqa: S608
         "coalesce((props->>'households')::int, 0) AS households, "
         "coalesce((props->>'elderly')::int, 0) AS elderly, grid_code, area_code, "
+        "subdistrict_code, "
         "coalesce(props->>'address', name) AS address, ST_AsGeoJSON(geom, 7) AS geojson "
         f"FROM (SELECT *, ST_PointOnSurface(geom) AS p FROM {features} "
         "      WHERE layer = 'buildings') AS b ORDER BY id", params).all()
@@ -304,6 +310,7 @@ def _read_buildings(conn: Connection, walk: Walkable, as_of: datetime | None) ->
         ids=ids, households=np.array([r.households for r in rows], dtype=np.int64),
         elderly=np.array([r.elderly for r in rows], dtype=np.int64),
         grids=[r.grid_code for r in rows], areas=[r.area_code for r in rows],
+        subdistricts=[r.subdistrict_code for r in rows],
         addresses=[r.address for r in rows], geojson=[r.geojson for r in rows],
         snapped=walk.network.snap(x, y), area_names=names,
         index={int(i): k for k, i in enumerate(ids)}, xy=np.column_stack([x, y]))
@@ -533,7 +540,7 @@ def what_if(engine: Engine, query: CoverageQuery, lon: float, lat: float) -> dic
             "covered_households": before["covered_households"] + int(b.households[rows].sum()),
             "covered_elderly": before["covered_elderly"] + int(b.elderly[rows].sum())})
 
-    codes = np.array([(b.grids if query.by == "grid" else b.areas)[k] or "" for k in gained])
+    codes = np.array([b.codes(query.by)[k] or "" for k in gained])
     groups = {g["code"] or "": g for g in result.groups(query.by)}
     totals = result.totals()
     newly = []

@@ -49,7 +49,7 @@ from twin.analysis.coverage import (
 )
 from twin.analysis.network import Floats, Frame, Ints, Network, fmt_metres, street_network
 from twin.errors import Problem, Unprocessable
-from twin.layer import GROUP_COLUMNS
+from twin.layer import GROUP_COLUMNS, GROUPS_ZH
 
 # How far a hose line goes from where the engine stops (metres): an assumption, about three
 # 20 m lengths of hose.
@@ -89,7 +89,7 @@ def fire_query(reach: str | float | None = None, by: str | None = None,
     group = by or "grid"
     if group not in GROUP_COLUMNS:
         problems.append(Problem("by", by, f"one of {', '.join(GROUP_COLUMNS)}",
-                                "分组须为grid或area"))
+                                GROUPS_ZH))
     if problems:
         raise Unprocessable("; ".join(f"{p.field}={p.value}: {p.reason}" for p in problems),
                             problems)

@@ -22,12 +22,14 @@ from sqlalchemy import Engine, text
 
 from twin.cases.reads import NOW_ROWS, OVERDUE, as_of_rows, visible_sql
 from twin.errors import InvalidInput, Problem
+from twin.layer import GROUP_COLUMNS
 from twin.users import User
 
-Grouping = Literal["grid", "area", "department", "category", "source"]
+Grouping = Literal["grid", "area", "subdistrict", "department", "category", "source"]
 GROUPINGS: tuple[str, ...] = get_args(Grouping)
-GROUP_COLUMN = {"grid": "grid_code", "area": "area_code", "department": "department",
-                "category": "category", "source": "source"}
+GROUP_COLUMN: dict[str, str] = {**{str(g): c for g, c in GROUP_COLUMNS.items()},
+                                "department": "department", "category": "category",
+                                "source": "source"}
 
 # figure -> (condition on a case row r as of :upto, in words, 中文). :from and :upto bound the
 # period; :upto is its end, or now for a period still running.

@@ -22,8 +22,8 @@ MAX_LIMIT = 1000
 
 # The case's own columns ...
 _COLUMNS = """c.id, c.version, c.state, c.geom, c.category, c.source, c.priority, c.description,
-       c.photos, c.feature_layer, c.feature_id, c.grid_code, c.area_code, c.squad,
-       c.department, c.assignee, c.handled_by, c.duplicate_of, c.likely_duplicate_of,
+       c.photos, c.feature_layer, c.feature_id, c.grid_code, c.area_code, c.subdistrict_code,
+       c.squad, c.department, c.assignee, c.handled_by, c.duplicate_of, c.likely_duplicate_of,
        c.reported_by, c.reported_at, c.filed_at, c.closed_at, c.stage_started, c.stage_due,
        c.case_due, c.extension, c.extended, c.rework, c.order_number"""
 # ... from twin.cases as it is now ...
@@ -33,7 +33,8 @@ NOW_ROWS = f"SELECT {_COLUMNS}, now() AS at FROM twin.cases c"
 _SNAPSHOT = """
 SELECT c.id, e.version, s ->> 'state' AS state, c.geom, c.category, c.source, c.priority,
        c.description, c.photos, c.feature_layer, c.feature_id, s ->> 'grid_code' AS grid_code,
-       s ->> 'area_code' AS area_code, s ->> 'squad' AS squad, s ->> 'department' AS department,
+       s ->> 'area_code' AS area_code, c.subdistrict_code, s ->> 'squad' AS squad,
+       s ->> 'department' AS department,
        s ->> 'assignee' AS assignee, s ->> 'handled_by' AS handled_by, c.duplicate_of,
        c.likely_duplicate_of, c.reported_by, c.reported_at,
        (s ->> 'filed_at')::timestamptz AS filed_at, (s ->> 'closed_at')::timestamptz AS closed_at,
@@ -68,7 +69,8 @@ json_build_object('type', 'Feature', 'id', r.id,
     'description', r.description, 'photos', r.photos,
     'feature', CASE WHEN r.feature_id IS NOT NULL
                     THEN json_build_object('layer', r.feature_layer, 'id', r.feature_id) END,
-    'micro_grid', r.grid_code, 'residential_area', r.area_code, 'squad', r.squad,
+    'micro_grid', r.grid_code, 'residential_area', r.area_code,
+    'subdistrict', r.subdistrict_code, 'squad', r.squad,
     'department', r.department, 'assignee', r.assignee, 'handled_by', r.handled_by,
     'reported_by', r.reported_by, 'reported_at', r.reported_at, 'filed_at', r.filed_at,
     'closed_at', r.closed_at, 'stage_started', r.stage_started,
@@ -91,6 +93,8 @@ def visible_sql(user: User) -> tuple[str, dict[str, Any]]:
                 {"my_grids": list(user.grids), "me": user.name})
     if user.role == "department":
         return "c.department = :my_department", {"my_department": user.department}
+    if user.subdistrict is not None:
+        return "c.subdistrict_code = :my_subdistrict", {"my_subdistrict": user.subdistrict}
     return "true", {}
 
 

@@ -32,6 +32,9 @@ def user_add(
         help="Micro-grid code a worker answers for (repeat for several).")] = None,
     department: Annotated[str | None, typer.Option(
         help="A department user's department code (twin cases rules).")] = None,
+    subdistrict: Annotated[str | None, typer.Option(
+        help="Limit what the user sees (boards, key figures, reports, the log, cases, orders) "
+             "to one subdistrict, by its code; without it, the whole district.")] = None,
 ) -> None:
     """Add a user; the password comes from TWIN_PASSWORD or a prompt."""
     from twin.users import add_user, hash_password
@@ -45,9 +48,11 @@ def user_add(
         password = getpass.getpass(f"password for {name}: ")
     with domain_errors():
         engine = app_engine(settings)
-        user = add_user(engine, name, role, hash_password(password), grid or [], department)
+        user = add_user(engine, name, role, hash_password(password), grid or [], department,
+                        subdistrict)
         grids = f" for {', '.join(user.grids)}" if user.grids else ""
         grids += f" of {user.department}" if user.department else ""
+        grids += f" in subdistrict {user.subdistrict}" if user.subdistrict else ""
         out.print(f"added {user.role} {user.name}{grids}")
 
 
@@ -59,9 +64,10 @@ def user_list() -> None:
     settings = load_settings()
     with domain_errors():
         engine = app_engine(settings)
-        table = Table("user", "role", "micro-grids", "active")
+        table = Table("user", "role", "micro-grids", "subdistrict", "active")
         for user, active in list_users(engine):
-            table.add_row(user.name, user.role, " ".join(user.grids), "yes" if active else "no")
+            table.add_row(user.name, user.role, " ".join(user.grids), user.subdistrict or "all",
+                          "yes" if active else "no")
     out.print(table)
 
 

@@ -272,7 +272,8 @@ def source(as_of: datetime | None, params: dict[str, Any]) -> str:
         return "twin.features f"
     params["as_of"] = as_of
     return ("(SELECT feature_id AS id, layer, name, props, tags, geom, grid_code, area_code, "
-            "version, lower(valid) AS valid_from, changed_by FROM twin.feature_versions v "
+            "subdistrict_code, version, lower(valid) AS valid_from, changed_by "
+            "FROM twin.feature_versions v "
             f"WHERE {valid_at('as_of')}) f")
 
 

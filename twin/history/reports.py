@@ -20,7 +20,7 @@ from twin.errors import InvalidInput, Problem
 from twin.registry import all_layers
 from twin.store.db import LOAD_DEVICE
 
-GroupBy = Literal["layer", "grid", "area", "actor"]
+GroupBy = Literal["layer", "grid", "area", "subdistrict", "actor"]
 _GROUP_BY: dict[str, GroupBy] = {name: name for name in get_args(GroupBy)}
 
 # The whole local days inside [start, end) and the instants they span; with none, both
@@ -42,6 +42,7 @@ SELECT d.first_day, greatest(d.first_day, d.end_day) AS last_day,
 # month of daily rows. Each part names its period, so only that partition is read.
 _COUNTS = text("""
 SELECT CASE :by WHEN 'grid' THEN grid_code WHEN 'area' THEN area_code
+                WHEN 'subdistrict' THEN g.subdistrict_code
                 WHEN 'actor' THEN actor ELSE layer END AS key,
        layer, operation, state_from, state_to, sum(n)::bigint AS n
   FROM (SELECT layer, grid_code, area_code, actor, operation, state_from, state_to, n
@@ -60,6 +61,9 @@ SELECT CASE :by WHEN 'grid' THEN grid_code WHEN 'area' THEN area_code
           FROM twin.change_facts
          WHERE server_time >= :start AND server_time < :whole_from
             OR server_time >= :whole_to AND server_time < :end) AS counted
+  -- the rollup keeps grids; a grid's subdistrict is its outline's (only joined when asked)
+  LEFT JOIN twin.features_micro_grids g
+         ON :by = 'subdistrict' AND g.props ->> 'code' = counted.grid_code
  WHERE (CAST(:layer AS text) IS NULL OR layer = :layer)
    AND (CAST(:grids AS text[]) IS NULL OR grid_code = ANY(:grids))
  GROUP BY 1, 2, 3, 4, 5

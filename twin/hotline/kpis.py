@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, text
 
 from twin.errors import InvalidInput, Problem
+from twin.layer import GROUP_COLUMNS
 
 IN = "{col} >= :start AND {col} < :end"
 
@@ -65,8 +66,8 @@ RATES = {  # name: (numerator, denominator, zh, en)
     "reopen_rate": ("reopened", "visited", "重办率", "re-opened"),
     "repeat_rate": ("repeat_calls", "received", "重复来电率", "repeat calls"),
 }
-GROUPS = {"grid": "o.grid_code", "area": "o.area_code", "department": "o.department",
-          "kind": "o.kind", "duty": "o.duty"}
+GROUPS: dict[str, str] = {**{g: f"o.{column}" for g, column in GROUP_COLUMNS.items()},
+                          "department": "o.department", "kind": "o.kind", "duty": "o.duty"}
 # The orders that can count in a period: received before its end and either received in it,
 # due at some step in it (every deadline comes after receipt), or visited in it.
 SOURCE = f"""twin.orders o LEFT JOIN ({VISITS}) v ON v.order_id = o.id

@@ -299,12 +299,15 @@ def receive(engine: Engine, user: User, order: Order) -> Received:
 # Acting on one order
 
 def visible_sql(user: User) -> tuple[str, dict[str, Any]]:
-    """Which orders a user sees: a worker those in their grids, a department its own, the
-    command centre, planners and admins all."""
+    """Which orders a user sees: a worker those in their grids, a department its own, a
+    subdistrict's users those of their subdistrict, the district's command centre, planners
+    and admins all."""
     if user.role == "worker":
         return "o.grid_code = ANY(:grids)", {"grids": list(user.grids)}
     if user.role == "department":
         return "o.department = :dept", {"dept": user.department}
+    if user.subdistrict is not None:
+        return "o.subdistrict_code = :my_subdistrict", {"my_subdistrict": user.subdistrict}
     return "true", {}
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, text
 from twin.cases.kpis import FIGURES as CASE_FIGURES
 from twin.cases.reads import OPEN, CaseQuery, visible_sql
 from twin.errors import InvalidInput, Problem
+from twin.layer import GROUP_COLUMNS, GROUPS_ZH
 from twin.users import User
 
 _OPEN = "r.state IN (" + ", ".join(f"'{s}'" for s in OPEN) + ")"
@@ -34,15 +35,14 @@ FIGURES: dict[str, tuple[str, str, str]] = {
                      "今日结案"),
 }
 # the groups the figures come by, and the case column that names a group
-GROUP_COLUMN = {"grid": "grid_code", "area": "area_code"}
 
 # The cases that can count at all: open now, or filed or closed today (the indexes on state,
 # filed_at and closed_at keep a board's refresh off the closed half year).
 _CANDIDATES = ("(c.state IN ('reported', 'filed', 'dispatched', 'handled') "
                "OR c.filed_at >= :from OR c.closed_at >= :from)")
 _ROWS = """
-SELECT c.id, c.state, c.grid_code, c.area_code, c.filed_at, c.closed_at, c.stage_due,
-       c.case_due, now() AS at
+SELECT c.id, c.state, c.grid_code, c.area_code, c.subdistrict_code, c.filed_at, c.closed_at,
+       c.stage_due, c.case_due, now() AS at
   FROM twin.cases c WHERE {candidates} AND {visible}"""
 
 
@@ -55,10 +55,13 @@ def today(time_zone: str, now: datetime | None = None) -> tuple[datetime, dateti
 
 
 def _grouping(by: str | None) -> str | None:
-    if by is not None and by not in GROUP_COLUMN:
+    if by is None:
+        return None
+    column = next((c for g, c in GROUP_COLUMNS.items() if g == by), None)
+    if column is None:
         raise InvalidInput(f"by: unknown grouping {by}", [Problem(
-            "by", by, f"one of {', '.join(GROUP_COLUMN)}", "分组须为grid或area")])
-    return GROUP_COLUMN[by] if by else None
+            "by", by, f"one of {', '.join(GROUP_COLUMNS)}", GROUPS_ZH)])
+    return column
 
 
 def case_figures(conn: Connection, user: User, by: str, time_zone: str,

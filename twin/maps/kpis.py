@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from twin.field.outboxes import unsynced
-from twin.layer import GROUP_COLUMNS, Grouping
+from twin.layer import GROUP_COLUMNS, GROUP_LAYERS, Grouping
 from twin.registry import all_layers
 
 _SQL = """
@@ -70,15 +70,15 @@ SELECT coalesce(json_agg(json_build_object(
 
 def group_kpis(conn: Connection, by: Grouping, time_zone: str,
                grids: Sequence[str] | None = None) -> dict[str, Any]:
-    """Per micro-grid (``by="grid"``) or residential area (``"area"``): features by state for
-    each layer with a state, edits today and in the last 7 days, workers who edited; a
-    worker's ``grids`` only when given."""
+    """Per micro-grid (``by="grid"``), residential area (``"area"``) or subdistrict: features
+    by state for each layer with a state, edits today and in the last 7 days, workers who
+    edited; only those in ``grids`` when given (a worker's, a subdistrict's)."""
     fields = {name: layer.state_field for name, layer in all_layers().items()
               if layer.state_field}
     groups, newest = conn.execute(text(_SQL.format(column=GROUP_COLUMNS[by])), {
         "fields": json.dumps(fields), "layers": list(fields), "zone": time_zone,
         "grids": list(grids) if grids is not None else None,
-        "group_layer": "micro_grids" if by == "grid" else "residential_areas"}).one()
+        "group_layer": GROUP_LAYERS[by]}).one()
     labels = {name: {"title": layer.title, "field": layer.state_field,
                      "states": dict(layer.state_labels)}
               for name, layer in all_layers().items() if name in fields}

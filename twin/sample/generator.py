@@ -35,8 +35,8 @@ from twin.errors import InvalidInput, Problem
 from twin.sample.places import PLACE_LAYERS, Ground, places
 from twin.sample.spec import SampleSpec
 
-LAYER_ORDER = ("residential_areas", "micro_grids", "water", "streets", "buildings",
-               "waste_points", "charging_points", "fire_passages", *PLACE_LAYERS)
+LAYER_ORDER = ("subdistricts", "residential_areas", "micro_grids", "water", "streets",
+               "buildings", "waste_points", "charging_points", "fire_passages", *PLACE_LAYERS)
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -386,6 +386,7 @@ class _Tile:
         out["fire_passages"] = self._fire_passages()
         out.update(self._places())
         out["residential_areas"], out["micro_grids"] = self._area_features()
+        out["subdistricts"] = [self._subdistrict()]
         return out
 
     # -- streets --------------------------------------------------------------------------
@@ -652,6 +653,16 @@ class _Tile:
                 give = self.buildings[mine[cut[(into == n) & (owner[cut] != n)]]]
                 grids[n] = _polygonal(shapely.union_all(
                     [shapely.difference(grids[n], shapely.union_all(give)), *take]))
+
+    def _subdistrict(self) -> SampleFeature:
+        """The tile's outline, the union of its areas (which tile it whole), as a subdistrict
+        of its own: tile k > 0 suffixes the code with ``-t{k}`` as its areas' codes are."""
+        spec = self.frame.spec
+        outline = self.frame.to_lonlat(
+            np.array([shapely.coverage_union_all(self.area_polys)], dtype=object), snap=True)[0]
+        code = spec.code if self.k == 0 else f"{spec.code}-t{self.k}"
+        name = spec.name_zh if self.k == 0 else f"{spec.name_zh}（{self.k}）"
+        return SampleFeature("subdistricts", name, {"code": code}, (), _polygonal(outline))
 
     def _area_features(self) -> tuple[list[SampleFeature], list[SampleFeature]]:
         """Areas and their grids, last: areas count the households of their buildings."""

@@ -45,7 +45,7 @@ BEGIN
         INSERT INTO twin.changes (id, server_time, client_time, actor, role, device, operation,
                                   layer, feature_id, version_before, version_after, changed,
                                   old_values, new_values, geom_changed, geom, grid_code,
-                                  area_code, reason, edit_id, import_id)
+                                  area_code, subdistrict_code, reason, edit_id, import_id)
         OVERRIDING SYSTEM VALUE
         SELECT p.change_id, stamp, twin.context('client_time')::timestamptz,
                coalesce(twin.context('actor'), session_user),
@@ -62,7 +62,7 @@ BEGIN
                -- where it happened: both places when a feature moved
                CASE WHEN TG_OP = 'UPDATE' AND p.moved THEN ST_Collect((p.o).geom, (p.n).geom)
                     ELSE (p.f).geom END,
-               (p.f).grid_code, (p.f).area_code, twin.context('reason'),
+               (p.f).grid_code, (p.f).area_code, (p.f).subdistrict_code, twin.context('reason'),
                twin.context('edit_id'), twin.context('import_id')::bigint
           FROM pair p,
                LATERAL (SELECT coalesce(array_agg(k ORDER BY k), '{}'),
@@ -82,10 +82,11 @@ BEGIN
          ORDER BY p.change_id
     ), versioned AS (
         INSERT INTO twin.feature_versions (feature_id, version, layer, name, props, tags, geom,
-                                           grid_code, area_code, valid, change_id, changed_by,
-                                           source_id)
+                                           grid_code, area_code, subdistrict_code, valid,
+                                           change_id, changed_by, source_id)
         SELECT (p.n).id, (p.n).version, (p.n).layer, (p.n).name, (p.n).props, (p.n).tags,
-               (p.n).geom, (p.n).grid_code, (p.n).area_code, tstzrange(stamp, NULL, '[)'),
+               (p.n).geom, (p.n).grid_code, (p.n).area_code, (p.n).subdistrict_code,
+               tstzrange(stamp, NULL, '[)'),
                p.change_id, (p.n).changed_by, (p.n).source_id
           FROM pair p WHERE (p.n).id IS NOT NULL
     )
@@ -97,7 +98,7 @@ BEGIN
                          ELSE (p.f).geom END ORDER BY p.change_id)
       INTO regions, codes, places
       FROM pair p
-     WHERE (p.f).layer IN ('micro_grids', 'residential_areas')
+     WHERE (p.f).layer IN ('micro_grids', 'residential_areas', 'subdistricts')
        AND (p.moved OR ((p.o).props ->> 'code') IS DISTINCT FROM ((p.n).props ->> 'code'));
 
     IF TG_OP <> 'INSERT' THEN

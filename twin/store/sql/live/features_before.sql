@@ -1,4 +1,4 @@
--- A feature that did not move keeps its micro-grid and residential area: most edits change
+-- A feature that did not move keeps its micro-grid, residential area and subdistrict: most edits change
 -- attributes only, and looking the codes up again cost two spatial queries per edit. They
 -- are looked up when it moves or is inserted, and when twin.reassign asks (twin.rederive),
 -- because a grid or area around it changed. A grid's and an area's own code is its props'.
@@ -16,21 +16,29 @@ BEGIN
                                         ELSE OLD.grid_code END;
         NEW.area_code := CASE NEW.layer WHEN 'residential_areas' THEN NEW.props ->> 'code'
                                         ELSE OLD.area_code END;
+        NEW.subdistrict_code := CASE NEW.layer WHEN 'subdistricts' THEN NEW.props ->> 'code'
+                                               ELSE OLD.subdistrict_code END;
     -- Derive only from a geometry the constraints will accept; they reject the rest.
     ELSIF NOT ST_IsEmpty(NEW.geom) AND ST_IsValid(NEW.geom) THEN
         NEW.grid_code := CASE NEW.layer
             WHEN 'micro_grids' THEN NEW.props ->> 'code'
             WHEN 'residential_areas' THEN NULL
+            WHEN 'subdistricts' THEN NULL
             ELSE twin.code_at('micro_grids', NEW.geom) END;
         NEW.area_code := CASE NEW.layer
             WHEN 'residential_areas' THEN NEW.props ->> 'code'
+            WHEN 'subdistricts' THEN NULL
             ELSE twin.code_at('residential_areas', NEW.geom) END;
+        NEW.subdistrict_code := CASE NEW.layer
+            WHEN 'subdistricts' THEN NEW.props ->> 'code'
+            ELSE twin.code_at('subdistricts', NEW.geom) END;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         IF same_place AND NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.props = OLD.props
            AND NEW.tags = OLD.tags
            AND NEW.grid_code IS NOT DISTINCT FROM OLD.grid_code
-           AND NEW.area_code IS NOT DISTINCT FROM OLD.area_code THEN
+           AND NEW.area_code IS NOT DISTINCT FROM OLD.area_code
+           AND NEW.subdistrict_code IS NOT DISTINCT FROM OLD.subdistrict_code THEN
             RETURN NULL;  -- nothing changed: no new version, no change record
         END IF;
         NEW.version := OLD.version + 1;

@@ -1,4 +1,5 @@
--- Re-derive the grid / area of every feature near a changed grid or area (twin.rederive
+-- Re-derive the grid / area / subdistrict of every feature near a changed grid, area or
+-- subdistrict (twin.rederive
 -- makes features_before look them up although they did not move). Unchanged rows are
 -- skipped by features_before; the changed ones are logged with this reason. Open cases
 -- near it are re-derived too, and re-routed if their grid changed (twin.cases_before).
@@ -13,10 +14,14 @@ BEGIN
     PERFORM set_config('twin.rederive', 'on', true);
     IF kind = 'micro_grids' THEN
         UPDATE twin.features SET version = version
-        WHERE layer NOT IN ('micro_grids', 'residential_areas') AND geom && region;
+        WHERE layer NOT IN ('micro_grids', 'residential_areas', 'subdistricts')
+          AND geom && region;
+    ELSIF kind = 'residential_areas' THEN
+        UPDATE twin.features SET version = version
+        WHERE layer NOT IN ('residential_areas', 'subdistricts') AND geom && region;
     ELSE
         UPDATE twin.features SET version = version
-        WHERE layer <> 'residential_areas' AND geom && region;
+        WHERE layer <> 'subdistricts' AND geom && region;
     END IF;
     -- open cases follow (closed ones stay where they were handled)
     UPDATE twin.cases SET version = version

@@ -10,7 +10,7 @@ APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 PG := 15
 
 .PHONY: run test lint install postgres test-tools bench bench-history bench-cases bench-hotline \
-	bench-imports bench-map bench-restore bench-replica soak fuzz chaos
+	bench-imports bench-map bench-restore bench-replica bench-writes soak fuzz chaos
 
 run: install postgres
 	$(TWIN) db start
@@ -59,6 +59,10 @@ bench-imports: install postgres
 # .twin/bench/restore, ~15 min), over the running cluster and into a lost data folder.
 bench-restore: install postgres
 	$(VENV)/bin/python -m bench.restore
+
+# One edit's database cost now and at the revision before the stored text (WRITES_BASE).
+bench-writes: install postgres
+	$(VENV)/bin/python -m bench.writes
 
 # A read replica of bench-restore's twin: a read's cost there against the primary, and its lag
 # while the primary is written (a replica is added, then removed).

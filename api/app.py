@@ -16,7 +16,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
@@ -33,6 +32,7 @@ from api.fastpath import (
 from api.live import ChangeSignal
 from api.observe import Observed, log_requests
 from api.options import AllowMiddleware
+from api.replicas import ReadRouting, Replicas, Source, connection_pool
 from api.routes import (
     analysis,
     auth,
@@ -87,11 +87,13 @@ class TwinApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        if not self.fast_path:
-            return Observed(stack)
-        check_middleware(self.user_middleware)
-        return Observed(ReadFastPath(stack, hot_routes(
-            [r for router in ROUTERS for r in router.routes]), cors_of(self.user_middleware)))
+        if self.fast_path:
+            check_middleware(self.user_middleware)
+            stack = ReadFastPath(stack, hot_routes(
+                [r for router in ROUTERS for r in router.routes]), cors_of(self.user_middleware))
+        if self.state.settings.replica_urls:  # only then: no cost at all without replicas
+            stack = ReadRouting(stack)
+        return Observed(stack)
 
 
 def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
@@ -102,8 +104,7 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_urls(settings).app
         app.state.engine = make_engine(url)
-        app.state.pool = AsyncConnectionPool(libpq_conninfo(url), min_size=2, max_size=10,
-                                             kwargs={"autocommit": True}, open=False)
+        app.state.pool = connection_pool(url)
         await app.state.pool.open()
 
         def refresh() -> None:
@@ -119,12 +120,19 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
         app.state.signal.start()
         _end_with_parent()
         app.state.seen = SeenVersions(settings.implicit_if_match_roles)
+        if settings.replica_urls:
+            app.state.replicas = Replicas.of(settings, Source(
+                "primary", app.state.pool, app.state.engine), libpq_conninfo(url),
+                app.state.signal)
+            await app.state.replicas.start()
         # what start-up loaded (modules, registry, schemas) lives as long as the process:
         # keep it out of the garbage collector's scans, which otherwise stall requests
         gc.freeze()
         try:
             yield
         finally:
+            if app.state.replicas is not None:
+                await app.state.replicas.stop()
             await app.state.signal.stop()
             await app.state.pool.close()
             app.state.engine.dispose()
@@ -134,6 +142,7 @@ def create_app(settings: Settings, fast_path: bool = True) -> FastAPI:
                   description="A digital twin of a city subdistrict on PostGIS.")
     app.fast_path = fast_path
     app.state.settings = settings
+    app.state.replicas = None  # api.replicas: set at start when TWIN_REPLICA_URLS names some
     errors.register(app)
     for router in ROUTERS:
         app.include_router(router)

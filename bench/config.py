@@ -43,6 +43,7 @@ class Config:
     results: Path
     db_name: str
     scale: int
+    subdistricts: int | None  # the sample's copies grouped into this many (None: one each)
     targets: tuple[str, ...]
     queries: tuple[str, ...]
     duration: int
@@ -67,6 +68,10 @@ class Config:
     keep_db: bool
     base_python: str
 
+    def subdistricts_args(self) -> list[str]:
+        """``twin sample``'s option grouping the copies into subdistricts, when set."""
+        return ["--subdistricts", str(self.subdistricts)] if self.subdistricts else []
+
     @classmethod
     def from_env(cls) -> Config:
         work = Path(_env("BENCH_WORK", str(REPO / ".twin" / "bench"))).resolve()
@@ -79,6 +84,7 @@ class Config:
             results=results,
             db_name=_env("TWIN_DB_NAME", "twin_bench"),
             scale=int(_env("BENCH_SCALE", "20")),
+            subdistricts=int(_env("BENCH_SUBDISTRICTS", "0")) or None,
             targets=_choice("TARGETS", TARGET_ORDER, TARGET_ORDER),
             queries=_choice("QUERIES", QUERY_ORDER, QUERY_ORDER),
             duration=int(_env("DURATION", "10")),

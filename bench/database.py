@@ -96,7 +96,10 @@ def prepare(cfg: Config, log: Log) -> Database:
         was_running = local_cluster(settings).is_running()
     twin_cli(cfg, "db", "start", log=log)
     twin_cli(cfg, "db", "migrate", log=log)
-    twin_cli(cfg, "sample", "--scale", str(cfg.scale), "--if-empty", log=log)
+    # the features only: the reads measured here touch no case or order, and a scale's
+    # cases and orders run through their loops one by one (163,000 cases at scale 20)
+    twin_cli(cfg, "sample", "--scale", str(cfg.scale), *cfg.subdistricts_args(), "--if-empty",
+             "--cases", "0", "--orders", "0", log=log)
     urls = database_urls(settings)
     admin, app = libpq_conninfo(urls.admin), libpq_conninfo(urls.app)
     parts = conninfo_to_dict(app)

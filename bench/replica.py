@@ -14,7 +14,15 @@ end. Then:
 (b) lag under writes: for REPLICA_WRITE_S seconds, one connection updates buildings as fast
     as it can (each its own transaction, through the triggers) while another samples, every
     20 ms, the primary's WAL position and the replica's replay position; a sample's lag is how
-    long ago the primary was where the replica is now. p50, p99 and max (the goal: p99 < 1 s).
+    long ago the primary was where the replica is now. p50, p99 and max (the goal: p99 < 1 s);
+(c) read your writes, through ``twin serve --workers 2`` with TWIN_REPLICA_URLS naming the
+    replica: a planner PATCHes a building's households and reads the building straight back,
+    REPLICA_RYW times (10,000), each request on a new connection so that either worker may
+    answer it; reads that missed their own write (the goal: none) and reads the replica served
+    (the rest went to the primary, read your writes by LSN);
+(d) what that costs a write: REPLICA_WRITES PATCHes (500) alternating between that server and
+    one without TWIN_REPLICA_URLS (each of its writes also asks the primary for its WAL
+    position and keeps it for the token); medians and their ratio.
 
 On one machine a replica adds no cores (the issue says so): this measures cost, not capacity.
 """
@@ -24,14 +32,19 @@ from __future__ import annotations
 import bisect
 import os
 import random
+import socket
 import statistics
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import httpx
 import psycopg
 
 from bench.floor import twin_statement
-from bench.restore import BASE, twin
+from bench.restore import BASE, TWIN, twin
 from twin.settings import Settings
 from twin.store.cluster import local_cluster
 from twin.store.db import libpq_conninfo
@@ -39,6 +52,8 @@ from twin.store.replicas import replicas
 
 READS = int(os.environ.get("REPLICA_READS", "400"))
 WRITE_S = float(os.environ.get("REPLICA_WRITE_S", "30"))
+RYW = int(os.environ.get("REPLICA_RYW", "10000"))
+WRITES = int(os.environ.get("REPLICA_WRITES", "500"))
 
 
 def _reads(primary: str, replica: str) -> dict[str, dict[str, float]]:
@@ -124,6 +139,109 @@ def _lag(primary: str, replica: str) -> dict[str, float]:
             "max_ms": lags[-1] * 1000}
 
 
+@contextmanager
+def _served(replica_url: str | None) -> Iterator[str]:
+    """``twin serve --workers 2`` on the bench's twin (with the replica when named), on a free
+    port, once it answers; its base URL. Its output goes to BASE/serve-*.log."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "TWIN_DATABASE_URL"} | {
+        "TWIN_DATA_DIR": str(BASE), "TWIN_DB_NAME": "twin", "TWIN_DB_PORT": "5432"}
+    if replica_url:
+        env["TWIN_REPLICA_URLS"] = replica_url
+    log = BASE / f"serve-{'replica' if replica_url else 'primary'}.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([str(TWIN), "serve", "--workers", "2", "--port",  # noqa: S603
+                                   str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None:
+                raise SystemExit(f"twin serve exited: see {log}")
+            time.sleep(0.1)
+        else:
+            raise SystemExit(f"twin serve did not answer in a minute: see {log}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _planner(url: str) -> dict[str, str]:
+    answer = httpx.post(f"{url}/auth/token", data={"username": "planner",
+                                                   "password": Settings().demo_password})
+    answer.raise_for_status()
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def _building(conninfo: str, offset: int) -> tuple[int, str]:
+    """A building and its ETag."""
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT id, version FROM twin.features WHERE layer = 'buildings' "
+                           "ORDER BY id OFFSET %s LIMIT 1", (offset,)).fetchone()
+    assert row is not None
+    return int(row[0]), f'"{row[0]}-{row[1]}"'
+
+
+def _patch(client: httpx.Client, item: str, auth: dict[str, str], etag: str,
+           households: int) -> str:
+    """Write a building's households (based on ``etag``); its new ETag."""
+    answer = client.patch(item, headers={**auth, "If-Match": etag}, json={
+        "type": "Feature", "properties": {"households": households}, "reason": "bench"})
+    answer.raise_for_status()
+    return str(answer.headers["etag"])
+
+
+def _read_your_writes(url: str, conninfo: str) -> dict[str, float]:
+    auth = _planner(url)
+    fid, etag = _building(conninfo, 100)
+    item = f"{url}/collections/buildings/items/{fid}"
+    missed = on_replica = 0
+    writes: list[float] = []
+    reads: list[float] = []
+    with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        for n in range(RYW):
+            households = n % 300 + 1  # never the same twice running: each a new version
+            began = time.perf_counter()
+            etag = _patch(client, item, auth, etag, households)
+            wrote = time.perf_counter()
+            read = client.get(item, headers=auth)
+            reads.append(time.perf_counter() - wrote)
+            writes.append(wrote - began)
+            read.raise_for_status()
+            if read.headers["etag"] != etag or \
+                    read.json()["properties"]["households"] != households:
+                missed += 1
+            on_replica += read.headers["twin-read-from"] != "primary"
+    return {"missed": missed, "on_replica": on_replica,
+            "write_ms": statistics.median(writes) * 1000,
+            "read_ms": statistics.median(reads) * 1000}
+
+
+def _write_cost(with_replica: str, without: str, conninfo: str) -> dict[str, float]:
+    """PATCH medians through the two servers, alternating (one building each)."""
+    times: dict[str, list[float]] = {with_replica: [], without: []}
+    with httpx.Client() as client:
+        state = {url: (_planner(url), *_building(conninfo, 200 + n))
+                 for n, url in enumerate(times)}
+        for n in range(WRITES):
+            for url, spent in times.items():
+                auth, fid, etag = state[url]
+                began = time.perf_counter()
+                etag = _patch(client, f"{url}/collections/buildings/items/{fid}", auth, etag,
+                              n % 300 + 1)
+                spent.append(time.perf_counter() - began)
+                state[url] = (auth, fid, etag)
+    p, q = (statistics.median(times[url]) * 1000 for url in (with_replica, without))
+    return {"with_ms": p, "without_ms": q, "ratio": p / q}
+
+
 def main() -> int:
     cluster = local_cluster(Settings(database_url=None, data_dir=BASE, db_name="twin",
                                      db_port=5432))
@@ -137,6 +255,9 @@ def main() -> int:
     try:
         reads = _reads(primary, replica)
         lag = _lag(primary, replica)
+        with _served(made.cluster.app_url) as routed, _served(None) as plain:
+            ryw = _read_your_writes(routed, primary)
+            cost = _write_cost(routed, plain, primary)
     finally:
         twin("db", "replica", "remove", str(made.number))
         twin("db", "stop")
@@ -150,6 +271,13 @@ def main() -> int:
           f"{lag['samples']} samples): p50 {lag['p50_ms']:.1f} ms, p99 {lag['p99_ms']:.1f} ms, "
           f"max {lag['max_ms']:.1f} ms (goal: p99 < 1,000 ms: "
           f"{'met' if lag['p99_ms'] < 1000 else 'NOT met'})")
+    print(f"\nread your writes through twin serve --workers 2 with TWIN_REPLICA_URLS: {RYW:,} "
+          f"PATCHes, each read straight back: {ryw['missed']:,} reads missed their write "
+          f"(goal 0: {'met' if ryw['missed'] == 0 else 'NOT met'}), {ryw['on_replica']:,} "
+          f"served by the replica ({ryw['on_replica'] / RYW:.1%}), the rest by the primary; "
+          f"medians: PATCH {ryw['write_ms']:.2f} ms, GET {ryw['read_ms']:.2f} ms")
+    print(f"a write's cost, {WRITES:,} PATCHes alternating: {cost['with_ms']:.2f} ms with "
+          f"TWIN_REPLICA_URLS, {cost['without_ms']:.2f} ms without ({cost['ratio']:.2f}x)")
     return 0
 
 

@@ -121,13 +121,13 @@ def _template(server: Server, name: str, fill: bool) -> Iterator[str]:
     migrate(db.admin, app_role)
     if fill:
         # imported here: only the sample template needs the generator
-        from twin.sample.generator import generate
+        from twin.sample.generator import plan
         from twin.sample.load import load_sample
         from twin.sample.spec import load_spec
         from twin.users import hash_password
 
-        twin = generate(load_spec(SPEC), seed=SEED)
-        load_sample(db.app, twin, actor="pytest", password_hash=hash_password(DEMO_PASSWORD))
+        load_sample(db.app, plan(load_spec(SPEC), seed=SEED), actor="pytest",
+                    password_hash=hash_password(DEMO_PASSWORD))
     db.admin.dispose()
     db.app.dispose()
     yield name

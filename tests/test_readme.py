@@ -61,8 +61,8 @@ def test_the_first_ten_minutes_work_in_the_order_written(fresh: tuple[Database, 
     assert "waste_points" in out and "content hash" in out  # twin stats
     # the worker's points, the edit, its history (curl's answers, one after the other)
     points = _json_at(out, '{"type":"FeatureCollection"')
-    assert 6688 in [f["id"] for f in points["features"]] and len(points["features"]) >= 2
-    edited = _json_at(out, '{"type":"Feature","id":6688')
+    assert 5024 in [f["id"] for f in points["features"]] and len(points["features"]) >= 2
+    edited = _json_at(out, '{"type":"Feature","id":5024')
     assert edited["properties"]["state"] == "full" and edited["properties"]["version"] == 2
     history = _json_at(out, '{"layer" : "waste_points"')
     assert [v["version"] for v in history["versions"]] == [2, 1]

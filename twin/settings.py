@@ -15,6 +15,8 @@ from twin.users import Role
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 # a browser's Origin: scheme, host and maybe port, nothing after
 _ORIGIN = re.compile(r"https?://[^/\s?#*]+")
+# a PostgreSQL URL, libpq's or SQLAlchemy's spelling (the driver is psycopg's either way)
+_POSTGRES_URL = re.compile(r"(postgres|postgresql|postgresql\+psycopg)://\S+")
 
 
 def _desktop_gis_roles() -> list[Role]:
@@ -115,7 +117,22 @@ class Settings(BaseSettings):
                     "comma-separated; empty: If-Match is required of every role.",
     )
 
-    @field_validator("cors_origins", "implicit_if_match_roles", mode="before")
+    # NoDecode: comma-separated, as cors_origins
+    replica_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Read replicas of the database (`twin db replica add` prints one's URL), "
+                    "comma-separated: planners' and commanders' reads that may be a second "
+                    "old (items, the map's and the board's figures, reports, analyses) go to "
+                    "them; empty: every read goes to the database, as before.",
+    )
+    replica_max_lag_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds a read replica may trail the database and still be read from; "
+                    "one further behind is skipped until it catches up.",
+    )
+
+    @field_validator("cors_origins", "implicit_if_match_roles", "replica_urls", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """The environment gives a list as comma-separated text."""
@@ -134,6 +151,17 @@ class Settings(BaseSettings):
             raise ValueError(f"not an origin: {', '.join(wrong)}; name each as scheme://host"
                              "[:port], e.g. https://gis.example.cn (no path, no *)")
         return origins
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _postgres_urls(cls, value: list[str]) -> list[str]:
+        """Each a PostgreSQL URL: anything else would only surface as a replica skipped."""
+        wrong = [url for url in value if not _POSTGRES_URL.match(url)]
+        if wrong:
+            raise ValueError(f"not a PostgreSQL URL: {', '.join(wrong)}; name each as "
+                             "postgresql://user@host[:port]/database (or as `twin db replica "
+                             "add` prints it)")
+        return value
 
     @field_validator("time_zone")
     @classmethod

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import EngineDep, UserDep
 from api.errors import SIGNED, errors
 from api.params import Id
+from api.replicas import replica_read
 from api.routes.edits import read_json
 from twin.analysis.coverage import (
     ANALYSIS_ROLES,
@@ -61,6 +62,7 @@ def _known(request: Request, allowed: frozenset[str]) -> None:
 
 @router.get("/analysis/coverage", summary="Network distance from every building to the "
             "nearest facility of a layer; covered shares per micro-grid or area")
+@replica_read
 def coverage_route(
     request: Request,
     engine: EngineDep,
@@ -92,6 +94,7 @@ def coverage_route(
 
 @router.get("/analysis/coverage/buildings/{building_id}", summary="One building's network "
             "distance to the nearest facility of a layer", responses=errors(404))
+@replica_read
 def building_coverage_route(
     request: Request,
     engine: EngineDep,
@@ -127,6 +130,7 @@ def _point(name: str, value: str | None) -> tuple[float, float]:
 
 @router.get("/analysis/coverage/what-if", summary="What one more facility at a point would "
             "cover: the buildings and households it adds, totals before and after")
+@replica_read
 def what_if_route(
     request: Request,
     engine: EngineDep,
@@ -178,6 +182,7 @@ _SITING_BODY = {"required": True, "content": {"application/json": {"schema": {
 @router.post("/analysis/siting", summary="Where N new facilities of a layer cover the most "
              "households (maximal covering, existing facilities kept)",
              openapi_extra={"requestBody": _SITING_BODY}, responses=errors(413))
+@replica_read
 async def siting_route(request: Request, engine: EngineDep, user: UserDep) -> dict[str, Any]:
     """A JSON body: ``layer``, ``n``, ``within`` (metres; default the layer's
     coverage_within_m), ``state``/``tags`` (which existing facilities count), ``candidates``
@@ -191,6 +196,7 @@ async def siting_route(request: Request, engine: EngineDep, user: UserDep) -> di
 
 @router.get("/analysis/fire-access", summary="Which buildings a fire engine cannot get "
             "near; which blocked passages would restore the most households")
+@replica_read
 def fire_access_route(
     request: Request,
     engine: EngineDep,

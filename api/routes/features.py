@@ -33,6 +33,7 @@ from api.params import (
     reject_unknown,
     tile_numbers,
 )
+from api.replicas import read_pool, replica_read
 from twin.crs import CRS84, SUPPORTED
 from twin.errors import InvalidInput, NotFound, Problem
 from twin.features.cql import queryables
@@ -186,6 +187,7 @@ async def layer_queryables(request: Request, layer: str) -> Response:
             response_class=StreamingResponse,
             responses=media(GEOJSON, HTML) | NOT_MODIFIED | errors(404))
 @hot
+@replica_read
 async def items(request: Request, layer: str) -> Response:
     """A page of up to one chunk is one row, fetched whole (its statement prepared after a
     few uses); a larger one streams a chunk at a time, so memory stays flat whatever the
@@ -195,7 +197,7 @@ async def items(request: Request, layer: str) -> Response:
     if wants_html(request):
         return await _items_html(request, query, token)
     if query.limit <= _CHUNK:
-        async with get_pool(request).connection() as conn:
+        async with read_pool(request).connection() as conn:
             sql, params, role = await _page_statement(request, conn, query, token)
             with _evaluation_errors():
                 row = await (await conn.execute(sql, params, binary=True)).fetchone()
@@ -225,7 +227,7 @@ async def _stream(request: Request, query: ItemsQuery, token: str) -> Response:
     """A large page: the first chunk read before answering (it carries the ETag and the next
     page's keys), the others sent as PostgreSQL sends them; the connection goes back to the
     pool at the end."""
-    pool = get_pool(request)
+    pool = read_pool(request)
     conn = await pool.getconn()
     try:
         sql, params, role = await _page_statement(request, conn, query, token)
@@ -318,7 +320,7 @@ def _tail(count: int, matched: int | None, links: list[dict[str, str]]) -> bytes
 
 async def _items_html(request: Request, query: ItemsQuery, token: str) -> Response:
     """A page as a table for a browser: the same statement, every chunk read first."""
-    async with get_pool(request).connection() as conn:
+    async with read_pool(request).connection() as conn:
         sql, params, role = await _page_statement(request, conn, query, token)
         with _evaluation_errors():
             rows = await (await conn.execute(sql, params, binary=True)).fetchall()
@@ -379,6 +381,7 @@ def _features_table(request: Request, layer: Layer, features: list[dict[str, Any
             response_class=Response,
             responses=media(GEOJSON, HTML) | NOT_MODIFIED | errors(404))
 @hot
+@replica_read
 async def item(request: Request, layer: str, fid: str) -> Response:
     token = bearer_digest(request)
     reject_unknown(request.query_params, {"f", "crs", "asOf"})
@@ -388,7 +391,7 @@ async def item(request: Request, layer: str, fid: str) -> Response:
     found = get_layer(layer)
     number = id_number(fid) or -1  # no feature has it: a 404
     sql, params = one_feature_sql(found, crs, as_of)
-    async with get_pool(request).connection() as conn:
+    async with read_pool(request).connection() as conn:
         role = await token_role(request, conn, token)
         cur = await conn.execute(sql, params | {"layer": found.name, "id": number})
         row = await cur.fetchone()

@@ -77,9 +77,12 @@ async def ready(request: Request) -> dict[str, Any] | JSONResponse:
         return _not_ready(f"the database's schema is at {version}, this Twin needs "
                           f"{schema_head()}: run `twin db migrate`")
     # a replica behind or gone does not stop this process serving: it is said, not failed
-    return {"ready": True, "schema": version, "replicas": [
+    answer = {"ready": True, "schema": version, "replicas": [
         {"name": name, "state": state, "bytes_behind": behind, "lag_s": lag}
         for name, state, behind, lag in replicas]}
+    if request.app.state.replicas is not None:  # TWIN_REPLICA_URLS as this process reads them
+        answer["read_from"] = request.app.state.replicas.view()
+    return answer
 
 
 class _Twin(Collector):

@@ -44,6 +44,7 @@ def _buildings(points: list[tuple[float, float]], households: list[int]) -> Buil
     return Buildings(
         ids=np.arange(1, k + 1, dtype=np.int64), households=np.array(households),
         elderly=np.zeros(k, dtype=np.int64), grids=["g"] * k, areas=["a"] * k,
+        subdistricts=["s"] * k,
         addresses=[None] * k, geojson=['{"type": "Point", "coordinates": [0, 0]}'] * k,
         snapped=None,  # type: ignore[arg-type]  # fire access measures from xy
         area_names={}, index={}, xy=np.array(points, dtype=np.float64))

@@ -139,7 +139,7 @@ def test_before_the_twin_an_empty_file_with_the_schema(sample_db: Database,
     (("buildings", "out.gpkg.zip"), "a .zip is a zipped Shapefile here, not a zipped .gpkg"),
     (("buildings", "out.csv", "--datum", "wgs84"), "unknown datum 'wgs84': one of gcj02, bd09"),
     (("buildings", "out.gpkg", "--datum", "GCJ-02"), "坐标偏移类型须为 gcj02 或 bd09"),
-    (("nope", "out.gpkg"), "no layer 'nope'; layers: residential_areas, micro_grids"),
+    (("nope", "out.gpkg"), "no layer 'nope'; layers: subdistricts, residential_areas"),
     (("buildings", "out.gpkg", "--as-of", "yesterday"), "is not an RFC 3339 time"),
     (("buildings", "out.gpkg", "--as-of", "2026-06-30T18:00:00"), "with an offset"),
 ])

@@ -130,6 +130,13 @@ def test_a_subdistricts_command_centre_sees_its_own_the_districts_sees_all(
              if g["states"]}
     assert grids and grids <= east_grids
 
+    whole_year = {"from": "2025-12-01", "to": "2027-01-01", "by": "subdistrict"}
+    report = client.get("/reports/changes", params=whole_year, headers=district)
+    assert report.status_code == 200, report.text
+    assert {HOME, EAST} <= {g["subdistrict"] for g in report.json()["groups"]}
+    assert {g["subdistrict"] for g in client.get("/reports/changes", params=whole_year,
+                                                 headers=mine).json()["groups"]} == {EAST}
+
     period = {"from": "2026-03-01", "to": "2026-04-01"}
     whole = client.get("/cases/kpis", params={**period, "by": "subdistrict"}, headers=district)
     assert whole.status_code == 200, whole.text

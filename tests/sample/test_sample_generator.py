@@ -200,6 +200,16 @@ def test_a_larger_scale_repeats_the_subdistrict_with_unique_codes(
     assert twin.grid_codes[263].startswith("310115010001-t1-")
     # The second tile lies east of the first and meets it: one street network.
     assert _components(layer(twin, "streets")) == 1
+    # each copy its own subdistrict by default, or grouped: outlines that tile the areas
+    outlines = layer(twin, "subdistricts")
+    assert [(o.props["code"], o.name) for o in outlines] == [
+        ("310115010", "南码头路街道"), ("310115010-s1", "南码头路街道（1）")]
+    assert abs(shapely.union_all([o.geometry for o in outlines]).area
+               - shapely.union_all([a.geometry for a in areas]).area) < 1e-9
+    one = generate(spec, scale=2, subdistricts=1)
+    assert [o.props["code"] for o in layer(one, "subdistricts")] == ["310115010"] * 2
+    with pytest.raises(InvalidInput, match="subdistricts"):
+        generate(spec, scale=2, subdistricts=3)
     assert sum(s.name == spec.streets.riverside for s in layer(twin, "streets")) == sum(
         s.name == spec.streets.riverside for s in layer(twin, "streets"))
 

@@ -109,7 +109,8 @@ AsOfOption = Annotated[str | None, typer.Option(
 
 # Column headings of a grouping, in Chinese and English.
 GROUP_LABELS = {"layer": "图层 layer", "grid": "微网格 micro-grid",
-                 "area": "居民区 residential area", "actor": "操作人 actor"}
+                 "area": "居民区 residential area", "subdistrict": "街道 subdistrict",
+                 "actor": "操作人 actor"}
 
 
 

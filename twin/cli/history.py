@@ -33,8 +33,8 @@ def report_command(
                                        "RFC 3339 with its offset, 2026-01-01T00:00:00+08:00.")],
     end: Annotated[str, typer.Option("--to", help="End (exclusive): a date or RFC 3339.")],
     by: Annotated[str | None, typer.Option(
-        help="Group by layer (the default), grid, area or actor; with --cases by grid, area, "
-             "department, category or source.")] = None,
+        help="Group by layer (the default), grid, area, subdistrict or actor; with --cases by "
+             "grid, area, subdistrict, department, category or source.")] = None,
     layer: Annotated[str | None, typer.Option(help="Count this layer only.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     cases: Annotated[bool, typer.Option(

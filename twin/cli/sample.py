@@ -30,6 +30,10 @@ def sample(
         help="Random seed of the sample and its history (default: the spec's).")] = None,
     scale: Annotated[int, typer.Option(min=1, max=200,
                                        help="N times larger, for benchmarks.")] = 1,
+    subdistricts: Annotated[int | None, typer.Option(
+        min=1, help="Group the --scale copies into this many subdistricts, each with its own "
+                    "code and outline (default: one per copy; e.g. --scale 200 --subdistricts "
+                    "36 for a district of Pudong's size).")] = None,
     history: Annotated[int, typer.Option(
         min=0, help="Then append N generated changes (grid workers' and staff's edits over the "
                     "period of the spec's history table) through the history triggers; needs "
@@ -68,7 +72,7 @@ def sample(
     Example: twin sample --if-empty --history 10000
     """
     from twin.sample.cases import cases_window, may_stamp, write_cases
-    from twin.sample.generator import generate
+    from twin.sample.generator import plan
     from twin.sample.history import (
         default_jobs,
         history_window,
@@ -126,13 +130,12 @@ def sample(
             moment = window.start if window else load_moment(admin_engine(settings), the_spec)
             target = engine if moment is None else stamped_engine(admin_url, moment)
             with bars() as stage:
-                bar = stage("generating", scale)
-                twin = generate(the_spec, seed=seed, scale=scale,
-                                progress=lambda _label, n: bar(n))
-                load_sample(target, twin, actor=os.environ.get("USER", "twin"),
-                            password_hash=hash_password(settings.demo_password), progress=stage)
-            out.print(f"loaded {len(twin.features)} features (seed {twin.seed}, scale {scale}) "
-                      f"in {time.perf_counter() - started:.1f} s")
+                twin = plan(the_spec, seed=seed, scale=scale, subdistricts=subdistricts)
+                loaded = load_sample(target, twin, actor=os.environ.get("USER", "twin"),
+                                     password_hash=hash_password(settings.demo_password),
+                                     progress=stage)
+            out.print(f"loaded {loaded:,} features (seed {twin.seed}, scale {scale}, "
+                      f"{twin.subdistricts} subdistricts) in {time.perf_counter() - started:.1f} s")
         if window is not None:
             history_seed = the_spec.seed if seed is None else seed
             with bars() as stage:

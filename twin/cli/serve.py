@@ -94,7 +94,7 @@ def systemd(
 
 
 # settings that hold a secret stay out of unit files, which anyone may read
-_SECRET = ("PASSWORD", "DATABASE_URL", "KEY", "TOKEN")
+_SECRET = ("PASSWORD", "DATABASE_URL", "REPLICA_URLS", "KEY", "TOKEN")
 
 
 def _units(settings: Settings, workers: int) -> dict[str, str]:

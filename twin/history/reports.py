@@ -41,10 +41,10 @@ SELECT d.first_day, greatest(d.first_day, d.end_day) AS last_day,
 # the daily counts of its days outside (``sub``), which reads a few days instead of most of a
 # month of daily rows. Each part names its period, so only that partition is read.
 _COUNTS = text("""
-SELECT CASE :by WHEN 'grid' THEN grid_code WHEN 'area' THEN area_code
+SELECT CASE :by WHEN 'grid' THEN c.grid_code WHEN 'area' THEN c.area_code
                 WHEN 'subdistrict' THEN g.subdistrict_code
-                WHEN 'actor' THEN actor ELSE layer END AS key,
-       layer, operation, state_from, state_to, sum(n)::bigint AS n
+                WHEN 'actor' THEN c.actor ELSE c.layer END AS key,
+       c.layer, c.operation, c.state_from, c.state_to, sum(c.n)::bigint AS n
   FROM (SELECT layer, grid_code, area_code, actor, operation, state_from, state_to, n
           FROM twin.change_counts
          WHERE period = 'month' AND day >= :month_from AND day < :month_to
@@ -60,14 +60,14 @@ SELECT CASE :by WHEN 'grid' THEN grid_code WHEN 'area' THEN area_code
         SELECT layer, grid_code, area_code, actor, operation, state_from, state_to, 1
           FROM twin.change_facts
          WHERE server_time >= :start AND server_time < :whole_from
-            OR server_time >= :whole_to AND server_time < :end) AS counted
+            OR server_time >= :whole_to AND server_time < :end) AS c
   -- the rollup keeps grids; a grid's subdistrict is its outline's (only joined when asked)
   LEFT JOIN twin.features_micro_grids g
-         ON :by = 'subdistrict' AND g.props ->> 'code' = counted.grid_code
- WHERE (CAST(:layer AS text) IS NULL OR layer = :layer)
-   AND (CAST(:grids AS text[]) IS NULL OR grid_code = ANY(:grids))
+         ON :by = 'subdistrict' AND g.props ->> 'code' = c.grid_code
+ WHERE (CAST(:layer AS text) IS NULL OR c.layer = :layer)
+   AND (CAST(:grids AS text[]) IS NULL OR c.grid_code = ANY(:grids))
  GROUP BY 1, 2, 3, 4, 5
-HAVING sum(n) <> 0
+HAVING sum(c.n) <> 0
 """)
 
 

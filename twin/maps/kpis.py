@@ -47,11 +47,13 @@ WITH states AS (
              WHERE o.waiting > 0
                AND (CAST(:grids AS text[]) IS NULL OR g.grid_code = ANY(:grids))) AS d
      GROUP BY code
-), codes AS (
-    SELECT props ->> 'code' AS code, coalesce(props ->> 'committee', name) AS name
+), codes AS (  -- a subdistrict of several copies of the sample has an outline for each
+    SELECT DISTINCT ON (props ->> 'code') props ->> 'code' AS code,
+           coalesce(props ->> 'committee', name) AS name
       FROM twin.features WHERE layer = :group_layer AND props ? 'code'
        AND (CAST(:grids AS text[]) IS NULL OR props ->> 'code' = ANY(:grids)
             OR :group_layer <> 'micro_grids')
+     ORDER BY props ->> 'code', id
 )
 SELECT coalesce(json_agg(json_build_object(
            'code', c.code, 'name', c.name,

@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,46 +133,78 @@ def content_hash(twin: SampleTwin) -> str:
     return digest.hexdigest()
 
 
-def generate(spec: SampleSpec, seed: int | None = None, scale: int = 1,
-             progress: Callable[[str, int], None] | None = None) -> SampleTwin:
-    """Make the sample twin; ``scale`` N lays N tiles, each a whole subdistrict, side by side.
+@dataclass(frozen=True)
+class SamplePlan:
+    """A sample twin still to be made, tile by tile: a load holds one tile's features at a
+    time (scale 200 is 1.4 million features, 1.5 GB held whole)."""
+
+    spec: SampleSpec
+    seed: int
+    scale: int
+    subdistricts: int  # tiles are grouped into this many subdistricts, each with its code
+    metadata: dict[str, Any]
+
+    def tiles(self, progress: Callable[[str, int], None] | None = None
+              ) -> Iterator[dict[str, list[SampleFeature]]]:
+        """Each tile's features by layer, tile after tile; ``progress("tiles", 1)`` after
+        each."""
+        frame = _Frame.make(self.spec, self.seed)
+        columns = math.ceil(math.sqrt(self.scale))
+        for k in range(self.scale):
+            yield _Tile(frame, k, k % columns, k // columns,
+                        k * self.subdistricts // self.scale).features()
+            if progress is not None:
+                progress("tiles", 1)
+
+
+def plan(spec: SampleSpec, seed: int | None = None, scale: int = 1,
+         subdistricts: int | None = None) -> SamplePlan:
+    """The sample of ``scale`` N tiles, each a whole copy of the subdistrict, side by side,
+    grouped into ``subdistricts`` (default: one per tile) with codes of their own.
 
     Tiles fill columns away from the river and rows along it; only column 0 has the river.
-    Tile k > 0 suffixes its area codes with ``-t{k}`` and committee names with ``（k）``.
-    ``progress("tiles", 1)`` is called as each tile is done, so the calls add up to ``scale``.
+    Tile k > 0 suffixes its area codes with ``-t{k}`` and committee names with ``（k）``;
+    subdistrict s > 0 suffixes the spec's code with ``-s{s}`` and its name with ``（s）``.
     """
     if scale < 1:
         raise InvalidInput("scale must be at least 1", [Problem("scale", scale, "must be >= 1",
                                                                  "倍数至少为1")])
+    count = scale if subdistricts is None else subdistricts
+    if not 1 <= count <= scale:
+        raise InvalidInput("subdistricts: between 1 and the scale", [Problem(
+            "subdistricts", count, f"between 1 and the scale ({scale})",
+            "街道数须在1与倍数之间")])
     seed = spec.seed if seed is None else seed
     if seed < 0:
         raise InvalidInput("seed must not be negative", [Problem("seed", seed, "must be >= 0",
                                                                   "种子不能为负")])
-    frame = _Frame.make(spec, seed)
-    columns = math.ceil(math.sqrt(scale))
+    return SamplePlan(spec, seed, scale, count, {
+        "synthetic": True,
+        "source": (f"Sample twin of {spec.name} ({spec.name_zh}): the names and codes of the "
+                   "residential committees are real (National Bureau of Statistics division "
+                   "codes) and so are most counts (the subdistrict's work report; "
+                   "data/SOURCES.md says which); every geometry, street layout, building and "
+                   "facility position is synthetic, made by twin.sample from a seed."),
+        "seed": seed, "scale": scale, "subdistricts": count, "name": spec.name,
+        "name_zh": spec.name_zh, "river": spec.river, "river_edge": spec.river_edge,
+        "crs": "EPSG:4326", "metric_crs": _Frame.make(spec, seed).metric_crs,
+    })
+
+
+def generate(spec: SampleSpec, seed: int | None = None, scale: int = 1,
+             progress: Callable[[str, int], None] | None = None,
+             subdistricts: int | None = None) -> SampleTwin:
+    """Make the whole sample twin at once (``plan`` says what it is; ``SamplePlan.tiles``
+    makes it a tile at a time)."""
+    made = plan(spec, seed, scale, subdistricts)
     by_layer: dict[str, list[SampleFeature]] = {layer: [] for layer in LAYER_ORDER}
-    for k in range(scale):
-        tile = _Tile(frame, k, k % columns, k // columns)
-        for layer, features in tile.features().items():
+    for tile in made.tiles(progress):
+        for layer, features in tile.items():
             by_layer[layer].extend(features)
-        if progress is not None:
-            progress("tiles", 1)
     features = [f for layer in LAYER_ORDER for f in by_layer[layer]]
-    return SampleTwin(
-        spec=spec, seed=seed, scale=scale, features=features,
-        grid_codes=[f.props["code"] for f in by_layer["micro_grids"]],
-        metadata={
-            "synthetic": True,
-            "source": (f"Sample twin of {spec.name} ({spec.name_zh}): the names and codes of the "
-                       "residential committees are real (National Bureau of Statistics division "
-                       "codes) and so are most counts (the subdistrict's work report; "
-                       "data/SOURCES.md says which); every geometry, street layout, building and "
-                       "facility position is synthetic, made by twin.sample from a seed."),
-            "seed": seed, "scale": scale, "name": spec.name, "name_zh": spec.name_zh,
-            "river": spec.river, "river_edge": spec.river_edge,
-            "crs": "EPSG:4326", "metric_crs": frame.metric_crs,
-        },
-    )
+    return SampleTwin(spec=spec, seed=made.seed, scale=scale, features=features,
+                      grid_codes=[f.props["code"] for f in by_layer["micro_grids"]],
+                      metadata=made.metadata)
 
 
 # ---------------------------------------------------------------------------------------
@@ -366,8 +398,8 @@ _LAYOUT_STEP = 2.0          # how finely a row is searched for room
 class _Tile:
     """One tile, built stage by stage in frame metres, then projected."""
 
-    def __init__(self, frame: _Frame, k: int, c: int, r: int) -> None:
-        self.frame, self.k, self.c, self.r = frame, k, c, r
+    def __init__(self, frame: _Frame, k: int, c: int, r: int, s: int) -> None:
+        self.frame, self.k, self.c, self.r, self.s = frame, k, c, r, s
         self.rng = np.random.default_rng([frame.seed, _SEED_TILE, k])
         self.xs = _Lines.make(frame, 0, c)
         self.ys = _Lines.make(frame, 1, r)
@@ -655,13 +687,14 @@ class _Tile:
                     [shapely.difference(grids[n], shapely.union_all(give)), *take]))
 
     def _subdistrict(self) -> SampleFeature:
-        """The tile's outline, the union of its areas (which tile it whole), as a subdistrict
-        of its own: tile k > 0 suffixes the code with ``-t{k}`` as its areas' codes are."""
+        """The tile's outline, the union of its areas (which tile it whole), in subdistrict
+        s: s > 0 suffixes the spec's code with ``-s{s}`` (a subdistrict of several tiles has
+        an outline for each)."""
         spec = self.frame.spec
         outline = self.frame.to_lonlat(
             np.array([shapely.coverage_union_all(self.area_polys)], dtype=object), snap=True)[0]
-        code = spec.code if self.k == 0 else f"{spec.code}-t{self.k}"
-        name = spec.name_zh if self.k == 0 else f"{spec.name_zh}（{self.k}）"
+        code = spec.code if self.s == 0 else f"{spec.code}-s{self.s}"
+        name = spec.name_zh if self.s == 0 else f"{spec.name_zh}（{self.s}）"
         return SampleFeature("subdistricts", name, {"code": code}, (), _polygonal(outline))
 
     def _area_features(self) -> tuple[list[SampleFeature], list[SampleFeature]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from itertools import groupby
 
 import shapely
 from psycopg.types.json import Jsonb
@@ -14,7 +13,7 @@ from twin.cases.rules import load_rules
 from twin.errors import Conflict
 from twin.hotline.rules import load_hotline_rules
 from twin.registry import all_layers
-from twin.sample.generator import SampleFeature, SampleTwin
+from twin.sample.generator import LAYER_ORDER, SampleFeature, SamplePlan
 from twin.store.db import LOAD_DEVICE, EditContext, set_context
 from twin.users import DemoUser, add_user_rows
 
@@ -25,8 +24,7 @@ def feature_count(conn: Connection) -> int:
     return int(conn.execute(text("SELECT count(*) FROM twin.features")).scalar_one())
 
 
-def copy_features(conn: Connection, features: Iterable[SampleFeature],
-                  advance: Callable[[int], None] | None = None, chunk: int = 2000) -> int:
+def copy_features(conn: Connection, features: Iterable[SampleFeature]) -> int:
     """COPY features into the twin inside ``conn``'s transaction; returns how many."""
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -37,21 +35,19 @@ def copy_features(conn: Connection, features: Iterable[SampleFeature],
                             list(feature.tags),
                             shapely.to_wkb(feature.geometry, hex=True, include_srid=True)))
             written += 1
-            if advance and written % chunk == 0:
-                advance(chunk)
-    if advance:
-        advance(written % chunk)
     return written
 
 
-def load_sample(engine: Engine, twin: SampleTwin, actor: str, password_hash: str,
-                progress: Callable[[str, int], Callable[[int], None]] | None = None) -> None:
-    """Load a generated twin into an empty database, with its demo accounts.
-
-    ``progress(label, total)`` returns a callback advancing that stage's bar. Area layers go
-    first so that every later feature finds its micro-grid and residential area on insert.
-    """
+def load_sample(engine: Engine, twin: SamplePlan, actor: str, password_hash: str,
+                progress: Callable[[str, int], Callable[[int], None]] | None = None) -> int:
+    """Make a sample and load it into an empty database, with its demo accounts; how many
+    features. Made and loaded a tile at a time, so memory holds one tile (and the memory a
+    scale-200 load needs is that of scale 1). ``progress(label, total)`` returns a callback
+    advancing that stage's bar. In each tile, area layers go first so that every later
+    feature finds its subdistrict, micro-grid and residential area on insert."""
     known = all_layers()
+    order = [name for name in LAYER_ORDER if name in known]
+    order += [name for name in known if name not in order]
     with engine.begin() as conn:
         existing = feature_count(conn)
         if existing:
@@ -60,11 +56,12 @@ def load_sample(engine: Engine, twin: SampleTwin, actor: str, password_hash: str
         set_context(conn, EditContext(actor=actor, role="admin", device=LOAD_DEVICE,
                                       reason=f"sample twin loaded (seed {twin.seed}, "
                                              f"scale {twin.scale})"))
-        by_layer = {k: list(g) for k, g in groupby(twin.features, key=lambda f: f.layer)}
-        for name in known:
-            rows = by_layer.get(name, [])
-            advance = progress(f"{known[name].title_en}", len(rows)) if progress else None
-            copy_features(conn, rows, advance)
+        written = 0
+        advance = progress("tiles", twin.scale) if progress else None
+        for tile in twin.tiles():
+            written += sum(copy_features(conn, tile.get(name, [])) for name in order)
+            if advance:
+                advance(1)
         conn.execute(text("INSERT INTO twin.metadata (key, value) VALUES ('dataset', :v) "
                           "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
                      {"v": json.dumps(twin.metadata, ensure_ascii=False)})
@@ -76,16 +73,20 @@ def load_sample(engine: Engine, twin: SampleTwin, actor: str, password_hash: str
             departments = list(conn.execute(text(
                 "SELECT code FROM twin.departments ORDER BY code")).scalars())
         squads = squad_grids(conn)
-        users = demo_users(twin.grid_codes, departments, squads)
+        grid_codes = list(conn.execute(text(
+            "SELECT props ->> 'code' FROM twin.features WHERE layer = 'micro_grids' "
+            "ORDER BY id")).scalars())
+        users = demo_users(grid_codes, departments, squads)
         add_user_rows(conn, users, password_hash)
         conn.execute(text("INSERT INTO twin.squads (code, lead) SELECT unnest(CAST(:c AS text[])),"
                           " unnest(CAST(:l AS text[]))"),
                      {"c": list(squads), "l": [squad_lead(n) for n in range(1, len(squads) + 1)]})
         staff = [u[0] for u in users if u[1] != "worker"]
         accounts = {"users": staff[:5], "departments": len(departments),
-                    "workers": len(twin.grid_codes), "squad_leads": len(squads)}
+                    "workers": len(grid_codes), "squad_leads": len(squads)}
         conn.execute(text("INSERT INTO twin.metadata (key, value) VALUES ('demo_accounts', :v)"),
                      {"v": json.dumps(accounts)})
+    return written
 
 
 def squad_grids(conn: Connection) -> dict[str, list[str]]:

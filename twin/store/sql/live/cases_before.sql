@@ -39,7 +39,7 @@ BEGIN
         NEW.handled_by := NULL; NEW.rework := 0; NEW.extension := NULL; NEW.extended := '{}';
         NEW.grid_code := twin.code_at('micro_grids', NEW.geom);
         NEW.area_code := twin.code_at('residential_areas', NEW.geom);
-        NEW.subdistrict_code := twin.code_at('subdistricts', NEW.geom);
+        NEW.subdistrict_code := twin.subdistrict_of(NEW.grid_code, NEW.area_code, NEW.geom);
         NEW.squad := (SELECT f.props ->> 'squad' FROM twin.features f
                        WHERE f.layer = 'micro_grids' AND f.props ->> 'code' = NEW.grid_code
                        LIMIT 1);
@@ -169,7 +169,7 @@ BEGIN
        OR current_setting('twin.rederive', true) IS NOT DISTINCT FROM 'on' THEN
         NEW.grid_code := twin.code_at('micro_grids', NEW.geom);
         NEW.area_code := twin.code_at('residential_areas', NEW.geom);
-        NEW.subdistrict_code := twin.code_at('subdistricts', NEW.geom);
+        NEW.subdistrict_code := twin.subdistrict_of(NEW.grid_code, NEW.area_code, NEW.geom);
         NEW.squad := (SELECT f.props ->> 'squad' FROM twin.features f
                        WHERE f.layer = 'micro_grids' AND f.props ->> 'code' = NEW.grid_code
                        LIMIT 1);

@@ -29,9 +29,12 @@ BEGIN
             WHEN 'residential_areas' THEN NEW.props ->> 'code'
             WHEN 'subdistricts' THEN NULL
             ELSE twin.code_at('residential_areas', NEW.geom) END;
+        -- an area from the outlines; a grid from its area; the rest from their grid or area
         NEW.subdistrict_code := CASE NEW.layer
             WHEN 'subdistricts' THEN NEW.props ->> 'code'
-            ELSE twin.code_at('subdistricts', NEW.geom) END;
+            WHEN 'residential_areas' THEN twin.code_at('subdistricts', NEW.geom)
+            WHEN 'micro_grids' THEN twin.subdistrict_of(NULL, NEW.area_code, NEW.geom)
+            ELSE twin.subdistrict_of(NEW.grid_code, NEW.area_code, NEW.geom) END;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         IF same_place AND NEW.name IS NOT DISTINCT FROM OLD.name AND NEW.props = OLD.props

@@ -125,7 +125,7 @@ BEGIN
         END IF;
         NEW.grid_code := twin.code_at('micro_grids', NEW.geom);
         NEW.area_code := twin.code_at('residential_areas', NEW.geom);
-        NEW.subdistrict_code := twin.code_at('subdistricts', NEW.geom);
+        NEW.subdistrict_code := twin.subdistrict_of(NEW.grid_code, NEW.area_code, NEW.geom);
         NEW.repeat_of := (
             SELECT coalesce(o.repeat_of, o.id) FROM twin.orders o
              WHERE NEW.geom IS NOT NULL AND NEW.category IS NOT NULL

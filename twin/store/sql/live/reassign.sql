@@ -19,9 +19,15 @@ BEGIN
     ELSIF kind = 'residential_areas' THEN
         UPDATE twin.features SET version = version
         WHERE layer NOT IN ('residential_areas', 'subdistricts') AND geom && region;
-    ELSE
+    ELSE  -- a subdistrict: its areas, then their grids, then what lies in them, each
+          -- taking its code from the one before (twin.subdistrict_of)
         UPDATE twin.features SET version = version
-        WHERE layer <> 'subdistricts' AND geom && region;
+        WHERE layer = 'residential_areas' AND geom && region;
+        UPDATE twin.features SET version = version
+        WHERE layer = 'micro_grids' AND geom && region;
+        UPDATE twin.features SET version = version
+        WHERE layer NOT IN ('subdistricts', 'residential_areas', 'micro_grids')
+          AND geom && region;
     END IF;
     -- open cases follow (closed ones stay where they were handled)
     UPDATE twin.cases SET version = version

@@ -21,14 +21,15 @@ def _split(sample_db: Database, client: TestClient) -> dict[str, Any]:
     """The admin redraws the sample's one outline as its west half and adds the east half as
     a subdistrict of its own, through the API; what lies east moves to it."""
     admin = login(client, "admin")
-    # the east half: the micro-grids east of the middle, whole (grids never cross a border)
+    # the east half: the residential areas east of the middle, whole (a committee's area,
+    # and so its grids, lies in one subdistrict)
     fid, version, west, east = sample_db.one(f"""
         WITH o AS (SELECT id, version, geom, (ST_XMin(geom) + ST_XMax(geom)) / 2 AS mid
                      FROM twin.features
                     WHERE layer = 'subdistricts' AND props ->> 'code' = '{HOME}'),
              h AS (SELECT ST_X(ST_PointOnSurface(g.geom)) > o.mid AS east,
                           ST_ReducePrecision(ST_Union(g.geom), 1e-7) AS geom
-                     FROM twin.features g, o WHERE g.layer = 'micro_grids' GROUP BY 1)
+                     FROM twin.features g, o WHERE g.layer = 'residential_areas' GROUP BY 1)
         SELECT o.id, o.version,
                (SELECT ST_AsGeoJSON(ST_Multi(geom), 7) FROM h WHERE NOT east),
                (SELECT ST_AsGeoJSON(ST_Multi(geom), 7) FROM h WHERE east)

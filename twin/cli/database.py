@@ -283,6 +283,8 @@ def replica_add() -> None:
             made = add_replica(primary, stage("copying the cluster", 100))
     out.print(f"replica {made.number} streaming: {made.cluster.pgdata}")
     out.print(f"read-only URL: {made.cluster.app_url}")
+    out.print("to read from it: add that URL to TWIN_REPLICA_URLS (comma-separated) and "
+              "start twin serve again")
 
 
 @replica_app.command("list")
